@@ -1,0 +1,14 @@
+"""Blueprint registry: one module per resource."""
+
+from __future__ import annotations
+
+from flask_smorest import Api
+
+
+def register(api: Api) -> None:
+    """Register every blueprint under /api/v1."""
+    from api.blueprints import admin, auth, health, sync, templates
+
+    for module in (health, auth, admin, templates, sync):
+        for blp in module.blueprints():
+            api.register_blueprint(blp, url_prefix=f"/api/v1{blp.url_prefix or ''}")

@@ -1,0 +1,90 @@
+"""Sign in, refresh tokens, and who am I."""
+
+from __future__ import annotations
+
+from flask import current_app
+from sqlalchemy import select
+
+from api import db
+from api.blueprints.common import documented, make_blueprint
+from api.extensions import limiter, login_key
+from api.security import (
+    TokenReused,
+    authenticate,
+    current_scope,
+    current_user,
+    issue_tokens,
+    login_required,
+    rotate_refresh,
+)
+from schemas.auth import LoginIn, MeOut, RefreshIn, TokensOut
+from store.models import Region, Site
+
+blp = make_blueprint("auth", "/auth", "Sign in and token refresh")
+me_blp = make_blueprint("me", "/me", "The signed-in user")
+
+
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+@blp.route("/login", methods=["POST"])
+@limiter.limit(_login_limit, key_func=login_key, deduct_when=lambda r: r.status_code == 401)
+@blp.arguments(LoginIn)
+@blp.response(200, TokensOut)
+@documented(blp, 401, 422, 429, auth=False)
+def login(body):
+    """Exchange email and password for an access token and a refresh token."""
+    user = authenticate(db.session(), body["email"], body["password"])
+    tokens = issue_tokens(db.session(), user)
+    db.commit()
+    return tokens
+
+
+@blp.route("/refresh", methods=["POST"])
+@blp.arguments(RefreshIn)
+@blp.response(200, TokensOut)
+@documented(blp, 401, 422, auth=False)
+def refresh(body):
+    """Spend a refresh token for a new pair; the old one stops working."""
+    try:
+        tokens = rotate_refresh(db.session(), body["refresh_token"])
+    except TokenReused:
+        db.commit()  # keep the family revocation
+        raise
+    db.commit()
+    return tokens
+
+
+@me_blp.route("")
+@me_blp.response(200, MeOut)
+@documented(me_blp, 401)
+@login_required
+def me():
+    """The current user with role and scope (regions and sites)."""
+    user, scope = current_user(), current_scope()
+    session = db.session()
+    sites = session.execute(
+        select(Site).where(Site.deleted_at.is_(None), scope.site_clause(Site.id))
+        .order_by(Site.code)
+    ).scalars().all()
+    region_ids = {s.region_id for s in sites} | ({user.region_id} if user.region_id else set())
+    regions_stmt = select(Region).order_by(Region.name)
+    if not scope.is_hq:
+        regions_stmt = regions_stmt.where(Region.id.in_(sorted(region_ids)))
+    regions = session.execute(regions_stmt).scalars().all()
+    return {
+        "id": user.id, "email": user.email, "name": user.name, "role": user.role,
+        "region_id": user.region_id,
+        "scope": {
+            "all_sites": scope.is_hq,
+            "regions": [{"id": r.id, "name": r.name, "code": r.code} for r in regions],
+            "sites": [{"id": s.id, "name": s.name, "code": s.code, "region_id": s.region_id}
+                      for s in sites],
+        },
+    }
+
+
+def blueprints():
+    """This module's blueprints."""
+    return [blp, me_blp]

@@ -1,0 +1,58 @@
+"""Shared bits for blueprints: documented error responses, pagination, auth docs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask_smorest import Blueprint
+from flask_smorest.pagination import PaginationParameters
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+AUTH = [{"bearerAuth": []}]
+
+
+def make_blueprint(name: str, url_prefix: str, description: str) -> Blueprint:
+    """A smorest blueprint with our pagination defaults."""
+    blp = Blueprint(name, __name__, url_prefix=url_prefix, description=description)
+    blp.DEFAULT_PAGINATION_PARAMETERS = {
+        "page": 1,
+        "page_size": DEFAULT_PAGE_SIZE,
+        "max_page_size": MAX_PAGE_SIZE,
+    }
+    return blp
+
+
+def documented(blp: Blueprint, *codes: int, auth: bool = True) -> Callable:
+    """Document the error responses a view can give (and its bearer auth)."""
+
+    def decorator(func: Callable) -> Callable:
+        for code in codes:
+            func = blp.alt_response(code, response="DEFAULT_ERROR",
+                                    description=_DESCRIPTIONS[code])(func)
+        if auth:
+            func = blp.doc(security=AUTH)(func)
+        return func
+
+    return decorator
+
+
+def page(pagination: PaginationParameters, fetch: Callable[[int, int], tuple[list, int]]) -> Any:
+    """Run a paged fetch and record the total for the X-Pagination header."""
+    items, total = fetch(pagination.page, pagination.page_size)
+    pagination.item_count = total
+    return items
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Not signed in, or the token is invalid or expired",
+    403: "Not allowed for this user",
+    404: "Not found, or outside the user's scope",
+    409: "Conflicts with the current state",
+    413: "Body too large",
+    422: "Invalid fields (named in 'errors')",
+    429: "Rate limited",
+    503: "A dependency is unavailable; retry after Retry-After seconds",
+}

@@ -1,0 +1,157 @@
+"""WatermelonDB-compatible sync: pull and push."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Response, current_app, g, request
+from marshmallow import fields, validate
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from api import db
+from api.blueprints.common import documented, make_blueprint
+from api.jsonio import dumps
+from api.rules import sync_rules
+from api.security import current_scope, current_user, login_required
+from schemas.common import Strict
+from store.enums import INSPECTOR, REGIONAL_MANAGER
+from store.errors import DomainError
+from store.models import DeviceState, User
+from store.types import utcnow
+from sync import idempotency, pull, push, revs
+from sync.scope import scope_for
+
+blp = make_blueprint("sync", "/sync", "Offline sync (WatermelonDB protocol)")
+
+MAX_DEVICE_ID = 128
+
+
+class MissingDevice(DomainError):
+    """Sync requests must name the device."""
+
+    status = 400
+    reason = "missing_device_id"
+
+
+class PullArgs(Strict):
+    """Pull parameters (query string, or a JSON body for POST)."""
+
+    last_pulled_at = fields.Integer(strict=False, allow_none=True, load_default=None,
+                                    validate=validate.Range(min=0, max=2**62))
+    schema_version = fields.Integer(strict=False, allow_none=True, load_default=None,
+                                    validate=validate.Range(min=0, max=10**6))
+    migration = fields.Raw(allow_none=True, load_default=None)
+    limit = fields.Integer(strict=False, allow_none=True, load_default=None,
+                           validate=validate.Range(min=1, max=100_000))
+
+
+class PushBody(Strict):
+    """Documented shape of a push (validated by the sync engine itself for speed)."""
+
+    changes = fields.Dict(required=True)
+    last_pulled_at = fields.Integer(allow_none=True)
+
+
+def _device_id() -> str:
+    device = (request.headers.get("X-Device-Id") or "").strip()
+    if not device or len(device) > MAX_DEVICE_ID:
+        raise MissingDevice("Send a stable per-install id in the 'X-Device-Id' header "
+                            f"(1-{MAX_DEVICE_ID} characters).")
+    return device
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(dumps(body), status=status, mimetype="application/json")
+
+
+def _note_device(user_id: str, column: str, rev: int | None = None) -> None:
+    """Remember when this device last synced (one upsert)."""
+    session = db.session()
+    values = {"user_id": user_id, "device_id": g.device_id, column: utcnow()}
+    if rev is not None:
+        values["last_pulled_rev"] = rev
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(DeviceState).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["user_id", "device_id"],
+        set_={k: v for k, v in values.items() if k not in ("user_id", "device_id")})
+    session.execute(stmt)
+
+
+def _do_pull(args: dict) -> Response:
+    g.device_id = _device_id()
+    user_id = current_user().id
+    limit_max = current_app.config["SYNC_PULL_LIMIT"]
+    limit = min(args.get("limit") or limit_max, limit_max)
+    req = pull.PullRequest(args.get("last_pulled_at"), limit,
+                           pull.parse_migration(args.get("migration")))
+    # A page and its cursor come from one snapshot: a separate read-only transaction.
+    # End the request's own transaction first (SQLite allows one at a time).
+    db.session().rollback()
+    with db.sessions()() as snap:
+        if snap.get_bind().dialect.name == "postgresql":
+            snap.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        scope = scope_for(snap, snap.get(User, user_id))
+        result = pull.pull(snap, scope, req)
+        snap.rollback()
+    _note_device(user_id, "last_pull_at", result["timestamp"])
+    db.session().commit()
+    return _json(result)
+
+
+@blp.route("/pull", methods=["GET"])
+@blp.arguments(PullArgs, location="query")
+@blp.response(200)
+@documented(blp, 400, 401, 422)
+@login_required
+def pull_get(args):
+    """Changes since `last_pulled_at` in your scope, paged (`has_more`), with the new cursor."""
+    return _do_pull(args)
+
+
+@blp.route("/pull", methods=["POST"])
+@blp.arguments(PullArgs)
+@blp.response(200)
+@documented(blp, 400, 401, 422)
+@login_required
+def pull_post(args):
+    """The same pull with its parameters in a JSON body."""
+    return _do_pull(args)
+
+
+@blp.route("/push", methods=["POST"])
+@blp.arguments(PushBody, location="json", as_kwargs=True)
+@blp.response(200)
+@documented(blp, 400, 401, 403, 409, 413, 422)
+@login_required
+def push_changes(**_ignored):
+    """Apply a device's changes all-or-nothing; refused changes come back as conflicts."""
+    g.device_id = _device_id()
+    scope = current_scope()
+    scope.require_role(INSPECTOR, REGIONAL_MANAGER)
+    session = db.session()
+    key = (request.headers.get("Idempotency-Key") or "").strip()[:200]
+    digest = idempotency.body_hash(request.get_data(cache=True)) if key else ""
+    if key:
+        stored = idempotency.replay(session, scope.user_id, key, digest)
+        if stored is not None:
+            return _json(stored[1], stored[0])
+    result = push.push(
+        session, scope=scope, device_id=g.device_id, body=g.json_body, rules=sync_rules(),
+        max_records=current_app.config["SYNC_PUSH_MAX_RECORDS"],
+        now_ms=int(time.time() * 1000),
+    )
+    _note_device(scope.user_id, "last_push_at")
+    top = revs.stamp(session)
+    result["timestamp"] = top if top is not None else revs.current_rev(session)
+    if key:
+        idempotency.remember(session, scope.user_id, key, digest, 200, result)
+    session.commit()
+    return _json(result)
+
+
+def blueprints():
+    """This module's blueprints."""
+    return [blp]

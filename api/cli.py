@@ -1,0 +1,59 @@
+"""Command-line tasks: migrate, seed the demo, housekeeping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from alembic import command
+from alembic.config import Config
+from flask import Flask, current_app
+
+from api import db
+from api.config import DEMO_PASSWORD
+from api.security import hash_password
+from org import demo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic configuration pointing at our migrations."""
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url)
+    return cfg
+
+
+def migrate_database(engine) -> None:
+    """Bring the schema to the newest migration."""
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def register(app: Flask) -> None:
+    """Attach the commands to the app's CLI."""
+
+    @app.cli.command("migrate")
+    def migrate_cmd() -> None:
+        """Apply database migrations."""
+        migrate_database(current_app.extensions["db_engine"])
+        click.echo("database migrated")
+
+    @app.cli.command("seed-demo")
+    @click.option("--if-empty", is_flag=True, help="Only seed a database with no users.")
+    def seed_demo_cmd(if_empty: bool) -> None:
+        """(Re-)create the demo organisation (development only)."""
+        if current_app.config["APP_ENV"] == "production":
+            raise click.ClickException("The demo organisation is refused in production.")
+        session = db.session()
+        if if_empty and not demo.is_empty(session):
+            click.echo("database not empty; demo seed skipped")
+            return
+        demo.wipe(session)
+        demo.seed(session, hash_password, DEMO_PASSWORD)
+        db.commit()
+        click.echo(f"demo organisation seeded; password for every account: {DEMO_PASSWORD}")

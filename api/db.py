@@ -1,0 +1,45 @@
+"""The request's database session and the unit of work (the only place that commits)."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.db import make_engine, make_session_factory
+from sync import revs
+
+
+def init_app(app: Flask) -> None:
+    """Create the engine and session factory for this app."""
+    engine = make_engine(app.config["DATABASE_URL"])
+    factory = make_session_factory(engine)
+    revs.install(factory)
+    app.extensions["db_engine"] = engine
+    app.extensions["db_sessions"] = factory
+    app.teardown_appcontext(_close)
+
+
+def sessions() -> sessionmaker[Session]:
+    """The app's session factory."""
+    return current_app.extensions["db_sessions"]
+
+
+def session() -> Session:
+    """The session of this request, opened on first use."""
+    if "db" not in g:
+        g.db = sessions()()
+    return g.db
+
+
+def commit() -> None:
+    """Stamp revs (taking the counter lock last) and commit the request's transaction."""
+    db = session()
+    revs.stamp(db)
+    db.commit()
+
+
+def _close(_exc: BaseException | None) -> None:
+    db = g.pop("db", None)
+    if db is not None:
+        db.rollback()
+        db.close()

@@ -1,0 +1,150 @@
+"""One JSON error envelope for every non-2xx: {code, status, message, errors?, reason?}."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from store.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+_DEFAULT_MESSAGES = {
+    400: "The request could not be understood; check that the body is valid JSON.",
+    401: "Sign in first: send 'Authorization: Bearer <access token>'.",
+    403: "You are not allowed to do this.",
+    404: "Nothing was found at this address.",
+    405: "This address does not accept that method.",
+    409: "The request conflicts with the current state of the record.",
+    413: "The request body is larger than this service accepts.",
+    415: "Send the body as JSON with 'Content-Type: application/json'.",
+    422: "Some fields are invalid; see 'errors'.",
+    429: "Too many requests; wait before trying again.",
+    500: "Something went wrong on our side; it has been logged.",
+    503: "The service is temporarily unavailable; retry shortly.",
+}
+
+
+def envelope(
+    code: int,
+    message: str | None = None,
+    *,
+    errors: Any = None,
+    reason: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """Build an error response in the one envelope."""
+    body: dict[str, Any] = {
+        "code": code,
+        "status": HTTPStatus(code).phrase,
+        "message": message or _DEFAULT_MESSAGES.get(code, HTTPStatus(code).description),
+    }
+    if errors:
+        body["errors"] = errors
+    if reason:
+        body["reason"] = reason
+    if extra:
+        body.update(extra)
+    resp = jsonify(body)
+    resp.status_code = code
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    return resp
+
+
+def _flatten_locations(errors: Any) -> Any:
+    """webargs nests errors under the location ('json', 'query'); name the field directly."""
+    if isinstance(errors, dict) and len(errors) == 1:
+        (location, inner), = errors.items()
+        if location in {"json", "query", "form", "headers", "files", "view_args"}:
+            return inner
+    return errors
+
+
+def _summary(errors: Any) -> str:
+    """A one-line message naming the first offending fields."""
+    if isinstance(errors, dict) and errors:
+        parts = []
+        for field, msgs in list(errors.items())[:3]:
+            first = msgs[0] if isinstance(msgs, list) and msgs else msgs
+            if isinstance(first, dict):
+                first = _summary(first)
+            parts.append(f"{field}: {first}")
+        return "Invalid input: " + "; ".join(str(p) for p in parts)
+    return _DEFAULT_MESSAGES[422]
+
+
+def handle_http(error: HTTPException) -> Response:
+    """Werkzeug and smorest aborts."""
+    code = error.code or 500
+    data = getattr(error, "data", None) or {}
+    errors = data.get("errors") or data.get("messages")
+    errors = _flatten_locations(errors)
+    message = data.get("message")
+    if message is None and errors and code in (400, 422):
+        message = _summary(errors)
+    if message is None and error.description and code not in _DEFAULT_MESSAGES:
+        message = error.description
+    headers = dict(data.get("headers") or {})
+    if code == 429 and error.description:
+        message = f"Too many requests ({error.description}); wait before trying again."
+    return envelope(code, message, errors=errors, reason=data.get("reason"), headers=headers)
+
+
+def handle_domain(error: DomainError) -> Response:
+    """Our own domain errors."""
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if error.status == 503 else None
+    return envelope(
+        error.status,
+        error.message,
+        errors=error.errors,
+        reason=error.reason,
+        headers=headers,
+        extra=error.extra,
+    )
+
+
+def handle_db_unavailable(error: DBAPIError) -> Response:
+    """Lost or refused database connections: fail fast and tell the client when to retry."""
+    log.warning("database unavailable: %s", error)
+    return envelope(
+        503,
+        "The database cannot be reached right now; retry shortly.",
+        reason="database_unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def handle_integrity(error: IntegrityError) -> Response:
+    """A uniqueness or reference rule the service did not check first."""
+    log.info("integrity error: %s", error.orig)
+    return envelope(
+        409,
+        "This change clashes with an existing record (a duplicate or a missing reference).",
+        reason="integrity_conflict",
+    )
+
+
+def handle_unexpected(error: Exception) -> Response:
+    """Anything else: log it with its traceback, answer 500 in the envelope."""
+    if isinstance(error, HTTPException):
+        return handle_http(error)
+    log.exception("unhandled error")
+    return envelope(500)
+
+
+def register(app: Flask) -> None:
+    """Install the handlers; called after flask-smorest registered its own."""
+    app.register_error_handler(HTTPException, handle_http)
+    app.register_error_handler(DomainError, handle_domain)
+    app.register_error_handler(OperationalError, handle_db_unavailable)
+    app.register_error_handler(IntegrityError, handle_integrity)
+    app.register_error_handler(Exception, handle_unexpected)

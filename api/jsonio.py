@@ -1,0 +1,103 @@
+"""JSON in and out: orjson, with the input checks every endpoint relies on."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+from flask import Flask, g, request
+from flask.json.provider import JSONProvider
+
+from store.errors import DomainError
+
+
+class BadJSON(DomainError):
+    """The body is not JSON we accept."""
+
+    status = 400
+    reason = "invalid_json"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(value: Any) -> bytes:
+    """Serialise to JSON bytes (UTC datetimes as ISO 8601)."""
+    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+class OrjsonProvider(JSONProvider):
+    """Flask JSON provider backed by orjson."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return dumps(obj).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return parse(s if isinstance(s, bytes) else s.encode(), max_depth=64)
+
+    def response(self, *args: Any, **kwargs: Any) -> Any:
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(dumps(obj), mimetype="application/json")
+
+
+def check_tree(value: Any, max_depth: int) -> None:
+    """Refuse deep nesting and NUL characters anywhere (keys included); iterative, no recursion."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "$")]
+    while stack:
+        node, depth, path = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                raise BadJSON(f"Text at {path} contains a NUL character, which is not allowed.",
+                              reason="nul_character")
+            continue
+        if isinstance(node, dict | list):
+            if depth > max_depth:
+                raise BadJSON(f"The JSON is nested deeper than {max_depth} levels (at {path}).",
+                              reason="too_deep")
+            if isinstance(node, dict):
+                for key, child in node.items():
+                    if "\x00" in key:
+                        raise BadJSON(f"A key at {path} contains a NUL character.",
+                                      reason="nul_character")
+                    stack.append((child, depth + 1, f"{path}.{key}"))
+            else:
+                for i, child in enumerate(node):
+                    stack.append((child, depth + 1, f"{path}[{i}]"))
+
+
+def parse(raw: bytes, *, max_depth: int) -> Any:
+    """Parse JSON bytes strictly: valid UTF-8, no lone surrogates, bounded depth, no NUL."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadJSON(f"The body is not valid JSON: {exc}.") from None
+    check_tree(value, max_depth)
+    return value
+
+
+def guard_json_body() -> None:
+    """Before every request with a JSON body: parse it once, strictly, and keep it on g."""
+    g.json_body = None
+    if request.method not in ("POST", "PUT", "PATCH") or not request.is_json:
+        return
+    raw = request.get_data(cache=True)
+    if not raw:
+        return
+    from flask import current_app
+
+    g.json_body = parse(raw, max_depth=current_app.config["MAX_JSON_DEPTH"])
+
+
+def init_app(app: Flask) -> None:
+    """Install the provider and the body guard."""
+    app.json = OrjsonProvider(app)
+    app.before_request(guard_json_body)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC for REST output."""
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None

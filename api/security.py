@@ -1,0 +1,177 @@
+"""Passwords (argon2), signed expiring tokens (JWT), and the request's current user."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app, g, request
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from api.config import DEMO_PASSWORD
+from api.db import session
+from store.errors import Unauthorized
+from store.models import RefreshToken, User
+from store.types import utcnow
+from sync.scope import Scope, scope_for
+
+_hasher = PasswordHasher()
+ALGORITHM = "HS256"
+# A fixed hash to verify against when the email is unknown, so timing does not reveal accounts.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+class TokenReused(Unauthorized):
+    """A spent refresh token was presented again; its family is now revoked (commit that)."""
+
+    reason = "token_reused"
+
+
+def hash_password(password: str) -> str:
+    """Hash a password with argon2id."""
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    """Check a password against its stored hash."""
+    try:
+        return _hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def authenticate(db: Session, email: str, password: str) -> User:
+    """The active user with these credentials, or Unauthorized."""
+    user = db.execute(select(User).where(User.email == email.strip().lower())).scalar_one_or_none()
+    if user is None or not user.active:
+        verify_password(_DUMMY_HASH, password)
+        raise Unauthorized("Wrong email or password.", reason="bad_credentials")
+    if not verify_password(user.password_hash, password):
+        raise Unauthorized("Wrong email or password.", reason="bad_credentials")
+    if current_app.config["APP_ENV"] == "production" and password == DEMO_PASSWORD:
+        raise Unauthorized("The demo password is refused in production; ask HQ for a new one.",
+                           reason="demo_password_refused")
+    return user
+
+
+def _encode(claims: dict[str, Any]) -> str:
+    return jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=ALGORITHM)
+
+
+def _decode(token: str, expected_type: str) -> dict[str, Any]:
+    try:
+        claims = jwt.decode(
+            token,
+            current_app.config["SECRET_KEY"],
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "iat", "sub", "typ"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("Your token has expired; refresh it or sign in again.",
+                           reason="token_expired") from None
+    except jwt.InvalidTokenError:
+        raise Unauthorized("The token is not valid.", reason="token_invalid") from None
+    if claims.get("typ") != expected_type:
+        raise Unauthorized(f"Expected a {expected_type} token.", reason="token_invalid")
+    return claims
+
+
+def issue_tokens(db: Session, user: User, family: str | None = None) -> dict[str, Any]:
+    """A new access token and a single-use refresh token."""
+    now = utcnow()
+    access_ttl = current_app.config["ACCESS_TOKEN_TTL"]
+    refresh_ttl = current_app.config["REFRESH_TOKEN_TTL"]
+    access = _encode({"sub": user.id, "role": user.role, "typ": "access",
+                      "iat": now, "exp": now + dt.timedelta(seconds=access_ttl)})
+    jti = secrets.token_hex(16)
+    family = family or secrets.token_hex(16)
+    expires = now + dt.timedelta(seconds=refresh_ttl)
+    db.add(RefreshToken(jti=jti, user_id=user.id, family=family, expires_at=expires))
+    refresh = _encode({"sub": user.id, "typ": "refresh", "jti": jti, "iat": now, "exp": expires})
+    return {
+        "access_token": access,
+        "refresh_token": refresh,
+        "token_type": "Bearer",
+        "expires_in": access_ttl,
+        "user": user,
+    }
+
+
+def rotate_refresh(db: Session, token: str) -> dict[str, Any]:
+    """Spend a refresh token for a new pair; reuse of a spent one revokes its family."""
+    claims = _decode(token, "refresh")
+    row = db.execute(
+        select(RefreshToken).where(RefreshToken.jti == claims.get("jti")).with_for_update()
+    ).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        raise Unauthorized("This refresh token is no longer valid; sign in again.",
+                           reason="token_revoked")
+    if row.used_at is not None:
+        # A spent token came back: someone holds a copy. Cut off the whole family.
+        db.execute(update(RefreshToken).where(RefreshToken.family == row.family)
+                   .values(revoked_at=utcnow()))
+        raise TokenReused("This refresh token was already used; sign in again.")
+    row.used_at = utcnow()
+    user = db.get(User, row.user_id)
+    if user is None or not user.active:
+        raise Unauthorized("This account is disabled.", reason="account_disabled")
+    return issue_tokens(db, user, family=row.family)
+
+
+def current_user() -> User:
+    """The signed-in user of this request (Unauthorized if none)."""
+    user = getattr(g, "user", None)
+    if user is None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Sign in first: send 'Authorization: Bearer <access token>'.",
+                               reason="not_authenticated")
+        claims = _decode(token.strip(), "access")
+        user = session().get(User, claims["sub"])
+        if user is None or not user.active:
+            raise Unauthorized("This account no longer exists or is disabled.",
+                               reason="account_disabled")
+        g.user = user
+    return user
+
+
+def current_scope() -> Scope:
+    """The scope of the signed-in user, computed once per request."""
+    scope = getattr(g, "scope", None)
+    if scope is None:
+        scope = scope_for(session(), current_user())
+        g.scope = scope
+    return scope
+
+
+def login_required(func: Callable) -> Callable:
+    """Require a valid access token before the view runs."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        current_scope()
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def roles_required(*roles: str) -> Callable[[Callable], Callable]:
+    """Require a valid token and one of the roles."""
+
+    def decorator(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            current_scope().require_role(*roles)
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    return decorator

@@ -1,0 +1,368 @@
+"""The inspection rules applied to a ChangeSet, the same for sync pushes and REST calls:
+locks, lifecycle, scoring, completion checks, corrective actions, evidence and flags."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from inspections import actions as action_rules
+from inspections import lifecycle, scoring
+from inspections.canonical import content_sha256
+from inspections.evidence import missing_evidence
+from store.changeset import AuditNote, ChangeSet, ConflictNote, Row
+from store.models import Action, Attachment, Conflict, Inspection, Occurrence, Response
+from store.models import TemplateVersion as Version
+from store.types import new_id
+
+_INSPECTION_AUDITED = ("status", "area", "notes", "template_id", "site_id", "occurrence_id",
+                       "mode", "started_at", "completed_at", "deleted_at")
+
+
+def _rows(session: Session, model: type, column: str, ids: list[str]) -> list[Row]:
+    if not ids:
+        return []
+    table = model.__table__
+    stmt = select(table).where(table.c[column].in_(ids))
+    return [dict(r) for r in session.execute(stmt).mappings()]
+
+
+def decode_value(raw: str | None) -> tuple[Any, str | None]:
+    """A response's JSON text -> (value, error)."""
+    if raw is None or raw == "":
+        return None, None
+    try:
+        return json.loads(raw), None
+    except ValueError:
+        return None, "the answer is not valid JSON"
+
+
+class InspectionRules:
+    """Apply the domain rules to a plan; construct once per app with the action policy."""
+
+    def __init__(self, policy: action_rules.ActionPolicy | None = None) -> None:
+        self.policy = policy or action_rules.ActionPolicy()
+
+    # --- entry point ----------------------------------------------------------------------
+
+    def apply(self, session: Session, cs: ChangeSet) -> None:
+        """Amend the plan in place."""
+        ids = self._touched(cs)
+        if ids:
+            self._load_context(session, cs, ids)
+            self._enforce_locks(cs, ids)
+            self._lifecycle(cs, ids)
+            versions = self._versions(session, cs, ids)
+            for iid in ids:
+                self._recompute(cs, iid, versions.get(cs.after["inspections"][iid]["template_id"]))
+            self._flags(session, cs, ids)
+        self._device_actions(cs)
+
+    # --- context --------------------------------------------------------------------------
+
+    def _touched(self, cs: ChangeSet) -> list[str]:
+        ids = set()
+        for name in ("inspections", "responses", "attachments"):
+            for rid, row in cs.after.get(name, {}).items():
+                if name == "inspections":
+                    if rid in cs.device_changed.get(name, {}) or cs.is_new(name, rid) or (
+                            cs.changed_columns(name, rid)):
+                        ids.add(rid)
+                elif row.get("inspection_id"):
+                    ids.add(row["inspection_id"])
+        return sorted(i for i in ids if i in cs.after.get("inspections", {}))
+
+    def _load_context(self, session: Session, cs: ChangeSet, ids: list[str]) -> None:
+        for name, model in (("responses", Response), ("attachments", Attachment),
+                            ("actions", Action)):
+            for row in _rows(session, model, "inspection_id", ids):
+                cs.add_context(name, row)
+
+    def _children(self, cs: ChangeSet, name: str, iid: str, live: bool = True) -> list[Row]:
+        return [r for r in cs.after.get(name, {}).values()
+                if r.get("inspection_id") == iid and (not live or r.get("deleted_at") is None)]
+
+    def _versions(self, session: Session, cs: ChangeSet, ids: list[str]) -> dict[str, Row]:
+        tids = sorted({cs.after["inspections"][i]["template_id"] for i in ids} - {None})
+        return {r["id"]: r for r in _rows(session, Version, "id", tids)}
+
+    # --- locks and lifecycle --------------------------------------------------------------
+
+    def _revert(self, cs: ChangeSet, name: str, rid: str, kind: str, detail: str,
+                inspection_id: str | None) -> None:
+        """Undo a device's change to one record, keep its values in a conflict, bump the rev."""
+        before = cs.before.get(name, {}).get(rid)
+        after = cs.after[name][rid]
+        changed = sorted(cs.device_changed.get(name, {}).get(rid, ()))
+        device_values = {c: after.get(c) for c in changed}
+        if "deleted_at" in device_values:
+            device_values["deleted_at"] = "deleted on the device"
+        cs.conflicts.append(ConflictNote(
+            kind=kind, table=name, record_id=rid, detail=detail, inspection_id=inspection_id,
+            site_id=after.get("site_id"), device_value=device_values,
+            server_value=None if before is None else {c: _plain(before.get(c)) for c in changed}))
+        if before is None:
+            del cs.after[name][rid]
+            del cs.before[name][rid]
+        else:
+            cs.after[name][rid] = dict(before)
+            cs.bump(name, rid)
+        cs.device_changed.get(name, {}).pop(rid, None)
+
+    def _enforce_locks(self, cs: ChangeSet, ids: list[str]) -> None:
+        for iid in ids:
+            before = cs.before["inspections"].get(iid)
+            if before is None or not lifecycle.is_locked(before["status"]):
+                continue
+            status = before["status"]
+            if iid in cs.device_changed.get("inspections", {}):
+                self._revert(cs, "inspections", iid, "locked",
+                             f"the inspection is {status}; device changes are refused", iid)
+            for name in ("responses", "attachments"):
+                for row in self._children(cs, name, iid, live=False):
+                    rid = row["id"]
+                    if rid not in cs.device_changed.get(name, {}):
+                        continue
+                    late_evidence = (
+                        name == "attachments" and cs.is_new(name, rid) and status == "completed"
+                        and before.get("inspector_id") == cs.user_id
+                    )
+                    if not late_evidence:
+                        self._revert(cs, name, rid, "locked",
+                                     f"the inspection is {status}; device changes are refused",
+                                     iid)
+
+    def _lifecycle(self, cs: ChangeSet, ids: list[str]) -> None:
+        for iid in ids:
+            after = cs.after["inspections"][iid]
+            before = cs.before["inspections"].get(iid)
+            old = before["status"] if before else "draft"
+            new = after["status"]
+            if old == new or iid not in cs.device_changed.get("inspections", {}):
+                continue
+            try:
+                lifecycle.transition(old, new, cs.role, via="device")
+            except lifecycle.TransitionRefused as exc:
+                cs.conflicts.append(ConflictNote(
+                    kind="lifecycle", table="inspections", record_id=iid, column="status",
+                    inspection_id=iid, site_id=after.get("site_id"), server_value=old,
+                    device_value=new, detail=exc.message))
+                after["status"] = old if before else "in_progress"
+                cs.bump("inspections", iid)
+
+    # --- scoring and completion -----------------------------------------------------------
+
+    def _recompute(self, cs: ChangeSet, iid: str, version: Row | None) -> None:
+        insp = cs.after["inspections"][iid]
+        if insp.get("deleted_at") is not None:
+            return
+        if version is None:
+            cs.conflicts.append(ConflictNote(
+                kind="invalid_value", table="inspections", record_id=iid, column="template_id",
+                inspection_id=iid, site_id=insp.get("site_id"),
+                device_value=insp.get("template_id"), detail="unknown template version"))
+            return
+        body = version["body"]
+        items = {item["key"]: item for _s, item in scoring.iter_items(body)}
+        answers, chosen = self._answers(cs, iid, items)
+        evidence: dict[str, dict[str, int]] = defaultdict(lambda: {"records": 0, "uploaded": 0})
+        by_response = {r["id"]: k for k, r in chosen.items()}
+        for att in self._children(cs, "attachments", iid):
+            key = by_response.get(att.get("response_id"))
+            if key:
+                evidence[key]["records"] += 1
+                evidence[key]["uploaded"] += 1 if att.get("uploaded") else 0
+        result = scoring.score(body, version.get("pass_threshold"), answers,
+                               {k: v["records"] for k, v in evidence.items()})
+        insp.update(score=result.score, max_score=result.max_score,
+                    score_percent=result.score_percent, grade=result.grade,
+                    passed=result.passed, critical_failed=result.critical_failed)
+        for key, response in chosen.items():
+            item = result.items.get(key)
+            response["failed"] = bool(item.failed) if item else None
+            response["item_score"] = item.item_score if item else None
+        missing = missing_evidence(body, result, dict(evidence))
+        insp["media_complete"] = not missing
+        before = cs.before["inspections"].get(iid)
+        completing = insp["status"] == "completed" and (before or {}).get("status") != "completed"
+        if completing:
+            self._complete(cs, iid, insp, before, result, body, chosen)
+
+    def _answers(self, cs: ChangeSet, iid: str, items: dict[str, dict]) -> tuple[dict, dict]:
+        """Decoded answers per item (the newest of duplicates) and the response chosen."""
+        by_key: dict[str, list[Row]] = defaultdict(list)
+        for resp in self._children(cs, "responses", iid):
+            by_key[resp["item_key"]].append(resp)
+        answers: dict[str, Any] = {}
+        chosen: dict[str, Row] = {}
+        pushed = cs.device_changed.get("responses", {})
+        for key, group in by_key.items():
+            # Most recently received: changed in this push first, then the highest rev.
+            group.sort(key=lambda r: (r["id"] in pushed, r.get("server_rev") or 0, r["id"]))
+            winner = group[-1]
+            if len(group) > 1 and any(r["id"] in pushed for r in group):
+                cs.conflicts.append(ConflictNote(
+                    kind="duplicate_response", table="responses", record_id=winner["id"],
+                    column="item_key", inspection_id=iid, site_id=winner.get("site_id"),
+                    server_value=[r["id"] for r in group[:-1]], device_value=winner["id"],
+                    detail=f"{len(group)} answers for item {key}; the newest is scored"))
+            for other in group[:-1]:
+                other["failed"], other["item_score"] = None, None
+            item = items.get(key)
+            value, error = decode_value(winner.get("value"))
+            if item is None:
+                error = f"no item {key} in this template version"
+            elif error is None and value is not None:
+                error = scoring.check_answer(item, value)
+            if error:
+                if winner["id"] in pushed:
+                    cs.conflicts.append(ConflictNote(
+                        kind="invalid_value", table="responses", record_id=winner["id"],
+                        column="value", inspection_id=iid, site_id=winner.get("site_id"),
+                        device_value=winner.get("value"), detail=error))
+                winner["failed"], winner["item_score"] = None, None
+                continue
+            chosen[key] = winner
+            if value is not None:
+                answers[key] = value
+        return answers, chosen
+
+    def _complete(self, cs: ChangeSet, iid: str, insp: Row, before: Row | None,
+                  result: Any, body: dict, chosen: dict[str, Row]) -> None:
+        if result.unanswered_required:
+            names = ", ".join(result.unanswered_required[:10])
+            cs.conflicts.append(ConflictNote(
+                kind="incomplete", table="inspections", record_id=iid, column="status",
+                inspection_id=iid, site_id=insp.get("site_id"), server_value=(before or {}).get(
+                    "status"), device_value="completed",
+                detail=f"required items unanswered: {names}"))
+            insp["status"] = (before or {}).get("status") or "in_progress"
+            if insp["status"] == "completed":
+                insp["status"] = "in_progress"
+            cs.bump("inspections", iid)
+            return
+        insp["review_state"] = "pending"
+        insp["completed_received_at"] = dt.datetime.now(dt.UTC)
+        completed_ms = insp.get("completed_at") or cs.now_ms
+        existing = {a.get("response_id") for a in self._children(cs, "actions", iid, live=False)}
+        completed_at = dt.datetime.fromtimestamp(cs.now_ms / 1000, dt.UTC)
+        for draft in action_rules.actions_for_failed_items(
+                result, body, completed_at=completed_at, policy=self.policy):
+            response = chosen.get(draft.item_key)
+            if response is None or response["id"] in existing:
+                continue  # never twice for the same response
+            cs.add_new("actions", {
+                "id": new_id(), "inspection_id": iid,
+                "response_id": response["id"], "site_id": insp["site_id"],
+                "title": draft.title, "description": draft.description,
+                "priority": draft.priority, "assignee_id": insp.get("inspector_id"),
+                "due_at": int(draft.due_at.timestamp() * 1000), "status": "open",
+                "created_by": None, "source": "auto",
+            })
+        cs.audit.append(AuditNote("inspection", iid, "transition", {
+            "status": [(before or {}).get("status"), "completed"],
+            "completed_at": completed_ms}, inspection_id=iid))
+
+    # --- flags ----------------------------------------------------------------------------
+
+    def _flags(self, session: Session, cs: ChangeSet, ids: list[str]) -> None:
+        open_conflicts = dict(session.execute(
+            select(Conflict.inspection_id, func.count()).where(
+                Conflict.inspection_id.in_(ids), Conflict.resolved_at.is_(None))
+            .group_by(Conflict.inspection_id)).all())
+        fresh = {c.inspection_id for c in cs.conflicts}
+        for iid in ids:
+            insp = cs.after["inspections"][iid]
+            insp["has_conflicts"] = bool(open_conflicts.get(iid)) or iid in fresh
+            self._signatures(cs, iid)
+            self._audit(cs, iid)
+            if insp.get("occurrence_id") and insp["status"] in ("completed", "approved"):
+                self._fulfil(session, cs, insp)
+
+    def _signatures(self, cs: ChangeSet, iid: str) -> None:
+        sigs = [a for a in self._children(cs, "attachments", iid)
+                if a.get("kind") == "signature" and a.get("signed_content_sha256")]
+        if not sigs:
+            return
+        responses = [r for r in self._children(cs, "responses", iid)]
+        digest = content_sha256(cs.after["inspections"][iid], responses)
+        for sig in sigs:
+            sig["signature_stale"] = sig["signed_content_sha256"] != digest
+
+    def _audit(self, cs: ChangeSet, iid: str) -> None:
+        changes: dict[str, Any] = {}
+        before = cs.before["inspections"].get(iid) or {}
+        after = cs.after["inspections"][iid]
+        if iid in cs.device_changed.get("inspections", {}):
+            for col in _INSPECTION_AUDITED:
+                if before.get(col) != after.get(col):
+                    changes[col] = [_plain(before.get(col)), _plain(after.get(col))]
+        for resp in self._children(cs, "responses", iid, live=False):
+            rid = resp["id"]
+            if rid not in cs.device_changed.get("responses", {}):
+                continue
+            old = cs.before["responses"].get(rid) or {}
+            for col in ("value", "note", "deleted_at"):
+                if old.get(col) != resp.get(col):
+                    changes[f"responses.{resp['item_key']}.{col}"] = [
+                        _plain(old.get(col)), _plain(resp.get(col))]
+        if changes:
+            action = "create" if not before else "update"
+            cs.audit.append(AuditNote("inspection", iid, action, changes, inspection_id=iid))
+
+    def _fulfil(self, session: Session, cs: ChangeSet, insp: Row) -> None:
+        """An inspection started from an occurrence fulfils it."""
+        occ_id = insp["occurrence_id"]
+        row = cs.after.get("occurrences", {}).get(occ_id)
+        if row is None:
+            found = _rows(session, Occurrence, "id", [occ_id])
+            if not found or found[0]["site_id"] != insp["site_id"]:
+                return
+            row = cs.add_context("occurrences", found[0])
+        if row.get("status") != "done":
+            row.update(status="done", inspection_id=insp["id"])
+
+    # --- actions pushed by devices ----------------------------------------------------------
+
+    def _device_actions(self, cs: ChangeSet) -> None:
+        evidence = defaultdict(int)
+        for att in cs.after.get("attachments", {}).values():
+            if att.get("action_id") and att.get("deleted_at") is None:
+                evidence[att["action_id"]] += 1
+        for aid in list(cs.device_changed.get("actions", {})):
+            after = cs.after["actions"].get(aid)
+            if after is None:
+                continue
+            before = cs.before["actions"].get(aid)
+            old = before["status"] if before else "open"
+            new = after.get("status") or "open"
+            if old == new:
+                continue
+            try:
+                action_rules.action_transition(
+                    old, new, cs.role, note=after.get("resolution_note"),
+                    has_evidence=evidence[aid] > 0)
+            except action_rules.ActionRefused as exc:
+                cs.conflicts.append(ConflictNote(
+                    kind="lifecycle", table="actions", record_id=aid, column="status",
+                    inspection_id=after.get("inspection_id"), site_id=after.get("site_id"),
+                    server_value=old, device_value=new, detail=exc.message))
+                after["status"] = old
+                cs.bump("actions", aid)
+                continue
+            if new == "resolved":
+                after["resolved_at"] = dt.datetime.now(dt.UTC)
+            cs.audit.append(AuditNote("action", aid, "transition", {"status": [old, new]},
+                                      inspection_id=after.get("inspection_id")))
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe value for conflict and audit records."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value

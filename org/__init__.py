@@ -1,0 +1,1 @@
+"""The organisation: regions, sites, users, assignments, and the template catalogue."""

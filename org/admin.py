@@ -1,0 +1,290 @@
+"""HQ administration of regions, sites, users and site assignments, scoped for readers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from org.paging import page_of
+from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER
+from store.errors import Invalid, NotFound
+from store.models import Region, Site, SiteAssignment, User
+from store.types import utcnow
+from sync.scope import Scope
+
+
+def _taken(db: Session, model: type, column: str, value: Any, exclude_id: str | None) -> bool:
+    stmt = select(model.id).where(getattr(model, column) == value)
+    if exclude_id:
+        stmt = stmt.where(model.id != exclude_id)
+    return db.execute(stmt.limit(1)).first() is not None
+
+
+def _unique(db: Session, model: type, fields: dict[str, Any], exclude_id: str | None = None) -> None:
+    errors = {
+        name: [f"'{value}' is already used by another {model.__tablename__[:-1]}."]
+        for name, value in fields.items()
+        if value is not None and _taken(db, model, name, value, exclude_id)
+    }
+    if errors:
+        raise Invalid("Some values are already taken.", errors=errors, reason="duplicate")
+
+
+# --- regions ---------------------------------------------------------------------------
+
+
+def list_regions(db: Session, scope: Scope, page: int, page_size: int) -> tuple[list, int]:
+    """Regions the user can see, by name."""
+    stmt = select(Region).order_by(Region.name, Region.id)
+    if not scope.is_hq:
+        region_ids = select(Site.region_id).where(scope.site_clause(Site.id))
+        stmt = stmt.where(or_(Region.id == scope.region_id, Region.id.in_(region_ids)))
+    return page_of(db, stmt, page, page_size)
+
+
+def get_region(db: Session, scope: Scope, region_id: str) -> Region:
+    """One region in scope."""
+    region = db.get(Region, region_id)
+    if region is None:
+        raise NotFound("No region with that id.")
+    if not scope.is_hq and region.id != scope.region_id:
+        in_reach = db.execute(
+            select(Site.id).where(Site.region_id == region.id, scope.site_clause(Site.id)).limit(1)
+        ).first()
+        if in_reach is None:
+            raise NotFound("No region with that id.")
+    return region
+
+
+def create_region(db: Session, scope: Scope, data: dict) -> Region:
+    """HQ creates a region."""
+    scope.require_role(HQ)
+    _unique(db, Region, {"name": data["name"], "code": data["code"]})
+    region = Region(**data)
+    db.add(region)
+    db.flush()
+    return region
+
+
+def update_region(db: Session, scope: Scope, region_id: str, data: dict) -> Region:
+    """HQ changes a region."""
+    scope.require_role(HQ)
+    region = get_region(db, scope, region_id)
+    _unique(db, Region, {k: data.get(k) for k in ("name", "code")}, exclude_id=region.id)
+    for key, value in data.items():
+        setattr(region, key, value)
+    db.flush()
+    return region
+
+
+def delete_region(db: Session, scope: Scope, region_id: str) -> None:
+    """HQ deletes an empty region."""
+    scope.require_role(HQ)
+    region = get_region(db, scope, region_id)
+    has_sites = db.execute(
+        select(Site.id).where(Site.region_id == region.id, Site.deleted_at.is_(None)).limit(1)
+    ).first()
+    has_users = db.execute(select(User.id).where(User.region_id == region.id).limit(1)).first()
+    if has_sites or has_users:
+        raise Invalid("Move or delete this region's sites and users first.",
+                      reason="region_not_empty")
+    db.delete(region)
+    db.flush()
+
+
+# --- sites ------------------------------------------------------------------------------
+
+
+def _require_region(db: Session, region_id: str) -> None:
+    if db.get(Region, region_id) is None:
+        raise Invalid("Unknown region.", errors={"region_id": ["No region with this id."]})
+
+
+def list_sites(
+    db: Session, scope: Scope, page: int, page_size: int, region_id: str | None = None
+) -> tuple[list, int]:
+    """Live sites in scope, by code."""
+    stmt = select(Site).where(Site.deleted_at.is_(None), scope.site_clause(Site.id))
+    if region_id:
+        stmt = stmt.where(Site.region_id == region_id)
+    return page_of(db, stmt.order_by(Site.code, Site.id), page, page_size)
+
+
+def get_site(db: Session, scope: Scope, site_id: str) -> Site:
+    """One live site in scope (404 otherwise)."""
+    site = db.get(Site, site_id)
+    if site is None or site.deleted_at is not None:
+        raise NotFound("No site with that id.")
+    scope.check_read(site.id, "site")
+    return site
+
+
+def create_site(db: Session, scope: Scope, data: dict) -> Site:
+    """HQ opens a site."""
+    scope.require_role(HQ)
+    _require_region(db, data["region_id"])
+    _unique(db, Site, {"code": data["code"]})
+    site = Site(**data)
+    db.add(site)
+    db.flush()
+    return site
+
+
+def update_site(db: Session, scope: Scope, site_id: str, data: dict) -> Site:
+    """HQ changes a site."""
+    site = _site_for_write(db, scope, site_id)
+    if "region_id" in data:
+        _require_region(db, data["region_id"])
+    _unique(db, Site, {"code": data.get("code")}, exclude_id=site.id)
+    for key, value in data.items():
+        setattr(site, key, value)
+    db.flush()
+    return site
+
+
+def delete_site(db: Session, scope: Scope, site_id: str) -> None:
+    """HQ closes a site: a tombstone, so devices drop it on their next pull."""
+    site = _site_for_write(db, scope, site_id)
+    site.deleted_at = utcnow()
+    db.flush()
+
+
+def _site_for_write(db: Session, scope: Scope, site_id: str) -> Site:
+    site = db.get(Site, site_id)
+    if site is None or site.deleted_at is not None:
+        raise NotFound("No site with that id.")
+    if not scope.sees_site(site.id):
+        scope.check_write(site.id, "site")
+    scope.require_role(HQ)
+    return site
+
+
+# --- users ------------------------------------------------------------------------------
+
+
+def _users_visible(scope: Scope):
+    if scope.is_hq:
+        return None
+    if scope.role == REGIONAL_MANAGER:
+        return User.region_id == scope.region_id
+    return User.id == scope.user_id
+
+
+def list_users(
+    db: Session, scope: Scope, page: int, page_size: int, filters: dict
+) -> tuple[list, int]:
+    """Users the caller may see: HQ all, managers their region, inspectors themselves."""
+    stmt = select(User)
+    clause = _users_visible(scope)
+    if clause is not None:
+        stmt = stmt.where(clause)
+    for key in ("role", "region_id"):
+        if filters.get(key):
+            stmt = stmt.where(getattr(User, key) == filters[key])
+    return page_of(db, stmt.order_by(User.email, User.id), page, page_size)
+
+
+def get_user(db: Session, scope: Scope, user_id: str) -> User:
+    """One user the caller may see."""
+    user = db.get(User, user_id)
+    clause = _users_visible(scope)
+    if user is None or (
+        clause is not None
+        and db.execute(select(User.id).where(User.id == user_id, clause)).first() is None
+    ):
+        raise NotFound("No user with that id.")
+    return user
+
+
+def _check_user_fields(db: Session, role: str, region_id: str | None) -> None:
+    if region_id is not None:
+        _require_region(db, region_id)
+    if role == REGIONAL_MANAGER and not region_id:
+        raise Invalid("A regional manager needs a region.",
+                      errors={"region_id": ["Required for a regional manager."]})
+
+
+def create_user(db: Session, scope: Scope, data: dict, password_hash: str) -> User:
+    """HQ adds a user."""
+    scope.require_role(HQ)
+    email = data["email"].strip().lower()
+    _unique(db, User, {"email": email})
+    _check_user_fields(db, data["role"], data.get("region_id"))
+    user = User(email=email, name=data["name"], role=data["role"],
+                region_id=data.get("region_id"), password_hash=password_hash)
+    db.add(user)
+    db.flush()
+    return user
+
+
+def update_user(db: Session, scope: Scope, user_id: str, data: dict,
+                password_hash: str | None) -> User:
+    """HQ changes a user (role, region, password, active)."""
+    scope.require_role(HQ)
+    user = get_user(db, scope, user_id)
+    data = {k: v for k, v in data.items() if k != "password"}
+    _check_user_fields(db, data.get("role", user.role), data.get("region_id", user.region_id))
+    for key, value in data.items():
+        setattr(user, key, value)
+    if password_hash:
+        user.password_hash = password_hash
+    db.flush()
+    return user
+
+
+# --- site assignments -------------------------------------------------------------------
+
+
+def list_assignments(
+    db: Session, scope: Scope, page: int, page_size: int, filters: dict
+) -> tuple[list, int]:
+    """Live assignments at sites in scope (inspectors see their own)."""
+    stmt = select(SiteAssignment).where(
+        SiteAssignment.revoked_at.is_(None), scope.site_clause(SiteAssignment.site_id)
+    )
+    if scope.role == INSPECTOR:
+        stmt = stmt.where(SiteAssignment.user_id == scope.user_id)
+    for key in ("user_id", "site_id"):
+        if filters.get(key):
+            stmt = stmt.where(getattr(SiteAssignment, key) == filters[key])
+    return page_of(db, stmt.order_by(SiteAssignment.id), page, page_size)
+
+
+def assign(db: Session, scope: Scope, user_id: str, site_id: str) -> SiteAssignment:
+    """HQ gives an inspector a site; the site's records reach their devices on the next pull."""
+    scope.require_role(HQ)
+    errors: dict[str, list[str]] = {}
+    user = db.get(User, user_id)
+    if user is None:
+        errors["user_id"] = ["No user with this id."]
+    elif user.role != INSPECTOR:
+        errors["user_id"] = ["Only inspectors are assigned to sites; managers see their region."]
+    site = db.get(Site, site_id)
+    if site is None or site.deleted_at is not None:
+        errors["site_id"] = ["No site with this id."]
+    if errors:
+        raise Invalid("The assignment is not valid.", errors=errors)
+    row = db.execute(
+        select(SiteAssignment).where(
+            SiteAssignment.user_id == user_id, SiteAssignment.site_id == site_id
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        row = SiteAssignment(user_id=user_id, site_id=site_id)
+        db.add(row)
+    elif row.revoked_at is not None:
+        row.revoked_at = None
+    db.flush()
+    return row
+
+
+def revoke(db: Session, scope: Scope, assignment_id: str) -> None:
+    """HQ removes an assignment; the site's records arrive on the device as deletions."""
+    scope.require_role(HQ)
+    row = db.get(SiteAssignment, assignment_id)
+    if row is None or row.revoked_at is not None:
+        raise NotFound("No assignment with that id.")
+    row.revoked_at = utcnow()
+    db.flush()

@@ -1,0 +1,48 @@
+"""Idempotency-Key replay for pushes: same key and body -> the stored response."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from store.errors import Invalid
+from store.models import IdempotencyRecord
+from store.types import utcnow
+
+
+def body_hash(raw: bytes) -> str:
+    """The fingerprint a key is bound to."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def replay(session: Session, user_id: str, key: str, digest: str) -> tuple[int, dict] | None:
+    """The stored (status, body) for this key, None if new; 422 if the key came with another
+    body."""
+    row = session.execute(
+        select(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id,
+                                        IdempotencyRecord.key == key)
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    if row.body_sha256 != digest:
+        raise Invalid("This Idempotency-Key was already used with a different body; "
+                      "use a new key for a new push.", reason="idempotency_key_reused")
+    return row.status_code, row.response
+
+
+def remember(session: Session, user_id: str, key: str, digest: str, status: int,
+             response: dict[str, Any]) -> None:
+    """Store a successful response in the same transaction as the push it answers."""
+    session.add(IdempotencyRecord(user_id=user_id, key=key, body_sha256=digest,
+                                  status_code=status, response=response))
+
+
+def purge(session: Session, retention: dt.timedelta) -> int:
+    """Forget responses older than the retention."""
+    result = session.execute(
+        delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - retention))
+    return result.rowcount or 0

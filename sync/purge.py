@@ -1,0 +1,40 @@
+"""Housekeeping: purge tombstones past the horizon, so old cursors get a full replacement."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from store.models import SyncCounter
+from store.types import utcnow
+from sync.tables import TABLES
+
+
+def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
+    """Delete tombstones older than the horizon; record the highest purged rev first.
+
+    Safe while devices sync: purged_rev is raised in the same transaction as the deletes, so a
+    puller's snapshot sees either both (and answers an old cursor with a replacement) or neither.
+    """
+    cutoff = utcnow() - horizon
+    highest = 0
+    for spec in TABLES.values():
+        table = spec.table
+        top = session.execute(
+            select(func.max(table.c.server_rev)).where(table.c.deleted_at < cutoff)
+        ).scalar()
+        highest = max(highest, top or 0)
+    if not highest:
+        return 0
+    session.execute(
+        update(SyncCounter).where(SyncCounter.id == 1, SyncCounter.purged_rev < highest)
+        .values(purged_rev=highest))
+    removed = 0
+    for spec in TABLES.values():
+        table = spec.table
+        result = session.execute(delete(table).where(table.c.deleted_at < cutoff,
+                                                     table.c.server_rev <= highest))
+        removed += result.rowcount or 0
+    return removed

@@ -1,0 +1,300 @@
+"""Push: merge a device's offline changes into the store in one all-or-nothing transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from store.changeset import ChangeSet, ConflictNote, Row
+from store.enums import INSPECTOR
+from store.errors import Conflict, Invalid
+from store.types import utcnow
+from sync import writer
+from sync.revs import resolve_col_rev
+from sync.scope import Scope
+from sync.tables import PUSHABLE, TABLES
+from sync.validate import validate_push
+
+# Apply order: parents first, so children can find their inspection in the plan.
+ORDER = ("inspections", "responses", "attachments", "actions")
+
+
+class Rules(Protocol):
+    """Domain rules applied to the plan before it is written (lifecycle, scores, actions)."""
+
+    def apply(self, session: Session, cs: ChangeSet) -> None:
+        """Amend the plan: refuse locked changes, compute server-owned columns, open actions."""
+
+
+class StalePush(Conflict):
+    """Records changed on the server after the device's last pull."""
+
+    reason = "stale_push"
+
+
+def _to_db(spec_name: str, col: str, value: Any) -> Any:
+    """Wire value -> stored value ('' ids mean null; ms numbers become ints)."""
+    kind = TABLES[spec_name].columns[col].kind
+    if value == "" and kind == "id":
+        return None
+    if kind in ("ms", "int") and value is not None:
+        return int(value)
+    return value
+
+
+def _changed_columns(spec_name: str, rec: dict[str, Any], is_update: bool) -> list[str]:
+    """Writable columns this record changes: `_changed` when present, else all it carries."""
+    spec = TABLES[spec_name]
+    raw = rec.get("_changed") if is_update else None
+    if raw:
+        names = [c.strip() for c in raw.split(",")]
+        return [c for c in names if c in spec.writable and c in rec]
+    return [c for c in rec if c in spec.writable]
+
+
+class _Push:
+    """The state of one push while it is planned."""
+
+    def __init__(self, session: Session, scope: Scope, cs: ChangeSet) -> None:
+        self.session = session
+        self.scope = scope
+        self.cs = cs
+        self.existing: dict[str, dict[str, Row]] = {}
+        self.base_revs: dict[tuple[str, str], int] = {}
+
+    # --- loading -----------------------------------------------------------------------
+
+    def load(self, changes: dict[str, dict[str, list]]) -> None:
+        lock = self.session.get_bind().dialect.name == "postgresql"
+        for name, lists in changes.items():
+            ids = [r["id"] for r in lists["created"] + lists["updated"]] + list(lists["deleted"])
+            rows = writer.load_rows(self.session, TABLES[name].table, "id", ids, lock=lock)
+            self.existing[name] = {r["id"]: r for r in rows}
+        # Parent inspections referenced from children but not pushed themselves.
+        parents = {
+            rec.get("inspection_id")
+            for name in ("responses", "attachments", "actions")
+            for rec in changes.get(name, {}).get("created", []) + changes.get(name, {}).get(
+                "updated", [])
+        } | {r.get("inspection_id") for n in ("responses", "attachments", "actions")
+             for r in self.existing.get(n, {}).values()}
+        known = self.existing.setdefault("inspections", {})
+        missing = [p for p in parents if p and p not in known]
+        if missing:
+            for row in writer.load_rows(self.session, TABLES["inspections"].table, "id", missing):
+                self.cs.add_context("inspections", row)
+
+    def stale(self, changes: dict[str, dict[str, list]], last: int | None) -> dict[str, list]:
+        """Records changed on the server after the device's last pull."""
+        cutoff = -1 if last is None else last
+        out: dict[str, list] = {}
+        for name, rows in self.existing.items():
+            if name not in changes:
+                continue
+            ids = sorted(rid for rid, row in rows.items()
+                         if row["server_rev"] > cutoff and not row.get("pending_upload"))
+            if ids:
+                out[name] = ids
+        return out
+
+    # --- scope --------------------------------------------------------------------------
+
+    def inspection(self, inspection_id: str | None) -> Row | None:
+        if not inspection_id:
+            return None
+        return self.cs.after.get("inspections", {}).get(inspection_id) or self.existing.get(
+            "inspections", {}).get(inspection_id)
+
+    def refuse(self, name: str, rid: str, rec: Any, detail: str, site_id: str | None = None,
+               inspection_id: str | None = None) -> None:
+        self.cs.conflicts.append(ConflictNote(
+            kind="out_of_scope", table=name, record_id=rid, detail=detail,
+            inspection_id=inspection_id, site_id=site_id, device_value=rec))
+
+    def owned(self, insp: Row | None) -> bool:
+        """Inspectors edit only their own inspections (or unclaimed ones)."""
+        if self.scope.role != INSPECTOR or insp is None:
+            return True
+        return insp.get("inspector_id") in (None, self.scope.user_id)
+
+    def site_of(self, name: str, rec: dict[str, Any], cur: Row | None) -> tuple[str | None, str]:
+        """The site a record belongs to, and what to say if it cannot be placed."""
+        if name == "inspections":
+            return (cur or {}).get("site_id") or rec.get("site_id"), "no site"
+        if name == "actions":
+            site = (cur or {}).get("site_id") or rec.get("site_id")
+            if not site:
+                insp = self.inspection(rec.get("inspection_id"))
+                site = insp and insp["site_id"]
+            return site, "no site or inspection"
+        insp = self.inspection((cur or {}).get("inspection_id") or rec.get("inspection_id"))
+        if name == "attachments" and insp is None and rec.get("action_id"):
+            action = self.cs.after.get("actions", {}).get(rec["action_id"])
+            return (action or {}).get("site_id"), "unknown action"
+        return (insp or {}).get("site_id"), "unknown inspection"
+
+    # --- planning -----------------------------------------------------------------------
+
+    def upsert(self, name: str, rec: dict[str, Any], is_update: bool) -> None:
+        rid = rec["id"]
+        cur = self.existing.get(name, {}).get(rid)
+        pending = bool(cur and cur.get("pending_upload"))
+        site, why = self.site_of(name, rec, None if pending else cur)
+        insp_id = rid if name == "inspections" else (cur or rec).get("inspection_id")
+        if not site or not self.scope.sees_site(site):
+            self.refuse(name, rid, rec, f"outside your scope ({why})" if not site
+                        else "its site is outside your scope", site, insp_id)
+            return
+        if name == "inspections" and rec.get("site_id") and rec["site_id"] != site and not (
+                self.scope.sees_site(rec["site_id"])):
+            self.refuse(name, rid, rec, "moved to a site outside your scope", site, insp_id)
+            return
+        parent = cur if name == "inspections" else self.inspection(insp_id)
+        if not self.owned(parent):
+            self.refuse(name, rid, rec, "the inspection belongs to another inspector", site,
+                        insp_id)
+            return
+        spec = TABLES[name]
+        if cur is None or pending:
+            self.create(name, rec, site, cur)
+            return
+        if cur.get("deleted_at") is not None:
+            self.cs.conflicts.append(ConflictNote(
+                kind="deleted_record", table=name, record_id=rid, inspection_id=insp_id,
+                site_id=site, device_value=rec,
+                detail="changed on the device after it was deleted on the server"))
+            return
+        after = self.cs.add_context(name, cur)
+        cols = _changed_columns(name, rec, is_update)
+        changed = self.cs.device_changed.setdefault(name, {}).setdefault(rid, set())
+        for col in cols:
+            value = _to_db(name, col, rec[col])
+            if after.get(col) != value:
+                after[col] = value
+                changed.add(col)
+        if any(c in rec and _to_db(name, c, rec[c]) != cur.get(c) for c in spec.server_owned):
+            self.cs.bump(name, rid)  # the device holds a stale server value: let it converge
+        base = rec.get("base_rev")
+        if isinstance(base, int | float) and not isinstance(base, bool):
+            self.base_revs[(name, rid)] = int(base)
+
+    def create(self, name: str, rec: dict[str, Any], site: str, pending: Row | None) -> None:
+        spec = TABLES[name]
+        row: Row = {c: _to_db(name, c, rec.get(c)) for c in spec.writable}
+        if name == "inspections":
+            row["inspector_id"] = self.scope.user_id
+            row["status"] = row.get("status") or "draft"
+            if not row.get("template_id"):
+                raise Invalid(f"inspections.{rec['id']}.template_id is required.",
+                              errors={f"inspections.{rec['id']}.template_id": ["required"]})
+        elif name == "actions":
+            row["site_id"] = site
+            row["created_by"] = self.scope.user_id
+            row["status"] = row.get("status") or "open"
+            row["priority"] = row.get("priority") or "medium"
+            row["title"] = row.get("title") or "(untitled)"
+        else:
+            row["site_id"] = site
+        if name == "attachments":
+            row["kind"] = row.get("kind") or "photo"
+        row["id"] = rec["id"]
+        if pending is not None:
+            # Bytes arrived before this record: keep what the upload learnt, take the rest.
+            after = self.cs.add_context(name, pending)
+            keep = {k: pending[k] for k in ("uploaded", "width", "height", "exif_captured_at",
+                                           "exif_latitude", "exif_longitude")}
+            after.update(row, pending_upload=False, **keep)
+            self.cs.device_changed.setdefault(name, {})[rec["id"]] = set(row)
+            return
+        self.cs.add_new(name, row)
+        self.cs.device_changed.setdefault(name, {})[rec["id"]] = set(row)
+
+    def delete(self, name: str, rid: str) -> None:
+        cur = self.existing.get(name, {}).get(rid)
+        if cur is None or cur.get("deleted_at") is not None:
+            return  # unknown or already deleted: nothing to do
+        site, _ = self.site_of(name, {}, cur)
+        insp_id = rid if name == "inspections" else cur.get("inspection_id")
+        parent = cur if name == "inspections" else self.inspection(insp_id)
+        if not site or not self.scope.sees_site(site) or not self.owned(parent):
+            self.refuse(name, rid, {"id": rid, "_deleted": True},
+                        "deleting a record outside your scope", site, insp_id)
+            return
+        self.tombstone(name, cur)
+
+    def tombstone(self, name: str, cur: Row) -> None:
+        after = self.cs.add_context(name, cur)
+        after["deleted_at"] = utcnow()
+        self.cs.device_changed.setdefault(name, {}).setdefault(cur["id"], set()).add(
+            "deleted_at")
+        for child, fk in TABLES[name].children:
+            for row in writer.load_rows(self.session, TABLES[child].table, fk, [cur["id"]]):
+                planned = self.cs.after.get(child, {}).get(row["id"], row)
+                if planned.get("deleted_at") is None:
+                    self.tombstone(child, row)
+
+    def concurrent_edits(self) -> None:
+        """A column changed on the server after the device's base_rev: keep the server's value."""
+        for (name, rid), base in self.base_revs.items():
+            before = self.cs.before.get(name, {}).get(rid)
+            after = self.cs.after.get(name, {}).get(rid)
+            if not before or not after:
+                continue
+            col_revs = before.get("col_revs") or {}
+            for col in self.cs.device_changed.get(name, {}).get(rid, ()):
+                if col == "deleted_at" or before.get(col) == after.get(col):
+                    continue
+                if resolve_col_rev(col_revs.get(col), before["server_rev"]) > base:
+                    insp = rid if name == "inspections" else after.get("inspection_id")
+                    self.cs.conflicts.append(ConflictNote(
+                        kind="concurrent_edit", table=name, record_id=rid, column=col,
+                        inspection_id=insp, site_id=after.get("site_id"),
+                        server_value=before.get(col), device_value=after.get(col),
+                        detail="changed on the server after this device's copy; "
+                               "the device's value was applied, the server's kept here"))
+
+
+def push(
+    session: Session,
+    *,
+    scope: Scope,
+    device_id: str | None,
+    body: Any,
+    rules: Rules | None,
+    max_records: int,
+    now_ms: int,
+) -> dict[str, Any]:
+    """Apply a push; raises Invalid (nothing applied) or StalePush (409, nothing applied)."""
+    changes, last = validate_push(body, max_records)
+    cs = ChangeSet(user_id=scope.user_id, role=scope.role, device_id=device_id, now_ms=now_ms)
+    plan = _Push(session, scope, cs)
+    plan.load(changes)
+    stale = plan.stale(changes, last)
+    if stale:
+        listing = "; ".join(f"{t}: {', '.join(ids[:5])}" for t, ids in stale.items())
+        raise StalePush(
+            f"Some records changed on the server since your last pull ({listing}); "
+            "pull, then push again.", extra={"stale": stale})
+    for name in ORDER:
+        lists = changes.get(name)
+        if not lists:
+            continue
+        for rec in lists["created"]:
+            plan.upsert(name, rec, is_update=False)
+        for rec in lists["updated"]:
+            plan.upsert(name, rec, is_update=True)
+    for name in reversed(ORDER):
+        for rid in (changes.get(name) or {}).get("deleted", []):
+            plan.delete(name, rid)
+    if rules is not None:
+        rules.apply(session, cs)
+    plan.concurrent_edits()
+    writer.write(session, cs)
+    return {"ok": True, "conflicts": [c.wire() for c in cs.conflicts]}
+
+
+def pushed_tables() -> Iterable[str]:
+    """Tables a device may push."""
+    return PUSHABLE.keys()

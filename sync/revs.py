@@ -1,0 +1,137 @@
+"""Rev allocation: rows are written with pending (negative) revs and stamped just before commit.
+
+Commit order must equal rev order, or a puller could pass a cursor beyond a transaction that
+commits late. Every writer therefore takes the deployment's counter row lock as the last step
+before COMMIT, turns its pending revs into real ones, and commits, which releases the lock.
+Validation and row writes happen before, outside the lock, so pushers only queue for the stamp.
+
+Per-column revs (`col_revs`) record when each column last changed after the row was created;
+the placeholder PENDING means "this row's own server_rev", so stamping never rewrites JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, event, inspect, select, update
+from sqlalchemy.orm import Session
+
+from store.models import (
+    Action,
+    Attachment,
+    Conflict,
+    Inspection,
+    Occurrence,
+    Response,
+    Site,
+    SiteAssignment,
+    SyncCounter,
+    Synced,
+    TemplateVersion,
+)
+
+PENDING = -1
+REVVED_MODELS: tuple[type, ...] = (
+    Site,
+    TemplateVersion,
+    Occurrence,
+    Inspection,
+    Response,
+    Attachment,
+    Action,
+    SiteAssignment,
+    Conflict,
+)
+_UNTRACKED = {"server_rev", "col_revs", "created_at", "updated_at"}
+
+
+def next_pending(session: Session, table: Table, count: int = 1) -> int:
+    """Reserve `count` pending revs; returns the first (negative); the rest count down from it."""
+    seq = session.info.get("pending_seq", 0)
+    session.info["pending_seq"] = seq + count
+    session.info.setdefault("pending_tables", set()).add(table.name)
+    return -(seq + 1)
+
+
+def resolve_col_rev(value: int | None, row_rev: int) -> int:
+    """The rev at which a column last changed (0 = never changed since creation)."""
+    if value is None:
+        return 0
+    return row_rev if value == PENDING else value
+
+
+def updated_col_revs(col_revs: dict[str, Any] | None, row_rev: int, changed: list[str]) -> dict:
+    """col_revs after `changed` columns change in this transaction."""
+    out: dict[str, Any] = {}
+    for col, rev in (col_revs or {}).items():
+        # A pending marker from an earlier commit now means that commit's rev.
+        out[col] = row_rev if rev == PENDING and row_rev > 0 else rev
+    for col in changed:
+        out[col] = PENDING
+    return out
+
+
+def _on_before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
+    """Give every new or changed ORM row of a synced table a pending rev."""
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, REVVED_MODELS):
+            continue
+        state = inspect(obj)
+        table = obj.__table__
+        if obj in session.new:
+            obj.server_rev = next_pending(session, table)
+            if isinstance(obj, Synced):
+                obj.col_revs = {}
+            continue
+        changed = [
+            attr.key
+            for attr in state.mapper.column_attrs
+            if attr.key not in _UNTRACKED and state.attrs[attr.key].history.has_changes()
+        ]
+        if not changed:
+            continue
+        committed_rev = state.committed_state.get("server_rev", obj.server_rev)
+        if obj.server_rev is not None and obj.server_rev < 0:
+            committed_rev = obj.server_rev  # already pending in this transaction
+        else:
+            obj.server_rev = next_pending(session, table)
+        if isinstance(obj, Synced):
+            obj.col_revs = updated_col_revs(obj.col_revs, committed_rev or 0, changed)
+
+
+def install(session_cls: Any) -> None:
+    """Register the flush hook on a Session class or sessionmaker."""
+    if not event.contains(session_cls, "before_flush", _on_before_flush):
+        event.listen(session_cls, "before_flush", _on_before_flush)
+
+
+def stamp(session: Session) -> int | None:
+    """Lock the counter, turn pending revs into real ones; call last, right before commit."""
+    session.flush()
+    count = session.info.pop("pending_seq", 0)
+    tables = session.info.pop("pending_tables", set())
+    if not count:
+        return None
+    top = session.execute(
+        update(SyncCounter)
+        .where(SyncCounter.id == 1)
+        .values(value=SyncCounter.value + count)
+        .returning(SyncCounter.value)
+    ).scalar_one()
+    base = top - count
+    for model in REVVED_MODELS:
+        table = model.__table__
+        if table.name not in tables:
+            continue
+        session.execute(
+            update(table).where(table.c.server_rev < 0).values(server_rev=base - table.c.server_rev),
+            execution_options={"synchronize_session": False},
+        )
+    # Loaded objects still hold their pending revs; reload them on next access.
+    session.expire_all()
+    return top
+
+
+def current_rev(session: Session) -> int:
+    """The highest rev committed as seen by this transaction's snapshot."""
+    return session.execute(select(SyncCounter.value).where(SyncCounter.id == 1)).scalar_one()

@@ -1,0 +1,86 @@
+"""Who may see and change what: one mechanism for REST and sync alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, select, true
+from sqlalchemy.orm import Session
+
+from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER, REVIEWER_ROLES
+from store.errors import Forbidden, NotFound
+from store.models import Site, SiteAssignment, User
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A user's reach: all sites (HQ) or a fixed set of site ids."""
+
+    user_id: str
+    role: str
+    region_id: str | None
+    site_ids: frozenset[str] | None  # None means every site
+
+    @property
+    def is_hq(self) -> bool:
+        """HQ sees everything."""
+        return self.role == HQ
+
+    @property
+    def is_reviewer(self) -> bool:
+        """Regional managers and HQ review, verify and resolve."""
+        return self.role in REVIEWER_ROLES
+
+    def sees_site(self, site_id: str | None) -> bool:
+        """True when the site is in scope."""
+        if self.site_ids is None:
+            return True
+        return site_id is not None and site_id in self.site_ids
+
+    def site_clause(self, column: ColumnElement) -> ColumnElement[bool]:
+        """A WHERE clause limiting `column` (a site id) to the scope."""
+        if self.site_ids is None:
+            return true()
+        return column.in_(sorted(self.site_ids))
+
+    def check_read(self, site_id: str | None, what: str = "record") -> None:
+        """404 when out of scope: do not reveal that the record exists."""
+        if not self.sees_site(site_id):
+            raise NotFound(f"No {what} with that id.")
+
+    def check_write(self, site_id: str | None, what: str = "record") -> None:
+        """403 when the site is out of scope."""
+        if not self.sees_site(site_id):
+            raise Forbidden(f"You may not change this {what}: its site is outside your scope.")
+
+    def require_role(self, *roles: str) -> None:
+        """403 unless the user has one of the roles."""
+        if self.role not in roles:
+            raise Forbidden(f"This needs the role {' or '.join(roles)}; you are {self.role}.",
+                            reason="wrong_role")
+
+
+def assigned_site_ids(session: Session, user_id: str) -> frozenset[str]:
+    """Sites an inspector is currently assigned to."""
+    rows = session.execute(
+        select(SiteAssignment.site_id).where(
+            SiteAssignment.user_id == user_id, SiteAssignment.revoked_at.is_(None)
+        )
+    )
+    return frozenset(rows.scalars())
+
+
+def scope_for(session: Session, user: User) -> Scope:
+    """Compute the scope of a user from their role, region and assignments."""
+    if user.role == HQ:
+        sites = None
+    elif user.role == REGIONAL_MANAGER:
+        rows = session.execute(
+            select(Site.id).where(Site.region_id == user.region_id, Site.deleted_at.is_(None))
+        )
+        sites = frozenset(rows.scalars())
+    elif user.role == INSPECTOR:
+        sites = assigned_site_ids(session, user.id)
+    else:
+        sites = frozenset()
+    return Scope(user_id=user.id, role=user.role, region_id=user.region_id, site_ids=sites)

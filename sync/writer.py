@@ -1,0 +1,140 @@
+"""Write a ChangeSet: bulk INSERTs and UPDATEs of the differences, with pending revs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from store.changeset import ChangeSet, Row
+from store.models import AuditEvent, Conflict
+from store.types import new_id, utcnow
+from sync.revs import next_pending, updated_col_revs
+from sync.tables import TABLES
+
+# Bookkeeping columns: never counted as a change of the record itself.
+_BOOKKEEPING = frozenset({"id", "server_rev", "col_revs", "created_at", "updated_at"})
+
+
+def _defaults(table: Table) -> dict[str, Any]:
+    """Column defaults for a full-width insert row (executemany needs uniform keys)."""
+    out: dict[str, Any] = {}
+    for col in table.columns:
+        default = col.default
+        if default is not None and default.is_scalar:
+            out[col.name] = default.arg
+        else:
+            out[col.name] = None
+    return out
+
+
+_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
+def defaults_for(table: Table) -> dict[str, Any]:
+    """Cached defaults of a table."""
+    if table.name not in _DEFAULTS:
+        _DEFAULTS[table.name] = _defaults(table)
+    return _DEFAULTS[table.name]
+
+
+def load_rows(session: Session, table: Table, column: str, values: list[str],
+              lock: bool = False) -> list[Row]:
+    """Full rows whose `column` is one of `values`, in chunks; optionally locked FOR UPDATE."""
+    out: list[Row] = []
+    col = table.c[column]
+    for start in range(0, len(values), 5000):
+        chunk = values[start : start + 5000]
+        stmt = select(table).where(col.in_(chunk))
+        if lock:
+            stmt = stmt.with_for_update()
+        out.extend(dict(r) for r in session.execute(stmt).mappings())
+    return out
+
+
+def write(session: Session, cs: ChangeSet) -> int:
+    """Persist the plan; returns the number of rows written."""
+    now = utcnow()
+    written = 0
+    for name, rows in cs.after.items():
+        spec = TABLES[name]
+        table = spec.table
+        before_rows = cs.before.get(name, {})
+        bumps = cs.bumps.get(name, set())
+        inserts: list[Row] = []
+        updates: dict[frozenset[str], list[Row]] = defaultdict(list)
+        for rid, after in rows.items():
+            before = before_rows.get(rid)
+            if before is None:
+                row = {**defaults_for(table), **after}
+                row.update(id=rid, col_revs={}, created_at=now, updated_at=now)
+                inserts.append(row)
+                continue
+            changed = [k for k, v in after.items()
+                       if k not in _BOOKKEEPING and before.get(k) != v]
+            if not changed and rid not in bumps:
+                continue
+            values = {c: after[c] for c in changed}
+            values["col_revs"] = updated_col_revs(before.get("col_revs"), before["server_rev"],
+                                                  changed)
+            values["updated_at"] = now
+            values["_id"] = rid
+            updates[frozenset(values)].append(values)
+        count = len(inserts) + sum(len(v) for v in updates.values())
+        if not count:
+            continue
+        rev = next_pending(session, table, count)
+        for row in inserts:
+            row["server_rev"] = rev
+            rev -= 1
+        for group in updates.values():
+            for row in group:
+                row["server_rev"] = rev
+                rev -= 1
+        if inserts:
+            session.execute(insert(table), inserts)
+        for cols, group in updates.items():
+            stmt = (
+                update(table)
+                .where(table.c.id == bindparam("_id"))
+                .values({c: bindparam(c) for c in cols if c != "_id"} | {
+                    "server_rev": bindparam("server_rev")})
+            )
+            session.execute(stmt, group, execution_options={"synchronize_session": False})
+        written += count
+    _write_conflicts(session, cs)
+    _write_audit(session, cs, now)
+    return written
+
+
+def _write_conflicts(session: Session, cs: ChangeSet) -> None:
+    if not cs.conflicts:
+        return
+    table = Conflict.__table__
+    rev = next_pending(session, table, len(cs.conflicts))
+    rows = []
+    for note in cs.conflicts:
+        rows.append({
+            **defaults_for(table),
+            "id": new_id(), "kind": note.kind, "table_name": note.table,
+            "record_id": note.record_id, "inspection_id": note.inspection_id,
+            "site_id": note.site_id, "column": note.column,
+            "server_value": note.server_value, "device_value": note.device_value,
+            "detail": note.detail, "user_id": cs.user_id, "device_id": cs.device_id,
+            "created_at": utcnow(), "server_rev": rev,
+        })
+        rev -= 1
+    session.execute(insert(table), rows)
+
+
+def _write_audit(session: Session, cs: ChangeSet, now: Any) -> None:
+    if not cs.audit:
+        return
+    session.execute(insert(AuditEvent.__table__), [
+        {"at": now, "actor_id": cs.user_id, "device_id": cs.device_id, "entity": a.entity,
+         "entity_id": a.entity_id, "inspection_id": a.inspection_id, "action": a.action,
+         "changes": a.changes}
+        for a in cs.audit
+    ])

@@ -1,0 +1,66 @@
+"""Hostile or broken input: each a 4xx in the error envelope, never a 500."""
+
+from __future__ import annotations
+
+from tests.conftest import HQ_EMAIL
+
+
+def _envelope(resp, code):
+    assert resp.status_code == code, (resp.status_code, resp.get_data()[:300])
+    body = resp.get_json()
+    assert body["code"] == code and body["status"] and body["message"]
+    return body
+
+
+def test_malformed_json(api, demo_org):
+    resp = api.post("/regions", HQ_EMAIL, data=b'{"name": "x",', content_type="application/json")
+    _envelope(resp, 400)
+
+
+def test_wrong_types(api, demo_org):
+    body = _envelope(api.post("/regions", HQ_EMAIL, json={"name": 5, "code": ["N"]}), 422)
+    assert {"name", "code"} <= set(body["errors"])
+
+
+def test_oversize_body_is_413(api, demo_org, app):
+    big = b'{"name": "' + b"x" * (app.config["MAX_CONTENT_LENGTH"] + 10) + b'"}'
+    _envelope(api.post("/regions", HQ_EMAIL, data=big, content_type="application/json"), 413)
+
+
+def test_nul_bytes_are_refused(api, demo_org):
+    body = _envelope(api.post("/regions", HQ_EMAIL, json={"name": "a\x00b", "code": "Q"}), 400)
+    assert body["reason"] == "nul_character"
+
+
+def test_invalid_utf8_and_lone_surrogates(api, demo_org):
+    for raw in (b'{"name": "\xff\xfe", "code": "Q"}', b'{"name": "\\ud800", "code": "Q"}'):
+        _envelope(api.post("/regions", HQ_EMAIL, data=raw, content_type="application/json"), 400)
+
+
+def test_deeply_nested_json(api, demo_org):
+    raw = b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b', "code": "Q"}'
+    body = _envelope(api.post("/regions", HQ_EMAIL, data=raw, content_type="application/json"),
+                     400)
+    assert body["reason"] in ("too_deep", "invalid_json")
+
+
+def test_unknown_route_and_method(api, demo_org):
+    _envelope(api.get("/nowhere", HQ_EMAIL), 404)
+    _envelope(api.call("PUT", "/regions", HQ_EMAIL, json={}), 405)
+
+
+def test_unicode_edge_cases_are_stored_faithfully(api, demo_org):
+    name = "北区 \u200f RTL 🧹 emoji"
+    resp = api.post("/regions", HQ_EMAIL, json={"name": name, "code": "U1"})
+    assert resp.status_code == 201
+    rid = resp.get_json()["id"]
+    assert api.get(f"/regions/{rid}", HQ_EMAIL).get_json()["name"] == name
+
+
+def test_sql_and_path_injection_strings_are_plain_data(api, demo_org):
+    for i, evil in enumerate(["'; DROP TABLE users; --", "../../etc/passwd", "%00", "${jndi:x}"]):
+        resp = api.post("/regions", HQ_EMAIL, json={"name": evil, "code": f"I{i}"})
+        assert resp.status_code == 201
+    assert api.get("/users", HQ_EMAIL).status_code == 200
+    _envelope(api.get("/sites/..%2F..%2Fetc%2Fpasswd", HQ_EMAIL), 404)
+    _envelope(api.get("/sites/' OR '1'='1", HQ_EMAIL), 404)
