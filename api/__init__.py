@@ -39,6 +39,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     jsonio.init_app(app)
     db.init_app(app)
+    from api import media
+
+    media.init_app(app)
     rest = extensions.init_app(app)
     from api import blueprints
 

@@ -75,6 +75,7 @@ class InspectionRules:
                         ids.add(rid)
                 elif row.get("inspection_id"):
                     ids.add(row["inspection_id"])
+        ids |= cs.recompute
         return sorted(i for i in ids if i in cs.after.get("inspections", {}))
 
     def _load_context(self, session: Session, cs: ChangeSet, ids: list[str]) -> None:

@@ -63,6 +63,8 @@ class ChangeSet:
     device_changed: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     conflicts: list[ConflictNote] = field(default_factory=list)
     audit: list[AuditNote] = field(default_factory=list)
+    # Inspections whose derived columns must be recomputed even if nothing of theirs changed.
+    recompute: set[str] = field(default_factory=set)
 
     def table(self, name: str) -> dict[str, Row]:
         """The `after` rows of a table."""

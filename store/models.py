@@ -262,6 +262,7 @@ class Attachment(Synced, Base):
     signature_stale: Mapped[bool] = mapped_column(Boolean, default=False)
     # Metadata that arrived with an upload before the record itself synced.
     pending_upload: Mapped[bool] = mapped_column(Boolean, default=False)
+    uploaded_by: Mapped[str | None] = mapped_column(ID, default=None)
     upload_requested_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 

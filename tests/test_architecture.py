@@ -16,7 +16,7 @@ RULES = {
     "store": (set(), set()),
     "schemas": ({"store"}, {"marshmallow"}),
     "sync": ({"store"}, set()),
-    "media": (set(), set()),
+    "media": ({"store"}, set()),
     "inspections": ({"store"}, set()),
     "org": ({"store", "inspections", "sync"}, set()),
     "api": (PROJECT - {"wsgi"}, FRAMEWORKS),

@@ -1,0 +1,117 @@
+"""Corrective actions: the per-site ledger (JSON or CSV), raising, status moves, audit."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Response, request
+from sqlalchemy import select
+
+from api import db
+from api.blueprints.common import documented, make_blueprint, page
+from api.security import current_scope, login_required
+from inspections import action_service
+from inspections.review import audit_trail
+from org.paging import page_of
+from schemas.actions import ActionIn, ActionOut, ActionQuery, TransitionIn
+from schemas.inspections import AuditOut
+from store.models import Attachment
+
+blp = make_blueprint("actions", "/actions", "Corrective actions (整改)")
+
+CSV_COLUMNS = ("id", "site_id", "inspection_id", "title", "priority", "status", "due_at",
+               "overdue", "assignee_id", "resolution_note", "verified_by", "source")
+
+
+def _decorate(actions):
+    """Add the derived overdue flag and the evidence attachments."""
+    ids = [a.id for a in actions]
+    evidence: dict[str, list] = {}
+    if ids:
+        rows = db.session().execute(select(Attachment).where(
+            Attachment.action_id.in_(ids), Attachment.deleted_at.is_(None))).scalars()
+        for att in rows:
+            evidence.setdefault(att.action_id, []).append(att)
+    for a in actions:
+        a.overdue = action_service.is_overdue(a)
+        a.evidence = evidence.get(a.id, [])
+    return actions
+
+
+def _wants_csv(query) -> bool:
+    return query.get("format") == "csv" or (
+        request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv")
+
+
+@blp.route("")
+@blp.arguments(ActionQuery, location="query")
+@blp.response(200, ActionOut(many=True))
+@blp.alt_response(200, description="CSV when format=csv or Accept: text/csv",
+                  content_type="text/csv", success=True)
+@blp.paginate()
+@documented(blp, 401, 422)
+@login_required
+def ledger(query, pagination_parameters):
+    """The corrective-action ledger in your scope; `format=csv` for a spreadsheet."""
+    stmt = action_service.ledger(current_scope(), query)
+    if _wants_csv(query):
+        rows = _decorate(list(db.session().execute(stmt).scalars()))
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        dumped = ActionOut(many=True).dump(rows)
+        for row in dumped:
+            writer.writerow([row.get(c) for c in CSV_COLUMNS])
+        return Response(out.getvalue(), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=actions.csv"})
+    return _decorate(page(pagination_parameters, lambda p, n: page_of(db.session(), stmt, p, n)))
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(ActionIn)
+@blp.response(201, ActionOut)
+@documented(blp, 401, 403, 422)
+@login_required
+def raise_action(body):
+    """Raise a corrective action by hand."""
+    action_id = action_service.create(db.session(), current_scope(), body)
+    db.commit()
+    return _decorate([action_service.get(db.session(), current_scope(), action_id)])[0]
+
+
+@blp.route("/<action_id>")
+@blp.response(200, ActionOut)
+@documented(blp, 401, 404)
+@login_required
+def get_action(action_id):
+    """Show an action with its evidence."""
+    return _decorate([action_service.get(db.session(), current_scope(), action_id)])[0]
+
+
+@blp.route("/<action_id>/transition", methods=["POST"])
+@blp.arguments(TransitionIn)
+@blp.response(200, ActionOut)
+@documented(blp, 401, 403, 404, 422)
+@login_required
+def transition(body, action_id):
+    """Start, resolve (note + evidence), verify (managers, HQ) or reopen an action."""
+    action = action_service.transition(db.session(), current_scope(), action_id, body["status"],
+                                       body.get("note"))
+    db.commit()
+    return _decorate([action])[0]
+
+
+@blp.route("/<action_id>/audit")
+@blp.response(200, AuditOut(many=True))
+@documented(blp, 401, 404)
+@login_required
+def action_audit(action_id):
+    """The action's audit trail."""
+    action = action_service.get(db.session(), current_scope(), action_id)
+    return audit_trail(db.session(), "action", action.id)
+
+
+def blueprints():
+    """This module's blueprints."""
+    return [blp]

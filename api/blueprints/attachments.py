@@ -1,0 +1,138 @@
+"""Photos and signatures: upload (request, bytes, complete) and download of variants."""
+
+from __future__ import annotations
+
+from flask import Response, current_app, redirect, request, url_for
+from marshmallow import fields, validate
+
+from api import db
+from api.blueprints.common import documented, make_blueprint
+from api.media import blob_store, limits, recompute_inspection
+from api.security import current_scope, login_required
+from media import uploads
+from schemas.common import Out, Strict
+from schemas.inspections import AttachmentOut
+
+blp = make_blueprint("attachments", "/attachments", "Photo and signature evidence")
+
+VARIANTS = ("original", "preview", "thumb")
+
+
+class UploadIn(Strict):
+    """What the device is about to upload."""
+
+    sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-fA-F]{64}$"))
+    byte_size = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    mime = fields.String(required=True, validate=validate.Length(max=100))
+
+
+class UploadOut(Out):
+    """Either already uploaded, or where to PUT the bytes."""
+
+    already_uploaded = fields.Boolean()
+    method = fields.String()
+    url = fields.String()
+    headers = fields.Dict()
+    expires_at = fields.String()
+
+
+class FileQuery(Strict):
+    """Which variant."""
+
+    variant = fields.String(load_default="original", validate=validate.OneOf(VARIANTS))
+
+
+def _ctx():
+    scope = current_scope()
+    return {"user_id": scope.user_id, "sees_site": scope.sees_site}
+
+
+@blp.route("/<attachment_id>/upload", methods=["POST"])
+@blp.arguments(UploadIn)
+@blp.response(200, UploadOut)
+@documented(blp, 401, 404, 409, 413, 422, 503)
+@login_required
+def request_upload(body, attachment_id):
+    """Start an upload: dedupe by content, or get a URL to PUT the bytes to."""
+    session = db.session()
+    content_url = url_for("attachments.put_content", attachment_id=attachment_id)
+    result = uploads.request_upload(
+        session, blob_store(), limits(), attachment_id=attachment_id, sha256=body["sha256"],
+        byte_size=body["byte_size"], mime=body["mime"], content_url=content_url, **_ctx())
+    if result.get("already_uploaded"):
+        recompute_inspection(session, attachment_id)
+    db.commit()
+    return result
+
+
+@blp.route("/<attachment_id>/content", methods=["PUT"])
+@blp.response(200, UploadOut)
+@documented(blp, 401, 404, 413, 422, 503)
+@login_required
+def put_content(attachment_id):
+    """Receive the bytes (local store); checked against the declared size and sha256."""
+    stream = request.stream
+
+    def chunks():
+        while True:
+            chunk = stream.read(1 << 16)
+            if not chunk:
+                return
+            yield chunk
+
+    uploads.receive_bytes(db.session(), blob_store(), limits(), attachment_id=attachment_id,
+                          chunks=chunks(), **_ctx())
+    return {"already_uploaded": False}
+
+
+@blp.route("/<attachment_id>/complete", methods=["POST"])
+@blp.response(200, AttachmentOut)
+@documented(blp, 401, 404, 413, 422, 503)
+@login_required
+def complete(attachment_id):
+    """Verify and process the uploaded bytes; the record becomes `uploaded`."""
+    session = db.session()
+    att = uploads.complete(session, blob_store(), limits(), attachment_id=attachment_id,
+                           **_ctx())
+    recompute_inspection(session, attachment_id)
+    db.commit()
+    return att
+
+
+@blp.route("/<attachment_id>")
+@blp.response(200, AttachmentOut)
+@documented(blp, 401, 404)
+@login_required
+def get_attachment(attachment_id):
+    """An attachment's metadata."""
+    return uploads.get_for_download(db.session(), attachment_id, **_ctx())
+
+
+@blp.route("/<attachment_id>/file")
+@blp.arguments(FileQuery, location="query")
+@blp.response(200)
+@blp.alt_response(302, description="Redirect to a short-lived presigned URL (S3)",
+                  success=True)
+@blp.alt_response(304, description="Not modified (ETag)", success=True)
+@documented(blp, 401, 404, 503)
+@login_required
+def get_file(query, attachment_id):
+    """The bytes of a variant: streamed with an ETag (local) or a presigned redirect (S3)."""
+    att = uploads.get_for_download(db.session(), attachment_id, **_ctx())
+    key, mime = uploads.variant_key(att, query["variant"])
+    store = blob_store()
+    url = uploads._guard(store.presign_get, key, current_app.config["PRESIGN_SECONDS"], mime)
+    if url:
+        return redirect(url, code=302)
+    etag = f"{att.sha256}-{query['variant']}"
+    if request.if_none_match and etag in request.if_none_match:
+        return Response(status=304, headers={"ETag": f'"{etag}"'})
+    data = uploads._guard(store.get, key)
+    return Response(data, mimetype=mime, headers={
+        "ETag": f'"{etag}"', "Cache-Control": "private, max-age=86400, immutable",
+        "X-Content-Type-Options": "nosniff"})
+
+
+def blueprints():
+    """This module's blueprints."""
+    return [blp]

@@ -1,0 +1,213 @@
+"""Sync benchmarks: push of 50 inspections x 60 responses and pull of 10,000 rows in pages of
+1000, over HTTP, each next to a raw baseline in the same run.
+
+    python bench/bench_sync.py            # SQLite file
+    BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench python bench/bench_sync.py
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sqlite3
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Server, database_url, make_app, report, timed  # noqa: E402
+
+ITEMS = 60
+INSPECTIONS = 50
+RESPONSE_COLUMNS = ("id", "inspection_id", "item_key", "value", "note", "answered_at")
+
+
+def _id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _template_body(items: int) -> dict:
+    return {"sections": [{"key": "s", "title": {"zh": "检查", "en": "Check"}, "items": [
+        {"key": f"i{n:03d}", "label": {"zh": f"项目{n}", "en": f"Item {n}"}, "type": "yes_no",
+         "required": False} for n in range(items)]}]}
+
+
+class Client:
+    """Tiny HTTP client on one keep-alive connection."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.headers = {"Content-Type": "application/json", "X-Device-Id": "bench"}
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        self.conn.request(method, path, body=body, headers=self.headers)
+        resp = self.conn.getresponse()
+        return resp.status, resp.read()
+
+    def login(self, email: str) -> None:
+        status, data = self.call("POST", "/api/v1/auth/login", orjson.dumps(
+            {"email": email, "password": "demo-pass-2026"}))
+        assert status == 200, data
+        self.headers["Authorization"] = "Bearer " + orjson.loads(data)["access_token"]
+
+
+def push_body(template_id: str, site_id: str, inspections: int, items: int, cursor: int
+              ) -> tuple[bytes, list[dict]]:
+    """A push of new inspections with one answer per item; also the response rows."""
+    now = int(time.time() * 1000)
+    insp, resp = [], []
+    for _ in range(inspections):
+        iid = _id()
+        insp.append({"id": iid, "template_id": template_id, "site_id": site_id,
+                     "status": "in_progress", "started_at": now, "area": "Room 1203",
+                     "_status": "created", "_changed": ""})
+        for n in range(items):
+            resp.append({"id": _id(), "inspection_id": iid, "item_key": f"i{n:03d}",
+                         "value": '"yes"' if n % 7 else '"no"', "note": None,
+                         "answered_at": now, "_status": "created", "_changed": ""})
+    body = {"changes": {"inspections": {"created": insp, "updated": [], "deleted": []},
+                        "responses": {"created": resp, "updated": [], "deleted": []}},
+            "last_pulled_at": cursor}
+    return orjson.dumps(body), resp
+
+
+def raw_insert(app, rows: list[dict]) -> float:
+    """Baseline: a plain executemany of the same response rows (sqlite3 or SQLAlchemy Core)."""
+    engine = app.extensions["db_engine"]
+    data = [{**{c: r[c] for c in RESPONSE_COLUMNS}, "id": "raw" + r["id"]} for r in rows]
+    if engine.dialect.name == "sqlite":
+        path = engine.url.database
+        conn = sqlite3.connect(path)
+        cols = (*RESPONSE_COLUMNS, "server_rev", "col_revs", "created_at", "updated_at",
+                "critical_failed") if False else (*RESPONSE_COLUMNS, "server_rev", "col_revs",
+                                                  "created_at", "updated_at")
+        sql = (f"INSERT INTO responses ({', '.join(cols)}) VALUES "
+               f"({', '.join('?' for _ in cols)})")
+        values = [(*[d[c] for c in RESPONSE_COLUMNS], 0, "{}", "2026-01-01", "2026-01-01")
+                  for d in data]
+        start = time.perf_counter()
+        conn.executemany(sql, values)
+        conn.commit()
+        elapsed = time.perf_counter() - start
+        conn.close()
+        return elapsed
+    from sqlalchemy import insert
+
+    from store.models import Response
+    from store.types import utcnow
+
+    now = utcnow()
+    full = [{**d, "server_rev": 0, "col_revs": {}, "created_at": now, "updated_at": now}
+            for d in data]
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(insert(Response.__table__), full)
+    return time.perf_counter() - start
+
+
+def bench_push(app, client: Client, template_id: str, site_id: str, repeat: int) -> None:
+    ours, base = [], []
+    for _ in range(repeat):
+        status, data = client.call("GET", "/api/v1/sync/pull?last_pulled_at=0&limit=1")
+        cursor = orjson.loads(data)["timestamp"]
+        body, rows = push_body(template_id, site_id, INSPECTIONS, ITEMS, cursor)
+        start = time.perf_counter()
+        status, data = client.call("POST", "/api/v1/sync/push", body)
+        ours.append(time.perf_counter() - start)
+        assert status == 200, data[:500]
+        base.append(raw_insert(app, rows))
+    ours.sort()
+    base.sort()
+    target = 2.0
+    report(f"push {INSPECTIONS}x{ITEMS} rows over HTTP ({app.extensions['db_engine'].dialect.name})",
+           ours[len(ours) // 2], base[len(base) // 2], target)
+
+
+def bench_pull(app, client: Client, template_id: str, site_id: str) -> None:
+    """Seed 10,000 fresh rows, then pull them in pages of 1000 vs a raw read + orjson."""
+    engine = app.extensions["db_engine"]
+    status, data = client.call("GET", "/api/v1/sync/pull?last_pulled_at=0&limit=1")
+    start_cursor = orjson.loads(data)["timestamp"]
+    cursor = start_cursor
+    for _ in range(10):
+        body, _rows = push_body(template_id, site_id, 10, 99, cursor)
+        status, data = client.call("POST", "/api/v1/sync/push", body)
+        assert status == 200, data[:300]
+        cursor = orjson.loads(data)["timestamp"]
+
+    def ours() -> int:
+        seen, cur = 0, start_cursor
+        while True:
+            status, data = client.call("GET", f"/api/v1/sync/pull?last_pulled_at={cur}"
+                                              "&limit=1000")
+            page = orjson.loads(data)
+            seen += sum(len(t["updated"]) for t in page["changes"].values())
+            cur = page["timestamp"]
+            if not page["has_more"]:
+                return seen
+
+    cols = "id, server_rev, inspection_id, item_key, value, note, answered_at, failed, item_score"
+
+    def baseline() -> int:
+        seen, cur = 0, start_cursor
+        if engine.dialect.name == "sqlite":
+            conn = sqlite3.connect(engine.url.database)
+        else:
+            import psycopg
+
+            conn = psycopg.connect(engine.url.render_as_string(hide_password=False).replace(
+                "postgresql+psycopg", "postgresql"))
+        while True:
+            rows = conn.execute(f"SELECT {cols} FROM responses WHERE server_rev > {cur} "
+                                "ORDER BY server_rev LIMIT 1000").fetchall()
+            names = cols.split(", ")
+            orjson.dumps([dict(zip(names, r, strict=True)) for r in rows])
+            seen += len(rows)
+            if len(rows) < 1000:
+                conn.close()
+                return seen
+            cur = rows[-1][1]
+
+    assert ours() >= 10_000
+    assert baseline() >= 9_900
+    t_ours, _ = timed(ours, 5)
+    t_base, _ = timed(baseline, 5)
+    report(f"pull 10,000 rows in pages of 1000 ({engine.dialect.name})", t_ours, t_base, 1.7)
+
+
+def main() -> None:
+    app = make_app(database_url())
+    with app.app_context():
+        from api import db
+        from org import catalog
+        from store.models import Site, User
+        from sync.scope import Scope
+
+        session = db.session()
+        hq = session.query(User).filter_by(email="hq@demo.example").one()
+        scope = Scope(user_id=hq.id, role="hq", region_id=None, site_ids=None)
+        draft = catalog.create_draft(session, scope, {
+            "template_key": "bench_60", "category": "hygiene",
+            "title": {"zh": "基准", "en": "Bench"}, "body": _template_body(ITEMS)})
+        version = catalog.publish(session, scope, draft.id)
+        draft99 = catalog.create_draft(session, scope, {
+            "template_key": "bench_99", "category": "hygiene",
+            "title": {"zh": "基准", "en": "Bench"}, "body": _template_body(99)})
+        version99 = catalog.publish(session, scope, draft99.id)
+        site = session.query(Site).filter_by(code="N-HOTEL").one()
+        ids = (version.id, version99.id, site.id)
+        db.commit()
+    with Server(app) as server:
+        client = Client(server.port)
+        client.login("ana.inspector@demo.example")
+        bench_push(app, client, ids[0], ids[2], repeat=5)
+        bench_pull(app, client, ids[1], ids[2])
+    print(json.dumps({"database": app.extensions["db_engine"].dialect.name}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Corrective actions (整改) over REST: the per-site ledger, raising by hand, status moves."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Select, and_, func, not_, or_, select
+from sqlalchemy.orm import Session
+
+from inspections import actions as action_rules
+from store.changeset import AuditNote, ChangeSet
+from store.errors import Invalid, NotFound
+from store.models import Action, Attachment, Inspection, Site
+from store.types import new_id, utcnow
+from sync import writer
+from sync.scope import Scope
+from sync.tables import TABLES
+
+CLOSED = ("resolved", "verified")
+
+
+def now_ms() -> int:
+    """Epoch milliseconds now (actions keep device-style times)."""
+    return int(utcnow().timestamp() * 1000)
+
+
+def ledger(scope: Scope, filters: dict[str, Any], at_ms: int | None = None) -> Select:
+    """Actions in scope, filterable; overdue = past due and not resolved or verified."""
+    at_ms = at_ms or now_ms()
+    stmt = select(Action).where(Action.deleted_at.is_(None), scope.site_clause(Action.site_id))
+    for key in ("site_id", "status", "priority", "inspection_id", "assignee_id", "source"):
+        if filters.get(key):
+            stmt = stmt.where(getattr(Action, key) == filters[key])
+    if filters.get("region_id"):
+        stmt = stmt.where(Action.site_id.in_(
+            select(Site.id).where(Site.region_id == filters["region_id"])))
+    overdue = and_(Action.due_at.is_not(None), Action.due_at < at_ms,
+                   not_(Action.status.in_(CLOSED)))
+    if filters.get("overdue") is True:
+        stmt = stmt.where(overdue)
+    elif filters.get("overdue") is False:
+        stmt = stmt.where(or_(not_(overdue), Action.due_at.is_(None)))
+    return stmt.order_by(Action.due_at.asc().nulls_last(), Action.id)
+
+
+def is_overdue(action: Action, at_ms: int | None = None) -> bool:
+    """Past due and not yet resolved."""
+    at = dt.datetime.fromtimestamp((at_ms or now_ms()) / 1000, dt.UTC)
+    due = dt.datetime.fromtimestamp(action.due_at / 1000, dt.UTC) if action.due_at else None
+    return action_rules.is_overdue(action.status, due, at)
+
+
+def get(session: Session, scope: Scope, action_id: str) -> Action:
+    """One action in scope (404 otherwise)."""
+    action = session.get(Action, action_id)
+    if action is None or action.deleted_at is not None or not scope.sees_site(action.site_id):
+        raise NotFound("No corrective action with that id.")
+    return action
+
+
+def evidence_count(session: Session, action_id: str) -> int:
+    """Live attachments that document this action."""
+    return session.execute(select(func.count()).select_from(Attachment).where(
+        Attachment.action_id == action_id, Attachment.deleted_at.is_(None))).scalar_one()
+
+
+def _cs(scope: Scope) -> ChangeSet:
+    return ChangeSet(user_id=scope.user_id, role=scope.role, device_id=None, now_ms=now_ms())
+
+
+def create(session: Session, scope: Scope, data: dict[str, Any]) -> str:
+    """Raise an action by hand at a site in scope (403 outside it)."""
+    site_id = data.get("site_id")
+    if data.get("inspection_id"):
+        insp = session.get(Inspection, data["inspection_id"])
+        if insp is None or not scope.sees_site(insp.site_id):
+            raise Invalid("Unknown inspection.", errors={"inspection_id": ["no such inspection"]})
+        site_id = site_id or insp.site_id
+        if site_id != insp.site_id:
+            raise Invalid("The action's site must be its inspection's site.",
+                          errors={"site_id": ["differs from the inspection's site"]})
+    if not site_id:
+        raise Invalid("Say where: site_id or inspection_id.", errors={"site_id": ["required"]})
+    site = session.get(Site, site_id)
+    if site is None or site.deleted_at is not None:
+        raise Invalid("Unknown site.", errors={"site_id": ["no such site"]})
+    scope.check_write(site_id, "site")
+    cs = _cs(scope)
+    row = {c: data.get(c) for c in TABLES["actions"].writable}
+    due = data.get("due_at")
+    row.update(id=new_id(), site_id=site_id, status="open", created_by=scope.user_id,
+               priority=data.get("priority") or "medium", source="manual",
+               due_at=int(due.timestamp() * 1000) if isinstance(due, dt.datetime) else None)
+    if row["due_at"] is None:
+        policy = action_rules.ActionPolicy()
+        row["due_at"] = int((utcnow() + policy.due_for(row["priority"])).timestamp() * 1000)
+    cs.add_new("actions", row)
+    cs.audit.append(AuditNote("action", row["id"], "create", {"title": [None, row["title"]]},
+                              inspection_id=row.get("inspection_id")))
+    writer.write(session, cs)
+    return row["id"]
+
+
+def transition(session: Session, scope: Scope, action_id: str, target: str,
+               note: str | None) -> Action:
+    """Move an action along open -> in_progress -> resolved -> verified (or reopened)."""
+    action = get(session, scope, action_id)
+    try:
+        action_rules.action_transition(action.status, target, scope.role,
+                                       note=note or action.resolution_note,
+                                       has_evidence=evidence_count(session, action.id) > 0)
+    except action_rules.ActionRefused as exc:
+        raise Invalid(exc.message, reason=exc.reason) from None
+    cs = _cs(scope)
+    row = cs.add_context("actions", writer.load_rows(session, TABLES["actions"].table, "id",
+                                                     [action.id])[0])
+    old = row["status"]
+    row["status"] = target
+    if note:
+        row["resolution_note"] = note
+    if target == "resolved":
+        row["resolved_at"] = utcnow()
+    if target == "verified":
+        row["verified_by"], row["verified_at"] = scope.user_id, now_ms()
+    if target == "reopened":
+        row["verified_by"], row["verified_at"], row["resolved_at"] = None, None, None
+    cs.audit.append(AuditNote("action", action.id, "transition",
+                              {"status": [old, target], "note": note},
+                              inspection_id=row.get("inspection_id")))
+    writer.write(session, cs)
+    session.expire(action)
+    return action

@@ -1,0 +1,266 @@
+"""The upload flow: request an upload, receive bytes, complete (verify, process), serve, gc.
+
+Bytes are content-addressed by sha256, so two attachments with the same photo share one
+stored original; every step can be repeated without harm.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from media import images, signatures
+from media.storage import BlobStore, StoreUnavailable
+from store.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
+from store.models import Attachment, Blob
+from store.types import utcnow
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+PHOTO_MIMES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif")
+SIGNATURE_MIMES = ("image/png", "application/json")
+
+
+class Rejected(DomainError):
+    """The bytes are not acceptable evidence; says why."""
+
+    status = 422
+    reason = "rejected"
+
+
+class TooLarge(DomainError):
+    """Bigger than the configured upload limit."""
+
+    status = 413
+    reason = "upload_too_large"
+
+
+@dataclass
+class Limits:
+    """Configured limits."""
+
+    max_bytes: int
+    max_pixels: int
+    expiry: dt.timedelta
+    presign_seconds: int
+
+
+def original_key(sha256: str) -> str:
+    """Where an original lives."""
+    return f"blobs/{sha256[:2]}/{sha256}"
+
+
+def derived_key(sha256: str, variant: str) -> str:
+    """Where a derivative lives."""
+    ext = "png" if variant.endswith("png") else "jpg"
+    return f"derived/{sha256[:2]}/{sha256}/{variant.removesuffix('-png')}.{ext}"
+
+
+def _guard(store_call: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return store_call(*args, **kwargs)
+    except StoreUnavailable:
+        raise Unavailable("The photo store cannot be reached right now; retry shortly.",
+                          reason="storage_unavailable") from None
+
+
+def _attachment(session: Session, attachment_id: str, sees_site: Any, user_id: str
+                ) -> Attachment | None:
+    att = session.get(Attachment, attachment_id)
+    if att is None:
+        return None
+    visible = sees_site(att.site_id) if att.site_id else att.uploaded_by == user_id
+    if not visible or att.deleted_at is not None:
+        raise NotFound("No attachment with that id.")
+    return att
+
+
+def request_upload(session: Session, store: BlobStore, limits: Limits, *, attachment_id: str,
+                   user_id: str, sees_site: Any, sha256: str, byte_size: int, mime: str,
+                   content_url: str) -> dict[str, Any]:
+    """Step 1: dedupe by content, or hand out where to PUT the bytes."""
+    sha256 = sha256.lower()
+    if not SHA256.match(sha256):
+        raise Invalid("sha256 must be 64 hex characters.", errors={"sha256": ["not a sha256"]})
+    if byte_size > limits.max_bytes:
+        raise TooLarge(f"Uploads are limited to {limits.max_bytes} bytes.")
+    att = _attachment(session, attachment_id, sees_site, user_id)
+    if att is None:
+        # The bytes came before the record synced: keep a pending record for them.
+        att = Attachment(id=attachment_id, sha256=sha256, byte_size=byte_size, mime=mime,
+                         kind="signature" if mime == "application/json" else "photo",
+                         pending_upload=True, uploaded_by=user_id)
+        session.add(att)
+    elif att.sha256 and att.sha256 != sha256:
+        raise Conflict("This attachment record names different bytes (sha256); "
+                       "upload the photo it describes.", reason="sha256_mismatch")
+    elif att.byte_size and att.byte_size != byte_size:
+        raise Conflict("This attachment record names a different size.",
+                       reason="size_mismatch")
+    else:
+        att.sha256, att.byte_size, att.mime = sha256, byte_size, att.mime or mime
+    allowed = SIGNATURE_MIMES if att.kind == "signature" else PHOTO_MIMES
+    if mime not in allowed:
+        raise Invalid(f"A {att.kind} must be one of {', '.join(allowed)}.",
+                      errors={"mime": [f"one of {', '.join(allowed)}"]})
+    att.upload_requested_at = att.upload_requested_at or utcnow()
+    att.uploaded_by = att.uploaded_by or user_id
+    session.flush()
+    blob = session.get(Blob, sha256)
+    if blob is not None and blob.has_derivatives:
+        _mark_uploaded(att, blob)
+        session.flush()
+        return {"already_uploaded": True}
+    expires = utcnow() + dt.timedelta(seconds=limits.presign_seconds)
+    url, headers = _guard(store.presign_put, original_key(sha256), sha256, byte_size, mime,
+                          limits.presign_seconds)
+    if url is None:
+        url, headers = content_url, {"Content-Type": mime}
+    return {"method": "PUT", "url": url, "headers": headers,
+            "expires_at": expires.isoformat().replace("+00:00", "Z")}
+
+
+def receive_bytes(session: Session, store: BlobStore, limits: Limits, *, attachment_id: str,
+                  user_id: str, sees_site: Any, chunks: Iterable[bytes]) -> dict[str, Any]:
+    """Step 2 (local store): take the bytes, check them against the requested sha256 and size,
+    and store them under their hash; nothing is kept when they do not match."""
+    att = _attachment(session, attachment_id, sees_site, user_id)
+    if att is None or not att.sha256:
+        raise Invalid("Request an upload first (POST .../upload).", reason="no_upload_requested")
+    digest = hashlib.sha256()
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > min(limits.max_bytes, att.byte_size or limits.max_bytes):
+            raise TooLarge("More bytes than the upload declared; nothing was kept.")
+        digest.update(chunk)
+        parts.append(chunk)
+    if size != att.byte_size:
+        raise Rejected(f"Received {size} bytes but the upload declared {att.byte_size}; "
+                       "nothing was kept. Upload the whole file again.", reason="size_mismatch")
+    if digest.hexdigest() != att.sha256:
+        raise Rejected("The bytes do not match the declared sha256; nothing was kept.",
+                       reason="sha256_mismatch")
+    _guard(store.put, original_key(att.sha256), b"".join(parts))
+    return {"received": size}
+
+
+def complete(session: Session, store: BlobStore, limits: Limits, *, attachment_id: str,
+             user_id: str, sees_site: Any) -> Attachment:
+    """Step 3: verify size and sha256 ourselves, validate and process, mark uploaded."""
+    att = _attachment(session, attachment_id, sees_site, user_id)
+    if att is None or not att.sha256:
+        raise Invalid("Request an upload first (POST .../upload).", reason="no_upload_requested")
+    if att.uploaded:
+        return att
+    blob = session.get(Blob, att.sha256)
+    if blob is None or not blob.has_derivatives:
+        key = original_key(att.sha256)
+        if not _guard(store.exists, key):
+            raise Invalid("No bytes have arrived for this upload yet; PUT them, then complete.",
+                          reason="bytes_missing")
+        data = _guard(store.get, key)
+        problem = None
+        if len(data) != att.byte_size:
+            problem = Rejected(f"The stored file has {len(data)} bytes, not the declared "
+                               f"{att.byte_size}; upload it again.", reason="size_mismatch")
+        elif hashlib.sha256(data).hexdigest() != att.sha256:
+            problem = Rejected("The stored bytes do not match the declared sha256; upload "
+                               "them again.", reason="sha256_mismatch")
+        if problem is None:
+            try:
+                blob = _process(session, store, limits, att, data)
+            except (images.ImageRejected, signatures.SignatureRejected) as exc:
+                problem = Rejected(exc.message, reason=exc.reason)
+        if problem is not None:
+            # Bad bytes must not sit under a content address; the client uploads again.
+            _guard(store.delete, key)
+            raise problem
+    _mark_uploaded(att, blob)
+    session.flush()
+    return att
+
+
+def _process(session: Session, store: BlobStore, limits: Limits, att: Attachment,
+             data: bytes) -> Blob:
+    sha = att.sha256
+    if att.kind == "signature":
+        png = signatures.render_strokes(data) if att.mime == "application/json" else data
+        width, height = signatures.verify_signature_png(png)
+        _guard(store.put, derived_key(sha, "preview-png"), png)
+        _guard(store.put, derived_key(sha, "thumb-png"), png)
+        mime, meta = att.mime or "image/png", {}
+    else:
+        result = images.process_image(data, declared_mime=att.mime, max_pixels=limits.max_pixels)
+        _guard(store.put, derived_key(sha, "preview"), result.preview)
+        _guard(store.put, derived_key(sha, "thumb"), result.thumb)
+        width, height, mime = result.width, result.height, result.mime
+        meta = {"captured_at": result.captured_at, "gps": result.gps}
+    blob = session.get(Blob, sha)
+    if blob is None:
+        blob = Blob(sha256=sha, byte_size=len(data), mime=mime)
+        session.add(blob)
+    blob.width, blob.height, blob.has_derivatives = width, height, True
+    captured = meta.get("captured_at")
+    if isinstance(captured, dt.datetime):
+        att.exif_captured_at = captured if captured.tzinfo else captured.replace(tzinfo=dt.UTC)
+    if meta.get("gps"):
+        att.exif_latitude, att.exif_longitude = meta["gps"]
+    return blob
+
+
+def _mark_uploaded(att: Attachment, blob: Blob) -> None:
+    att.uploaded = True
+    att.width, att.height = blob.width, blob.height
+
+
+def variant_key(att: Attachment, variant: str) -> tuple[str, str]:
+    """(store key, mime) of one variant of an uploaded attachment."""
+    if not att.uploaded or not att.sha256:
+        raise NotFound("This attachment's bytes have not been uploaded yet.",
+                       reason="not_uploaded")
+    if variant == "original":
+        return original_key(att.sha256), att.mime or "application/octet-stream"
+    if att.kind == "signature":
+        return derived_key(att.sha256, f"{variant}-png"), "image/png"
+    return derived_key(att.sha256, variant), "image/jpeg"
+
+
+def get_for_download(session: Session, attachment_id: str, sees_site: Any, user_id: str
+                     ) -> Attachment:
+    """An attachment in scope whose bytes may be fetched."""
+    att = _attachment(session, attachment_id, sees_site, user_id)
+    if att is None:
+        raise NotFound("No attachment with that id.")
+    return att
+
+
+def gc(session: Session, store: BlobStore, expiry: dt.timedelta) -> dict[str, int]:
+    """Forget uploads that never completed: their bytes (if no completed blob shares them) and
+    pending records whose metadata never synced."""
+    cutoff = utcnow() - expiry
+    stale = session.execute(select(Attachment).where(
+        Attachment.uploaded.is_(False), Attachment.upload_requested_at < cutoff)).scalars().all()
+    done = {b for (b,) in session.execute(select(Blob.sha256).where(
+        Blob.sha256.in_([a.sha256 for a in stale if a.sha256]), Blob.has_derivatives))}
+    removed_bytes = removed_records = 0
+    for att in stale:
+        if att.sha256 and att.sha256 not in done and _guard(store.exists,
+                                                            original_key(att.sha256)):
+            _guard(store.delete, original_key(att.sha256))
+            removed_bytes += 1
+        att.upload_requested_at = None
+    pending = [a.id for a in stale if a.pending_upload]
+    if pending:
+        session.execute(delete(Attachment).where(Attachment.id.in_(pending)))
+        removed_records = len(pending)
+    session.flush()
+    return {"objects_deleted": removed_bytes, "pending_records_deleted": removed_records}
+
