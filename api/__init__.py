@@ -31,8 +31,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
                 }
             },
-            "info": {"description": "Inspections backend: REST for review and admin, "
-                     "WatermelonDB-compatible sync for offline devices."},
+            "info": {
+                "description": "Inspections backend: REST for review and admin, "
+                "WatermelonDB-compatible sync for offline devices."
+            },
         },
     )
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"))

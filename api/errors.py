@@ -63,7 +63,7 @@ def envelope(
 def _flatten_locations(errors: Any) -> Any:
     """webargs nests errors under the location ('json', 'query'); name the field directly."""
     if isinstance(errors, dict) and len(errors) == 1:
-        (location, inner), = errors.items()
+        ((location, inner),) = errors.items()
         if location in {"json", "query", "form", "headers", "files", "view_args"}:
             return inner
     return errors

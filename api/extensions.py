@@ -8,6 +8,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api
 
+
 class ErrorOut(ma.Schema):
     """The one error envelope."""
 

@@ -51,18 +51,23 @@ def check_tree(value: Any, max_depth: int) -> None:
         node, depth, path = stack.pop()
         if isinstance(node, str):
             if "\x00" in node:
-                raise BadJSON(f"Text at {path} contains a NUL character, which is not allowed.",
-                              reason="nul_character")
+                raise BadJSON(
+                    f"Text at {path} contains a NUL character, which is not allowed.",
+                    reason="nul_character",
+                )
             continue
         if isinstance(node, dict | list):
             if depth > max_depth:
-                raise BadJSON(f"The JSON is nested deeper than {max_depth} levels (at {path}).",
-                              reason="too_deep")
+                raise BadJSON(
+                    f"The JSON is nested deeper than {max_depth} levels (at {path}).",
+                    reason="too_deep",
+                )
             if isinstance(node, dict):
                 for key, child in node.items():
                     if "\x00" in key:
-                        raise BadJSON(f"A key at {path} contains a NUL character.",
-                                      reason="nul_character")
+                        raise BadJSON(
+                            f"A key at {path} contains a NUL character.", reason="nul_character"
+                        )
                     stack.append((child, depth + 1, f"{path}.{key}"))
             else:
                 for i, child in enumerate(node):

@@ -30,9 +30,12 @@ def blob_store() -> BlobStore:
 def limits() -> Limits:
     """Upload limits from the configuration."""
     cfg = current_app.config
-    return Limits(max_bytes=cfg["MAX_UPLOAD_BYTES"], max_pixels=cfg["MAX_IMAGE_PIXELS"],
-                  expiry=dt.timedelta(seconds=cfg["UPLOAD_EXPIRY_SECONDS"]),
-                  presign_seconds=cfg["PRESIGN_SECONDS"])
+    return Limits(
+        max_bytes=cfg["MAX_UPLOAD_BYTES"],
+        max_pixels=cfg["MAX_IMAGE_PIXELS"],
+        expiry=dt.timedelta(seconds=cfg["UPLOAD_EXPIRY_SECONDS"]),
+        presign_seconds=cfg["PRESIGN_SECONDS"],
+    )
 
 
 def recompute_inspection(session: Session, attachment_id: str) -> None:
@@ -42,15 +45,17 @@ def recompute_inspection(session: Session, attachment_id: str) -> None:
     att = session.get(Attachment, attachment_id)
     if att is None or att.pending_upload:
         return
-    cs = ChangeSet(user_id="system", role="hq", device_id=None,
-                   now_ms=int(utcnow().timestamp() * 1000))
+    cs = ChangeSet(
+        user_id="system", role="hq", device_id=None, now_ms=int(utcnow().timestamp() * 1000)
+    )
     rows = writer.load_rows(session, TABLES["attachments"].table, "id", [attachment_id])
     if rows:
         cs.add_context("attachments", rows[0])
         cs.bump("attachments", attachment_id)
     if att.inspection_id:
-        for row in writer.load_rows(session, TABLES["inspections"].table, "id",
-                                    [att.inspection_id]):
+        for row in writer.load_rows(
+            session, TABLES["inspections"].table, "id", [att.inspection_id]
+        ):
             cs.add_context("inspections", row)
             cs.recompute.add(row["id"])
     sync_rules().apply(session, cs)

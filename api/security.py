@@ -56,8 +56,10 @@ def authenticate(db: Session, email: str, password: str) -> User:
     if not verify_password(user.password_hash, password):
         raise Unauthorized("Wrong email or password.", reason="bad_credentials")
     if current_app.config["APP_ENV"] == "production" and password == DEMO_PASSWORD:
-        raise Unauthorized("The demo password is refused in production; ask HQ for a new one.",
-                           reason="demo_password_refused")
+        raise Unauthorized(
+            "The demo password is refused in production; ask HQ for a new one.",
+            reason="demo_password_refused",
+        )
     return user
 
 
@@ -74,8 +76,9 @@ def _decode(token: str, expected_type: str) -> dict[str, Any]:
             options={"require": ["exp", "iat", "sub", "typ"]},
         )
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("Your token has expired; refresh it or sign in again.",
-                           reason="token_expired") from None
+        raise Unauthorized(
+            "Your token has expired; refresh it or sign in again.", reason="token_expired"
+        ) from None
     except jwt.InvalidTokenError:
         raise Unauthorized("The token is not valid.", reason="token_invalid") from None
     if claims.get("typ") != expected_type:
@@ -88,8 +91,15 @@ def issue_tokens(db: Session, user: User, family: str | None = None) -> dict[str
     now = utcnow()
     access_ttl = current_app.config["ACCESS_TOKEN_TTL"]
     refresh_ttl = current_app.config["REFRESH_TOKEN_TTL"]
-    access = _encode({"sub": user.id, "role": user.role, "typ": "access",
-                      "iat": now, "exp": now + dt.timedelta(seconds=access_ttl)})
+    access = _encode(
+        {
+            "sub": user.id,
+            "role": user.role,
+            "typ": "access",
+            "iat": now,
+            "exp": now + dt.timedelta(seconds=access_ttl),
+        }
+    )
     jti = secrets.token_hex(16)
     family = family or secrets.token_hex(16)
     expires = now + dt.timedelta(seconds=refresh_ttl)
@@ -111,12 +121,16 @@ def rotate_refresh(db: Session, token: str) -> dict[str, Any]:
         select(RefreshToken).where(RefreshToken.jti == claims.get("jti")).with_for_update()
     ).scalar_one_or_none()
     if row is None or row.revoked_at is not None:
-        raise Unauthorized("This refresh token is no longer valid; sign in again.",
-                           reason="token_revoked")
+        raise Unauthorized(
+            "This refresh token is no longer valid; sign in again.", reason="token_revoked"
+        )
     if row.used_at is not None:
         # A spent token came back: someone holds a copy. Cut off the whole family.
-        db.execute(update(RefreshToken).where(RefreshToken.family == row.family)
-                   .values(revoked_at=utcnow()))
+        db.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family == row.family)
+            .values(revoked_at=utcnow())
+        )
         raise TokenReused("This refresh token was already used; sign in again.")
     row.used_at = utcnow()
     user = db.get(User, row.user_id)
@@ -132,13 +146,16 @@ def current_user() -> User:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("Sign in first: send 'Authorization: Bearer <access token>'.",
-                               reason="not_authenticated")
+            raise Unauthorized(
+                "Sign in first: send 'Authorization: Bearer <access token>'.",
+                reason="not_authenticated",
+            )
         claims = _decode(token.strip(), "access")
         user = session().get(User, claims["sub"])
         if user is None or not user.active:
-            raise Unauthorized("This account no longer exists or is disabled.",
-                               reason="account_disabled")
+            raise Unauthorized(
+                "This account no longer exists or is disabled.", reason="account_disabled"
+            )
         g.user = user
     return user
 

@@ -19,7 +19,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Server, database_url, make_app, report, timed  # noqa: E402
+from bench.common import Server, database_url, make_app, report, timed
 
 ITEMS = 60
 INSPECTIONS = 50
@@ -31,9 +31,23 @@ def _id() -> str:
 
 
 def _template_body(items: int) -> dict:
-    return {"sections": [{"key": "s", "title": {"zh": "检查", "en": "Check"}, "items": [
-        {"key": f"i{n:03d}", "label": {"zh": f"项目{n}", "en": f"Item {n}"}, "type": "yes_no",
-         "required": False} for n in range(items)]}]}
+    return {
+        "sections": [
+            {
+                "key": "s",
+                "title": {"zh": "检查", "en": "Check"},
+                "items": [
+                    {
+                        "key": f"i{n:03d}",
+                        "label": {"zh": f"项目{n}", "en": f"Item {n}"},
+                        "type": "yes_no",
+                        "required": False,
+                    }
+                    for n in range(items)
+                ],
+            }
+        ]
+    }
 
 
 class Client:
@@ -49,29 +63,55 @@ class Client:
         return resp.status, resp.read()
 
     def login(self, email: str) -> None:
-        status, data = self.call("POST", "/api/v1/auth/login", orjson.dumps(
-            {"email": email, "password": "demo-pass-2026"}))
+        status, data = self.call(
+            "POST",
+            "/api/v1/auth/login",
+            orjson.dumps({"email": email, "password": "demo-pass-2026"}),
+        )
         assert status == 200, data
         self.headers["Authorization"] = "Bearer " + orjson.loads(data)["access_token"]
 
 
-def push_body(template_id: str, site_id: str, inspections: int, items: int, cursor: int
-              ) -> tuple[bytes, list[dict]]:
+def push_body(
+    template_id: str, site_id: str, inspections: int, items: int, cursor: int
+) -> tuple[bytes, list[dict]]:
     """A push of new inspections with one answer per item; also the response rows."""
     now = int(time.time() * 1000)
     insp, resp = [], []
     for _ in range(inspections):
         iid = _id()
-        insp.append({"id": iid, "template_id": template_id, "site_id": site_id,
-                     "status": "in_progress", "started_at": now, "area": "Room 1203",
-                     "_status": "created", "_changed": ""})
+        insp.append(
+            {
+                "id": iid,
+                "template_id": template_id,
+                "site_id": site_id,
+                "status": "in_progress",
+                "started_at": now,
+                "area": "Room 1203",
+                "_status": "created",
+                "_changed": "",
+            }
+        )
         for n in range(items):
-            resp.append({"id": _id(), "inspection_id": iid, "item_key": f"i{n:03d}",
-                         "value": '"yes"' if n % 7 else '"no"', "note": None,
-                         "answered_at": now, "_status": "created", "_changed": ""})
-    body = {"changes": {"inspections": {"created": insp, "updated": [], "deleted": []},
-                        "responses": {"created": resp, "updated": [], "deleted": []}},
-            "last_pulled_at": cursor}
+            resp.append(
+                {
+                    "id": _id(),
+                    "inspection_id": iid,
+                    "item_key": f"i{n:03d}",
+                    "value": '"yes"' if n % 7 else '"no"',
+                    "note": None,
+                    "answered_at": now,
+                    "_status": "created",
+                    "_changed": "",
+                }
+            )
+    body = {
+        "changes": {
+            "inspections": {"created": insp, "updated": [], "deleted": []},
+            "responses": {"created": resp, "updated": [], "deleted": []},
+        },
+        "last_pulled_at": cursor,
+    }
     return orjson.dumps(body), resp
 
 
@@ -82,13 +122,11 @@ def raw_insert(app, rows: list[dict]) -> float:
     if engine.dialect.name == "sqlite":
         path = engine.url.database
         conn = sqlite3.connect(path)
-        cols = (*RESPONSE_COLUMNS, "server_rev", "col_revs", "created_at", "updated_at",
-                "critical_failed") if False else (*RESPONSE_COLUMNS, "server_rev", "col_revs",
-                                                  "created_at", "updated_at")
-        sql = (f"INSERT INTO responses ({', '.join(cols)}) VALUES "
-               f"({', '.join('?' for _ in cols)})")
-        values = [(*[d[c] for c in RESPONSE_COLUMNS], 0, "{}", "2026-01-01", "2026-01-01")
-                  for d in data]
+        cols = (*RESPONSE_COLUMNS, "server_rev", "col_revs", "created_at", "updated_at")
+        sql = f"INSERT INTO responses ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+        values = [
+            (*[d[c] for c in RESPONSE_COLUMNS], 0, "{}", "2026-01-01", "2026-01-01") for d in data
+        ]
         start = time.perf_counter()
         conn.executemany(sql, values)
         conn.commit()
@@ -101,8 +139,9 @@ def raw_insert(app, rows: list[dict]) -> float:
     from store.types import utcnow
 
     now = utcnow()
-    full = [{**d, "server_rev": 0, "col_revs": {}, "created_at": now, "updated_at": now}
-            for d in data]
+    full = [
+        {**d, "server_rev": 0, "col_revs": {}, "created_at": now, "updated_at": now} for d in data
+    ]
     start = time.perf_counter()
     with engine.begin() as conn:
         conn.execute(insert(Response.__table__), full)
@@ -123,8 +162,12 @@ def bench_push(app, client: Client, template_id: str, site_id: str, repeat: int)
     ours.sort()
     base.sort()
     target = 2.0
-    report(f"push {INSPECTIONS}x{ITEMS} rows over HTTP ({app.extensions['db_engine'].dialect.name})",
-           ours[len(ours) // 2], base[len(base) // 2], target)
+    report(
+        f"push {INSPECTIONS}x{ITEMS} rows over HTTP ({app.extensions['db_engine'].dialect.name})",
+        ours[len(ours) // 2],
+        base[len(base) // 2],
+        target,
+    )
 
 
 def bench_pull(app, client: Client, template_id: str, site_id: str) -> None:
@@ -142,8 +185,7 @@ def bench_pull(app, client: Client, template_id: str, site_id: str) -> None:
     def ours() -> int:
         seen, cur = 0, start_cursor
         while True:
-            status, data = client.call("GET", f"/api/v1/sync/pull?last_pulled_at={cur}"
-                                              "&limit=1000")
+            _status, data = client.call("GET", f"/api/v1/sync/pull?last_pulled_at={cur}&limit=1000")
             page = orjson.loads(data)
             seen += sum(len(t["updated"]) for t in page["changes"].values())
             cur = page["timestamp"]
@@ -159,11 +201,16 @@ def bench_pull(app, client: Client, template_id: str, site_id: str) -> None:
         else:
             import psycopg
 
-            conn = psycopg.connect(engine.url.render_as_string(hide_password=False).replace(
-                "postgresql+psycopg", "postgresql"))
+            conn = psycopg.connect(
+                engine.url.render_as_string(hide_password=False).replace(
+                    "postgresql+psycopg", "postgresql"
+                )
+            )
         while True:
-            rows = conn.execute(f"SELECT {cols} FROM responses WHERE server_rev > {cur} "
-                                "ORDER BY server_rev LIMIT 1000").fetchall()
+            rows = conn.execute(
+                f"SELECT {cols} FROM responses WHERE server_rev > {cur} "
+                "ORDER BY server_rev LIMIT 1000"
+            ).fetchall()
             names = cols.split(", ")
             orjson.dumps([dict(zip(names, r, strict=True)) for r in rows])
             seen += len(rows)
@@ -190,13 +237,27 @@ def main() -> None:
         session = db.session()
         hq = session.query(User).filter_by(email="hq@demo.example").one()
         scope = Scope(user_id=hq.id, role="hq", region_id=None, site_ids=None)
-        draft = catalog.create_draft(session, scope, {
-            "template_key": "bench_60", "category": "hygiene",
-            "title": {"zh": "基准", "en": "Bench"}, "body": _template_body(ITEMS)})
+        draft = catalog.create_draft(
+            session,
+            scope,
+            {
+                "template_key": "bench_60",
+                "category": "hygiene",
+                "title": {"zh": "基准", "en": "Bench"},
+                "body": _template_body(ITEMS),
+            },
+        )
         version = catalog.publish(session, scope, draft.id)
-        draft99 = catalog.create_draft(session, scope, {
-            "template_key": "bench_99", "category": "hygiene",
-            "title": {"zh": "基准", "en": "Bench"}, "body": _template_body(99)})
+        draft99 = catalog.create_draft(
+            session,
+            scope,
+            {
+                "template_key": "bench_99",
+                "category": "hygiene",
+                "title": {"zh": "基准", "en": "Bench"},
+                "body": _template_body(99),
+            },
+        )
         version99 = catalog.publish(session, scope, draft99.id)
         site = session.query(Site).filter_by(code="N-HOTEL").one()
         ids = (version.id, version99.id, site.id)

@@ -32,9 +32,16 @@ def make_app(url: str):
     from store.models import Base
 
     instance = tempfile.mkdtemp()
-    app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": instance,
-                      "MEDIA_ROOT": f"{instance}/media", "SECRET_KEY": "bench-" + "x" * 40,
-                      "LOG_LEVEL": "WARNING", "SYNC_PUSH_MAX_RECORDS": 100_000})
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "INSTANCE_PATH": instance,
+            "MEDIA_ROOT": f"{instance}/media",
+            "SECRET_KEY": "bench-" + "x" * 40,
+            "LOG_LEVEL": "WARNING",
+            "SYNC_PUSH_MAX_RECORDS": 100_000,
+        }
+    )
     engine = app.extensions["db_engine"]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -82,5 +89,8 @@ def report(name: str, ours: float, baseline: float, target: float | None = None)
     """One line: our time, the baseline's, the ratio (and the target when there is one)."""
     ratio = ours / baseline if baseline else float("inf")
     goal = f"  target <= {target}x" if target else ""
-    print(f"{name:<48} ours {ours * 1000:9.1f} ms   baseline {baseline * 1000:9.1f} ms   "
-          f"ratio {ratio:5.2f}x{goal}", flush=True)
+    print(
+        f"{name:<48} ours {ours * 1000:9.1f} ms   baseline {baseline * 1000:9.1f} ms   "
+        f"ratio {ratio:5.2f}x{goal}",
+        flush=True,
+    )

@@ -33,10 +33,12 @@ def ledger(scope: Scope, filters: dict[str, Any], at_ms: int | None = None) -> S
         if filters.get(key):
             stmt = stmt.where(getattr(Action, key) == filters[key])
     if filters.get("region_id"):
-        stmt = stmt.where(Action.site_id.in_(
-            select(Site.id).where(Site.region_id == filters["region_id"])))
-    overdue = and_(Action.due_at.is_not(None), Action.due_at < at_ms,
-                   not_(Action.status.in_(CLOSED)))
+        stmt = stmt.where(
+            Action.site_id.in_(select(Site.id).where(Site.region_id == filters["region_id"]))
+        )
+    overdue = and_(
+        Action.due_at.is_not(None), Action.due_at < at_ms, not_(Action.status.in_(CLOSED))
+    )
     if filters.get("overdue") is True:
         stmt = stmt.where(overdue)
     elif filters.get("overdue") is False:
@@ -61,8 +63,11 @@ def get(session: Session, scope: Scope, action_id: str) -> Action:
 
 def evidence_count(session: Session, action_id: str) -> int:
     """Live attachments that document this action."""
-    return session.execute(select(func.count()).select_from(Attachment).where(
-        Attachment.action_id == action_id, Attachment.deleted_at.is_(None))).scalar_one()
+    return session.execute(
+        select(func.count())
+        .select_from(Attachment)
+        .where(Attachment.action_id == action_id, Attachment.deleted_at.is_(None))
+    ).scalar_one()
 
 
 def _cs(scope: Scope) -> ChangeSet:
@@ -78,8 +83,10 @@ def create(session: Session, scope: Scope, data: dict[str, Any]) -> str:
             raise Invalid("Unknown inspection.", errors={"inspection_id": ["no such inspection"]})
         site_id = site_id or insp.site_id
         if site_id != insp.site_id:
-            raise Invalid("The action's site must be its inspection's site.",
-                          errors={"site_id": ["differs from the inspection's site"]})
+            raise Invalid(
+                "The action's site must be its inspection's site.",
+                errors={"site_id": ["differs from the inspection's site"]},
+            )
     if not site_id:
         raise Invalid("Say where: site_id or inspection_id.", errors={"site_id": ["required"]})
     site = session.get(Site, site_id)
@@ -89,32 +96,51 @@ def create(session: Session, scope: Scope, data: dict[str, Any]) -> str:
     cs = _cs(scope)
     row = {c: data.get(c) for c in TABLES["actions"].writable}
     due = data.get("due_at")
-    row.update(id=new_id(), site_id=site_id, status="open", created_by=scope.user_id,
-               priority=data.get("priority") or "medium", source="manual",
-               due_at=int(due.timestamp() * 1000) if isinstance(due, dt.datetime) else None)
+    row.update(
+        id=new_id(),
+        site_id=site_id,
+        status="open",
+        created_by=scope.user_id,
+        priority=data.get("priority") or "medium",
+        source="manual",
+        due_at=int(due.timestamp() * 1000) if isinstance(due, dt.datetime) else None,
+    )
     if row["due_at"] is None:
         policy = action_rules.ActionPolicy()
         row["due_at"] = int((utcnow() + policy.due_for(row["priority"])).timestamp() * 1000)
     cs.add_new("actions", row)
-    cs.audit.append(AuditNote("action", row["id"], "create", {"title": [None, row["title"]]},
-                              inspection_id=row.get("inspection_id")))
+    cs.audit.append(
+        AuditNote(
+            "action",
+            row["id"],
+            "create",
+            {"title": [None, row["title"]]},
+            inspection_id=row.get("inspection_id"),
+        )
+    )
     writer.write(session, cs)
     return row["id"]
 
 
-def transition(session: Session, scope: Scope, action_id: str, target: str,
-               note: str | None) -> Action:
+def transition(
+    session: Session, scope: Scope, action_id: str, target: str, note: str | None
+) -> Action:
     """Move an action along open -> in_progress -> resolved -> verified (or reopened)."""
     action = get(session, scope, action_id)
     try:
-        action_rules.action_transition(action.status, target, scope.role,
-                                       note=note or action.resolution_note,
-                                       has_evidence=evidence_count(session, action.id) > 0)
+        action_rules.action_transition(
+            action.status,
+            target,
+            scope.role,
+            note=note or action.resolution_note,
+            has_evidence=evidence_count(session, action.id) > 0,
+        )
     except action_rules.ActionRefused as exc:
         raise Invalid(exc.message, reason=exc.reason) from None
     cs = _cs(scope)
-    row = cs.add_context("actions", writer.load_rows(session, TABLES["actions"].table, "id",
-                                                     [action.id])[0])
+    row = cs.add_context(
+        "actions", writer.load_rows(session, TABLES["actions"].table, "id", [action.id])[0]
+    )
     old = row["status"]
     row["status"] = target
     if note:
@@ -125,9 +151,15 @@ def transition(session: Session, scope: Scope, action_id: str, target: str,
         row["verified_by"], row["verified_at"] = scope.user_id, now_ms()
     if target == "reopened":
         row["verified_by"], row["verified_at"], row["resolved_at"] = None, None, None
-    cs.audit.append(AuditNote("action", action.id, "transition",
-                              {"status": [old, target], "note": note},
-                              inspection_id=row.get("inspection_id")))
+    cs.audit.append(
+        AuditNote(
+            "action",
+            action.id,
+            "transition",
+            {"status": [old, target], "note": note},
+            inspection_id=row.get("inspection_id"),
+        )
+    )
     writer.write(session, cs)
     session.expire(action)
     return action

@@ -16,12 +16,22 @@ from inspections import lifecycle, scoring
 from inspections.canonical import content_sha256
 from inspections.evidence import missing_evidence
 from store.changeset import AuditNote, ChangeSet, ConflictNote, Row
-from store.models import Action, Attachment, Conflict, Inspection, Occurrence, Response
+from store.models import Action, Attachment, Conflict, Occurrence, Response
 from store.models import TemplateVersion as Version
 from store.types import new_id
 
-_INSPECTION_AUDITED = ("status", "area", "notes", "template_id", "site_id", "occurrence_id",
-                       "mode", "started_at", "completed_at", "deleted_at")
+_INSPECTION_AUDITED = (
+    "status",
+    "area",
+    "notes",
+    "template_id",
+    "site_id",
+    "occurrence_id",
+    "mode",
+    "started_at",
+    "completed_at",
+    "deleted_at",
+)
 
 
 def _rows(session: Session, model: type, column: str, ids: list[str]) -> list[Row]:
@@ -70,8 +80,11 @@ class InspectionRules:
         for name in ("inspections", "responses", "attachments"):
             for rid, row in cs.after.get(name, {}).items():
                 if name == "inspections":
-                    if rid in cs.device_changed.get(name, {}) or cs.is_new(name, rid) or (
-                            cs.changed_columns(name, rid)):
+                    if (
+                        rid in cs.device_changed.get(name, {})
+                        or cs.is_new(name, rid)
+                        or (cs.changed_columns(name, rid))
+                    ):
                         ids.add(rid)
                 elif row.get("inspection_id"):
                     ids.add(row["inspection_id"])
@@ -79,14 +92,20 @@ class InspectionRules:
         return sorted(i for i in ids if i in cs.after.get("inspections", {}))
 
     def _load_context(self, session: Session, cs: ChangeSet, ids: list[str]) -> None:
-        for name, model in (("responses", Response), ("attachments", Attachment),
-                            ("actions", Action)):
+        for name, model in (
+            ("responses", Response),
+            ("attachments", Attachment),
+            ("actions", Action),
+        ):
             for row in _rows(session, model, "inspection_id", ids):
                 cs.add_context(name, row)
 
     def _children(self, cs: ChangeSet, name: str, iid: str, live: bool = True) -> list[Row]:
-        return [r for r in cs.after.get(name, {}).values()
-                if r.get("inspection_id") == iid and (not live or r.get("deleted_at") is None)]
+        return [
+            r
+            for r in cs.after.get(name, {}).values()
+            if r.get("inspection_id") == iid and (not live or r.get("deleted_at") is None)
+        ]
 
     def _versions(self, session: Session, cs: ChangeSet, ids: list[str]) -> dict[str, Row]:
         tids = sorted({cs.after["inspections"][i]["template_id"] for i in ids} - {None})
@@ -94,8 +113,9 @@ class InspectionRules:
 
     # --- locks and lifecycle --------------------------------------------------------------
 
-    def _revert(self, cs: ChangeSet, name: str, rid: str, kind: str, detail: str,
-                inspection_id: str | None) -> None:
+    def _revert(
+        self, cs: ChangeSet, name: str, rid: str, kind: str, detail: str, inspection_id: str | None
+    ) -> None:
         """Undo a device's change to one record, keep its values in a conflict, bump the rev."""
         before = cs.before.get(name, {}).get(rid)
         after = cs.after[name][rid]
@@ -103,10 +123,20 @@ class InspectionRules:
         device_values = {c: after.get(c) for c in changed}
         if "deleted_at" in device_values:
             device_values["deleted_at"] = "deleted on the device"
-        cs.conflicts.append(ConflictNote(
-            kind=kind, table=name, record_id=rid, detail=detail, inspection_id=inspection_id,
-            site_id=after.get("site_id"), device_value=device_values,
-            server_value=None if before is None else {c: _plain(before.get(c)) for c in changed}))
+        cs.conflicts.append(
+            ConflictNote(
+                kind=kind,
+                table=name,
+                record_id=rid,
+                detail=detail,
+                inspection_id=inspection_id,
+                site_id=after.get("site_id"),
+                device_value=device_values,
+                server_value=None
+                if before is None
+                else {c: _plain(before.get(c)) for c in changed},
+            )
+        )
         if before is None:
             del cs.after[name][rid]
             del cs.before[name][rid]
@@ -122,21 +152,34 @@ class InspectionRules:
                 continue
             status = before["status"]
             if iid in cs.device_changed.get("inspections", {}):
-                self._revert(cs, "inspections", iid, "locked",
-                             f"the inspection is {status}; device changes are refused", iid)
+                self._revert(
+                    cs,
+                    "inspections",
+                    iid,
+                    "locked",
+                    f"the inspection is {status}; device changes are refused",
+                    iid,
+                )
             for name in ("responses", "attachments"):
                 for row in self._children(cs, name, iid, live=False):
                     rid = row["id"]
                     if rid not in cs.device_changed.get(name, {}):
                         continue
                     late_evidence = (
-                        name == "attachments" and cs.is_new(name, rid) and status == "completed"
+                        name == "attachments"
+                        and cs.is_new(name, rid)
+                        and status == "completed"
                         and before.get("inspector_id") == cs.user_id
                     )
                     if not late_evidence:
-                        self._revert(cs, name, rid, "locked",
-                                     f"the inspection is {status}; device changes are refused",
-                                     iid)
+                        self._revert(
+                            cs,
+                            name,
+                            rid,
+                            "locked",
+                            f"the inspection is {status}; device changes are refused",
+                            iid,
+                        )
 
     def _lifecycle(self, cs: ChangeSet, ids: list[str]) -> None:
         for iid in ids:
@@ -149,10 +192,19 @@ class InspectionRules:
             try:
                 lifecycle.transition(old, new, cs.role, via="device")
             except lifecycle.TransitionRefused as exc:
-                cs.conflicts.append(ConflictNote(
-                    kind="lifecycle", table="inspections", record_id=iid, column="status",
-                    inspection_id=iid, site_id=after.get("site_id"), server_value=old,
-                    device_value=new, detail=exc.message))
+                cs.conflicts.append(
+                    ConflictNote(
+                        kind="lifecycle",
+                        table="inspections",
+                        record_id=iid,
+                        column="status",
+                        inspection_id=iid,
+                        site_id=after.get("site_id"),
+                        server_value=old,
+                        device_value=new,
+                        detail=exc.message,
+                    )
+                )
                 after["status"] = old if before else "in_progress"
                 cs.bump("inspections", iid)
 
@@ -163,10 +215,18 @@ class InspectionRules:
         if insp.get("deleted_at") is not None:
             return
         if version is None:
-            cs.conflicts.append(ConflictNote(
-                kind="invalid_value", table="inspections", record_id=iid, column="template_id",
-                inspection_id=iid, site_id=insp.get("site_id"),
-                device_value=insp.get("template_id"), detail="unknown template version"))
+            cs.conflicts.append(
+                ConflictNote(
+                    kind="invalid_value",
+                    table="inspections",
+                    record_id=iid,
+                    column="template_id",
+                    inspection_id=iid,
+                    site_id=insp.get("site_id"),
+                    device_value=insp.get("template_id"),
+                    detail="unknown template version",
+                )
+            )
             return
         body = version["body"]
         items = {item["key"]: item for _s, item in scoring.iter_items(body)}
@@ -178,11 +238,20 @@ class InspectionRules:
             if key:
                 evidence[key]["records"] += 1
                 evidence[key]["uploaded"] += 1 if att.get("uploaded") else 0
-        result = scoring.score(body, version.get("pass_threshold"), answers,
-                               {k: v["records"] for k, v in evidence.items()})
-        insp.update(score=result.score, max_score=result.max_score,
-                    score_percent=result.score_percent, grade=result.grade,
-                    passed=result.passed, critical_failed=result.critical_failed)
+        result = scoring.score(
+            body,
+            version.get("pass_threshold"),
+            answers,
+            {k: v["records"] for k, v in evidence.items()},
+        )
+        insp.update(
+            score=result.score,
+            max_score=result.max_score,
+            score_percent=result.score_percent,
+            grade=result.grade,
+            passed=result.passed,
+            critical_failed=result.critical_failed,
+        )
         for key, response in chosen.items():
             item = result.items.get(key)
             response["failed"] = bool(item.failed) if item else None
@@ -207,11 +276,19 @@ class InspectionRules:
             group.sort(key=lambda r: (r["id"] in pushed, r.get("server_rev") or 0, r["id"]))
             winner = group[-1]
             if len(group) > 1 and any(r["id"] in pushed for r in group):
-                cs.conflicts.append(ConflictNote(
-                    kind="duplicate_response", table="responses", record_id=winner["id"],
-                    column="item_key", inspection_id=iid, site_id=winner.get("site_id"),
-                    server_value=[r["id"] for r in group[:-1]], device_value=winner["id"],
-                    detail=f"{len(group)} answers for item {key}; the newest is scored"))
+                cs.conflicts.append(
+                    ConflictNote(
+                        kind="duplicate_response",
+                        table="responses",
+                        record_id=winner["id"],
+                        column="item_key",
+                        inspection_id=iid,
+                        site_id=winner.get("site_id"),
+                        server_value=[r["id"] for r in group[:-1]],
+                        device_value=winner["id"],
+                        detail=f"{len(group)} answers for item {key}; the newest is scored",
+                    )
+                )
             for other in group[:-1]:
                 other["failed"], other["item_score"] = None, None
             item = items.get(key)
@@ -222,10 +299,18 @@ class InspectionRules:
                 error = scoring.check_answer(item, value)
             if error:
                 if winner["id"] in pushed:
-                    cs.conflicts.append(ConflictNote(
-                        kind="invalid_value", table="responses", record_id=winner["id"],
-                        column="value", inspection_id=iid, site_id=winner.get("site_id"),
-                        device_value=winner.get("value"), detail=error))
+                    cs.conflicts.append(
+                        ConflictNote(
+                            kind="invalid_value",
+                            table="responses",
+                            record_id=winner["id"],
+                            column="value",
+                            inspection_id=iid,
+                            site_id=winner.get("site_id"),
+                            device_value=winner.get("value"),
+                            detail=error,
+                        )
+                    )
                 winner["failed"], winner["item_score"] = None, None
                 continue
             chosen[key] = winner
@@ -233,15 +318,31 @@ class InspectionRules:
                 answers[key] = value
         return answers, chosen
 
-    def _complete(self, cs: ChangeSet, iid: str, insp: Row, before: Row | None,
-                  result: Any, body: dict, chosen: dict[str, Row]) -> None:
+    def _complete(
+        self,
+        cs: ChangeSet,
+        iid: str,
+        insp: Row,
+        before: Row | None,
+        result: Any,
+        body: dict,
+        chosen: dict[str, Row],
+    ) -> None:
         if result.unanswered_required:
             names = ", ".join(result.unanswered_required[:10])
-            cs.conflicts.append(ConflictNote(
-                kind="incomplete", table="inspections", record_id=iid, column="status",
-                inspection_id=iid, site_id=insp.get("site_id"), server_value=(before or {}).get(
-                    "status"), device_value="completed",
-                detail=f"required items unanswered: {names}"))
+            cs.conflicts.append(
+                ConflictNote(
+                    kind="incomplete",
+                    table="inspections",
+                    record_id=iid,
+                    column="status",
+                    inspection_id=iid,
+                    site_id=insp.get("site_id"),
+                    server_value=(before or {}).get("status"),
+                    device_value="completed",
+                    detail=f"required items unanswered: {names}",
+                )
+            )
             insp["status"] = (before or {}).get("status") or "in_progress"
             if insp["status"] == "completed":
                 insp["status"] = "in_progress"
@@ -253,29 +354,51 @@ class InspectionRules:
         existing = {a.get("response_id") for a in self._children(cs, "actions", iid, live=False)}
         completed_at = dt.datetime.fromtimestamp(cs.now_ms / 1000, dt.UTC)
         for draft in action_rules.actions_for_failed_items(
-                result, body, completed_at=completed_at, policy=self.policy):
+            result, body, completed_at=completed_at, policy=self.policy
+        ):
             response = chosen.get(draft.item_key)
             if response is None or response["id"] in existing:
                 continue  # never twice for the same response
-            cs.add_new("actions", {
-                "id": new_id(), "inspection_id": iid,
-                "response_id": response["id"], "site_id": insp["site_id"],
-                "title": draft.title, "description": draft.description,
-                "priority": draft.priority, "assignee_id": insp.get("inspector_id"),
-                "due_at": int(draft.due_at.timestamp() * 1000), "status": "open",
-                "created_by": None, "source": "auto",
-            })
-        cs.audit.append(AuditNote("inspection", iid, "transition", {
-            "status": [(before or {}).get("status"), "completed"],
-            "completed_at": completed_ms}, inspection_id=iid))
+            cs.add_new(
+                "actions",
+                {
+                    "id": new_id(),
+                    "inspection_id": iid,
+                    "response_id": response["id"],
+                    "site_id": insp["site_id"],
+                    "title": draft.title,
+                    "description": draft.description,
+                    "priority": draft.priority,
+                    "assignee_id": insp.get("inspector_id"),
+                    "due_at": int(draft.due_at.timestamp() * 1000),
+                    "status": "open",
+                    "created_by": None,
+                    "source": "auto",
+                },
+            )
+        cs.audit.append(
+            AuditNote(
+                "inspection",
+                iid,
+                "transition",
+                {
+                    "status": [(before or {}).get("status"), "completed"],
+                    "completed_at": completed_ms,
+                },
+                inspection_id=iid,
+            )
+        )
 
     # --- flags ----------------------------------------------------------------------------
 
     def _flags(self, session: Session, cs: ChangeSet, ids: list[str]) -> None:
-        open_conflicts = dict(session.execute(
-            select(Conflict.inspection_id, func.count()).where(
-                Conflict.inspection_id.in_(ids), Conflict.resolved_at.is_(None))
-            .group_by(Conflict.inspection_id)).all())
+        open_conflicts = dict(
+            session.execute(
+                select(Conflict.inspection_id, func.count())
+                .where(Conflict.inspection_id.in_(ids), Conflict.resolved_at.is_(None))
+                .group_by(Conflict.inspection_id)
+            ).all()
+        )
         fresh = {c.inspection_id for c in cs.conflicts}
         for iid in ids:
             insp = cs.after["inspections"][iid]
@@ -286,8 +409,11 @@ class InspectionRules:
                 self._fulfil(session, cs, insp)
 
     def _signatures(self, cs: ChangeSet, iid: str) -> None:
-        sigs = [a for a in self._children(cs, "attachments", iid)
-                if a.get("kind") == "signature" and a.get("signed_content_sha256")]
+        sigs = [
+            a
+            for a in self._children(cs, "attachments", iid)
+            if a.get("kind") == "signature" and a.get("signed_content_sha256")
+        ]
         if not sigs:
             return
         responses = [r for r in self._children(cs, "responses", iid)]
@@ -311,7 +437,9 @@ class InspectionRules:
             for col in ("value", "note", "deleted_at"):
                 if old.get(col) != resp.get(col):
                     changes[f"responses.{resp['item_key']}.{col}"] = [
-                        _plain(old.get(col)), _plain(resp.get(col))]
+                        _plain(old.get(col)),
+                        _plain(resp.get(col)),
+                    ]
         if changes:
             action = "create" if not before else "update"
             cs.audit.append(AuditNote("inspection", iid, action, changes, inspection_id=iid))
@@ -346,20 +474,40 @@ class InspectionRules:
                 continue
             try:
                 action_rules.action_transition(
-                    old, new, cs.role, note=after.get("resolution_note"),
-                    has_evidence=evidence[aid] > 0)
+                    old,
+                    new,
+                    cs.role,
+                    note=after.get("resolution_note"),
+                    has_evidence=evidence[aid] > 0,
+                )
             except action_rules.ActionRefused as exc:
-                cs.conflicts.append(ConflictNote(
-                    kind="lifecycle", table="actions", record_id=aid, column="status",
-                    inspection_id=after.get("inspection_id"), site_id=after.get("site_id"),
-                    server_value=old, device_value=new, detail=exc.message))
+                cs.conflicts.append(
+                    ConflictNote(
+                        kind="lifecycle",
+                        table="actions",
+                        record_id=aid,
+                        column="status",
+                        inspection_id=after.get("inspection_id"),
+                        site_id=after.get("site_id"),
+                        server_value=old,
+                        device_value=new,
+                        detail=exc.message,
+                    )
+                )
                 after["status"] = old
                 cs.bump("actions", aid)
                 continue
             if new == "resolved":
                 after["resolved_at"] = dt.datetime.now(dt.UTC)
-            cs.audit.append(AuditNote("action", aid, "transition", {"status": [old, new]},
-                                      inspection_id=after.get("inspection_id")))
+            cs.audit.append(
+                AuditNote(
+                    "action",
+                    aid,
+                    "transition",
+                    {"status": [old, new]},
+                    inspection_id=after.get("inspection_id"),
+                )
+            )
 
 
 def _plain(value: Any) -> Any:

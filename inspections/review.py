@@ -36,26 +36,39 @@ def queue(scope: Scope, filters: dict[str, Any]) -> Select:
     """Inspections awaiting review (or in another review status), newest first, in scope."""
     if not scope.is_reviewer:
         raise Forbidden("The review queue is for regional managers and HQ.", reason="wrong_role")
-    stmt = select(Inspection).where(Inspection.deleted_at.is_(None),
-                                    scope.site_clause(Inspection.site_id))
+    stmt = select(Inspection).where(
+        Inspection.deleted_at.is_(None), scope.site_clause(Inspection.site_id)
+    )
     stmt = stmt.where(Inspection.status == (filters.get("status") or "completed"))
-    for key in ("site_id", "template_id", "inspector_id", "passed", "critical_failed",
-                "has_conflicts", "media_complete"):
+    for key in (
+        "site_id",
+        "template_id",
+        "inspector_id",
+        "passed",
+        "critical_failed",
+        "has_conflicts",
+        "media_complete",
+    ):
         if filters.get(key) is not None:
             stmt = stmt.where(getattr(Inspection, key) == filters[key])
     if filters.get("template_key"):
         keys = select(TemplateVersion.id).where(
-            TemplateVersion.template_key == filters["template_key"])
+            TemplateVersion.template_key == filters["template_key"]
+        )
         stmt = stmt.where(Inspection.template_id.in_(keys))
     if filters.get("region_id"):
-        stmt = stmt.where(Inspection.site_id.in_(
-            select(Site.id).where(Site.region_id == filters["region_id"])))
+        stmt = stmt.where(
+            Inspection.site_id.in_(select(Site.id).where(Site.region_id == filters["region_id"]))
+        )
     if filters.get("completed_from"):
         stmt = stmt.where(Inspection.completed_received_at >= filters["completed_from"])
     if filters.get("completed_to"):
         stmt = stmt.where(Inspection.completed_received_at < filters["completed_to"])
-    return stmt.order_by(Inspection.completed_received_at.desc().nulls_last(),
-                         Inspection.completed_at.desc(), Inspection.id)
+    return stmt.order_by(
+        Inspection.completed_received_at.desc().nulls_last(),
+        Inspection.completed_at.desc(),
+        Inspection.id,
+    )
 
 
 def get_inspection(session: Session, scope: Scope, inspection_id: str) -> Inspection:
@@ -71,10 +84,22 @@ def detail(session: Session, scope: Scope, inspection_id: str) -> dict[str, Any]
     evidence, conflicts, actions and the audit trail."""
     insp = get_inspection(session, scope, inspection_id)
     version = session.get(TemplateVersion, insp.template_id)
-    responses = session.execute(select(Response).where(
-        Response.inspection_id == insp.id, Response.deleted_at.is_(None))).scalars().all()
-    attachments = session.execute(select(Attachment).where(
-        Attachment.inspection_id == insp.id, Attachment.deleted_at.is_(None))).scalars().all()
+    responses = (
+        session.execute(
+            select(Response).where(Response.inspection_id == insp.id, Response.deleted_at.is_(None))
+        )
+        .scalars()
+        .all()
+    )
+    attachments = (
+        session.execute(
+            select(Attachment).where(
+                Attachment.inspection_id == insp.id, Attachment.deleted_at.is_(None)
+            )
+        )
+        .scalars()
+        .all()
+    )
     by_key: dict[str, Response] = {}
     for r in sorted(responses, key=lambda r: r.server_rev):
         by_key[r.item_key] = r
@@ -86,16 +111,23 @@ def detail(session: Session, scope: Scope, inspection_id: str) -> dict[str, Any]
         for section, item in iter_items(version.body):
             resp = by_key.get(item["key"])
             value, _ = decode_value(resp.value if resp else None)
-            items.append({
-                "section": section["key"], "section_title": section.get("title"),
-                "key": item["key"], "label": item.get("label"), "type": item["type"],
-                "critical": bool(item.get("critical")), "required": item.get("required", True),
-                "answer": value, "note": resp.note if resp else None,
-                "failed": bool(resp.failed) if resp else False,
-                "item_score": resp.item_score if resp else None,
-                "response_id": resp.id if resp else None,
-                "evidence": [a for a in photos.get(resp.id if resp else "-", [])],
-            })
+            items.append(
+                {
+                    "section": section["key"],
+                    "section_title": section.get("title"),
+                    "key": item["key"],
+                    "label": item.get("label"),
+                    "type": item["type"],
+                    "critical": bool(item.get("critical")),
+                    "required": item.get("required", True),
+                    "answer": value,
+                    "note": resp.note if resp else None,
+                    "failed": bool(resp.failed) if resp else False,
+                    "item_score": resp.item_score if resp else None,
+                    "response_id": resp.id if resp else None,
+                    "evidence": [a for a in photos.get(resp.id if resp else "-", [])],
+                }
+            )
     items.sort(key=lambda i: (not i["failed"], not i["critical"]))
     site = session.get(Site, insp.site_id)
     inspector = session.get(User, insp.inspector_id) if insp.inspector_id else None
@@ -108,17 +140,28 @@ def detail(session: Session, scope: Scope, inspection_id: str) -> dict[str, Any]
         "items": items,
         "signatures": [a for a in attachments if a.kind == "signature"],
         "missing_evidence": missing,
-        "conflicts": session.execute(select(Conflict).where(
-            Conflict.inspection_id == insp.id).order_by(Conflict.created_at)).scalars().all(),
-        "actions": session.execute(select(Action).where(
-            Action.inspection_id == insp.id, Action.deleted_at.is_(None))
-            .order_by(Action.due_at)).scalars().all(),
+        "conflicts": session.execute(
+            select(Conflict).where(Conflict.inspection_id == insp.id).order_by(Conflict.created_at)
+        )
+        .scalars()
+        .all(),
+        "actions": session.execute(
+            select(Action)
+            .where(Action.inspection_id == insp.id, Action.deleted_at.is_(None))
+            .order_by(Action.due_at)
+        )
+        .scalars()
+        .all(),
         "audit": audit_trail(session, "inspection", insp.id),
     }
 
 
-def missing_for(insp: Inspection, version: TemplateVersion | None,
-                by_key: dict[str, Response], attachments: list[Attachment]) -> list[dict]:
+def missing_for(
+    insp: Inspection,
+    version: TemplateVersion | None,
+    by_key: dict[str, Response],
+    attachments: list[Attachment],
+) -> list[dict]:
     """Which required photos/signatures are not uploaded yet."""
     from inspections import scoring
     from inspections.evidence import missing_evidence
@@ -138,8 +181,12 @@ def missing_for(insp: Inspection, version: TemplateVersion | None,
             slot = evidence.setdefault(key, {"records": 0, "uploaded": 0})
             slot["records"] += 1
             slot["uploaded"] += 1 if a.uploaded else 0
-    result = scoring.score(version.body, version.pass_threshold, answers,
-                           {k: v["records"] for k, v in evidence.items()})
+    result = scoring.score(
+        version.body,
+        version.pass_threshold,
+        answers,
+        {k: v["records"] for k, v in evidence.items()},
+    )
     return missing_evidence(version.body, result, evidence)
 
 
@@ -153,22 +200,34 @@ def audit_trail(session: Session, entity: str, entity_id: str) -> list[AuditEven
 
 
 def _plan(session: Session, scope: Scope, insp: Inspection) -> tuple[ChangeSet, Row]:
-    cs = ChangeSet(user_id=scope.user_id, role=scope.role, device_id=None,
-                   now_ms=int(utcnow().timestamp() * 1000))
+    cs = ChangeSet(
+        user_id=scope.user_id,
+        role=scope.role,
+        device_id=None,
+        now_ms=int(utcnow().timestamp() * 1000),
+    )
     row = writer.load_rows(session, TABLES["inspections"].table, "id", [insp.id])[0]
     return cs, cs.add_context("inspections", row)
 
 
-def decide(session: Session, scope: Scope, rules: InspectionRules, inspection_id: str,
-           decision: str, comment: str | None) -> Inspection:
+def decide(
+    session: Session,
+    scope: Scope,
+    rules: InspectionRules,
+    inspection_id: str,
+    decision: str,
+    comment: str | None,
+) -> Inspection:
     """Approve, or return for rework with a comment; the device learns on its next pull."""
     insp = get_inspection(session, scope, inspection_id)
     if scope.role not in REVIEWER_ROLES:
         raise Forbidden("Only regional managers and HQ review inspections.", reason="wrong_role")
     target = {"approve": "approved", "return": "returned", "archive": "archived"}[decision]
     if decision == "return" and not (comment or "").strip():
-        raise Invalid("Say what must be reworked: a comment is required to return an "
-                      "inspection.", errors={"comment": ["required when returning"]})
+        raise Invalid(
+            "Say what must be reworked: a comment is required to return an inspection.",
+            errors={"comment": ["required when returning"]},
+        )
     try:
         lifecycle.transition(insp.status, target, scope.role, via="review")
     except lifecycle.TransitionRefused as exc:
@@ -182,8 +241,15 @@ def decide(session: Session, scope: Scope, rules: InspectionRules, inspection_id
         row["reviewed_by"] = scope.user_id
         row["reviewed_at"] = dt.datetime.now(dt.UTC)
     cs.recompute.add(insp.id)
-    cs.audit.append(AuditNote("inspection", insp.id, decision, {
-        "status": [old, target], "comment": comment}, inspection_id=insp.id))
+    cs.audit.append(
+        AuditNote(
+            "inspection",
+            insp.id,
+            decision,
+            {"status": [old, target], "comment": comment},
+            inspection_id=insp.id,
+        )
+    )
     rules.apply(session, cs)
     writer.write(session, cs)
     session.expire(insp)

@@ -66,12 +66,15 @@ def _guard(store_call: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return store_call(*args, **kwargs)
     except StoreUnavailable:
-        raise Unavailable("The photo store cannot be reached right now; retry shortly.",
-                          reason="storage_unavailable") from None
+        raise Unavailable(
+            "The photo store cannot be reached right now; retry shortly.",
+            reason="storage_unavailable",
+        ) from None
 
 
-def _attachment(session: Session, attachment_id: str, sees_site: Any, user_id: str
-                ) -> Attachment | None:
+def _attachment(
+    session: Session, attachment_id: str, sees_site: Any, user_id: str
+) -> Attachment | None:
     att = session.get(Attachment, attachment_id)
     if att is None:
         return None
@@ -81,9 +84,19 @@ def _attachment(session: Session, attachment_id: str, sees_site: Any, user_id: s
     return att
 
 
-def request_upload(session: Session, store: BlobStore, limits: Limits, *, attachment_id: str,
-                   user_id: str, sees_site: Any, sha256: str, byte_size: int, mime: str,
-                   content_url: str) -> dict[str, Any]:
+def request_upload(
+    session: Session,
+    store: BlobStore,
+    limits: Limits,
+    *,
+    attachment_id: str,
+    user_id: str,
+    sees_site: Any,
+    sha256: str,
+    byte_size: int,
+    mime: str,
+    content_url: str,
+) -> dict[str, Any]:
     """Step 1: dedupe by content, or hand out where to PUT the bytes."""
     sha256 = sha256.lower()
     if not SHA256.match(sha256):
@@ -93,22 +106,31 @@ def request_upload(session: Session, store: BlobStore, limits: Limits, *, attach
     att = _attachment(session, attachment_id, sees_site, user_id)
     if att is None:
         # The bytes came before the record synced: keep a pending record for them.
-        att = Attachment(id=attachment_id, sha256=sha256, byte_size=byte_size, mime=mime,
-                         kind="signature" if mime == "application/json" else "photo",
-                         pending_upload=True, uploaded_by=user_id)
+        att = Attachment(
+            id=attachment_id,
+            sha256=sha256,
+            byte_size=byte_size,
+            mime=mime,
+            kind="signature" if mime == "application/json" else "photo",
+            pending_upload=True,
+            uploaded_by=user_id,
+        )
         session.add(att)
     elif att.sha256 and att.sha256 != sha256:
-        raise Conflict("This attachment record names different bytes (sha256); "
-                       "upload the photo it describes.", reason="sha256_mismatch")
+        raise Conflict(
+            "This attachment record names different bytes (sha256); upload the photo it describes.",
+            reason="sha256_mismatch",
+        )
     elif att.byte_size and att.byte_size != byte_size:
-        raise Conflict("This attachment record names a different size.",
-                       reason="size_mismatch")
+        raise Conflict("This attachment record names a different size.", reason="size_mismatch")
     else:
         att.sha256, att.byte_size, att.mime = sha256, byte_size, att.mime or mime
     allowed = SIGNATURE_MIMES if att.kind == "signature" else PHOTO_MIMES
     if mime not in allowed:
-        raise Invalid(f"A {att.kind} must be one of {', '.join(allowed)}.",
-                      errors={"mime": [f"one of {', '.join(allowed)}"]})
+        raise Invalid(
+            f"A {att.kind} must be one of {', '.join(allowed)}.",
+            errors={"mime": [f"one of {', '.join(allowed)}"]},
+        )
     att.upload_requested_at = att.upload_requested_at or utcnow()
     att.uploaded_by = att.uploaded_by or user_id
     session.flush()
@@ -118,16 +140,29 @@ def request_upload(session: Session, store: BlobStore, limits: Limits, *, attach
         session.flush()
         return {"already_uploaded": True}
     expires = utcnow() + dt.timedelta(seconds=limits.presign_seconds)
-    url, headers = _guard(store.presign_put, original_key(sha256), sha256, byte_size, mime,
-                          limits.presign_seconds)
+    url, headers = _guard(
+        store.presign_put, original_key(sha256), sha256, byte_size, mime, limits.presign_seconds
+    )
     if url is None:
         url, headers = content_url, {"Content-Type": mime}
-    return {"method": "PUT", "url": url, "headers": headers,
-            "expires_at": expires.isoformat().replace("+00:00", "Z")}
+    return {
+        "method": "PUT",
+        "url": url,
+        "headers": headers,
+        "expires_at": expires.isoformat().replace("+00:00", "Z"),
+    }
 
 
-def receive_bytes(session: Session, store: BlobStore, limits: Limits, *, attachment_id: str,
-                  user_id: str, sees_site: Any, chunks: Iterable[bytes]) -> dict[str, Any]:
+def receive_bytes(
+    session: Session,
+    store: BlobStore,
+    limits: Limits,
+    *,
+    attachment_id: str,
+    user_id: str,
+    sees_site: Any,
+    chunks: Iterable[bytes],
+) -> dict[str, Any]:
     """Step 2 (local store): take the bytes, check them against the requested sha256 and size,
     and store them under their hash; nothing is kept when they do not match."""
     att = _attachment(session, attachment_id, sees_site, user_id)
@@ -143,17 +178,29 @@ def receive_bytes(session: Session, store: BlobStore, limits: Limits, *, attachm
         digest.update(chunk)
         parts.append(chunk)
     if size != att.byte_size:
-        raise Rejected(f"Received {size} bytes but the upload declared {att.byte_size}; "
-                       "nothing was kept. Upload the whole file again.", reason="size_mismatch")
+        raise Rejected(
+            f"Received {size} bytes but the upload declared {att.byte_size}; "
+            "nothing was kept. Upload the whole file again.",
+            reason="size_mismatch",
+        )
     if digest.hexdigest() != att.sha256:
-        raise Rejected("The bytes do not match the declared sha256; nothing was kept.",
-                       reason="sha256_mismatch")
+        raise Rejected(
+            "The bytes do not match the declared sha256; nothing was kept.",
+            reason="sha256_mismatch",
+        )
     _guard(store.put, original_key(att.sha256), b"".join(parts))
     return {"received": size}
 
 
-def complete(session: Session, store: BlobStore, limits: Limits, *, attachment_id: str,
-             user_id: str, sees_site: Any) -> Attachment:
+def complete(
+    session: Session,
+    store: BlobStore,
+    limits: Limits,
+    *,
+    attachment_id: str,
+    user_id: str,
+    sees_site: Any,
+) -> Attachment:
     """Step 3: verify size and sha256 ourselves, validate and process, mark uploaded."""
     att = _attachment(session, attachment_id, sees_site, user_id)
     if att is None or not att.sha256:
@@ -164,16 +211,23 @@ def complete(session: Session, store: BlobStore, limits: Limits, *, attachment_i
     if blob is None or not blob.has_derivatives:
         key = original_key(att.sha256)
         if not _guard(store.exists, key):
-            raise Invalid("No bytes have arrived for this upload yet; PUT them, then complete.",
-                          reason="bytes_missing")
+            raise Invalid(
+                "No bytes have arrived for this upload yet; PUT them, then complete.",
+                reason="bytes_missing",
+            )
         data = _guard(store.get, key)
         problem = None
         if len(data) != att.byte_size:
-            problem = Rejected(f"The stored file has {len(data)} bytes, not the declared "
-                               f"{att.byte_size}; upload it again.", reason="size_mismatch")
+            problem = Rejected(
+                f"The stored file has {len(data)} bytes, not the declared "
+                f"{att.byte_size}; upload it again.",
+                reason="size_mismatch",
+            )
         elif hashlib.sha256(data).hexdigest() != att.sha256:
-            problem = Rejected("The stored bytes do not match the declared sha256; upload "
-                               "them again.", reason="sha256_mismatch")
+            problem = Rejected(
+                "The stored bytes do not match the declared sha256; upload them again.",
+                reason="sha256_mismatch",
+            )
         if problem is None:
             try:
                 blob = _process(session, store, limits, att, data)
@@ -188,8 +242,9 @@ def complete(session: Session, store: BlobStore, limits: Limits, *, attachment_i
     return att
 
 
-def _process(session: Session, store: BlobStore, limits: Limits, att: Attachment,
-             data: bytes) -> Blob:
+def _process(
+    session: Session, store: BlobStore, limits: Limits, att: Attachment, data: bytes
+) -> Blob:
     sha = att.sha256
     if att.kind == "signature":
         png = signatures.render_strokes(data) if att.mime == "application/json" else data
@@ -224,8 +279,7 @@ def _mark_uploaded(att: Attachment, blob: Blob) -> None:
 def variant_key(att: Attachment, variant: str) -> tuple[str, str]:
     """(store key, mime) of one variant of an uploaded attachment."""
     if not att.uploaded or not att.sha256:
-        raise NotFound("This attachment's bytes have not been uploaded yet.",
-                       reason="not_uploaded")
+        raise NotFound("This attachment's bytes have not been uploaded yet.", reason="not_uploaded")
     if variant == "original":
         return original_key(att.sha256), att.mime or "application/octet-stream"
     if att.kind == "signature":
@@ -233,8 +287,9 @@ def variant_key(att: Attachment, variant: str) -> tuple[str, str]:
     return derived_key(att.sha256, variant), "image/jpeg"
 
 
-def get_for_download(session: Session, attachment_id: str, sees_site: Any, user_id: str
-                     ) -> Attachment:
+def get_for_download(
+    session: Session, attachment_id: str, sees_site: Any, user_id: str
+) -> Attachment:
     """An attachment in scope whose bytes may be fetched."""
     att = _attachment(session, attachment_id, sees_site, user_id)
     if att is None:
@@ -246,14 +301,26 @@ def gc(session: Session, store: BlobStore, expiry: dt.timedelta) -> dict[str, in
     """Forget uploads that never completed: their bytes (if no completed blob shares them) and
     pending records whose metadata never synced."""
     cutoff = utcnow() - expiry
-    stale = session.execute(select(Attachment).where(
-        Attachment.uploaded.is_(False), Attachment.upload_requested_at < cutoff)).scalars().all()
-    done = {b for (b,) in session.execute(select(Blob.sha256).where(
-        Blob.sha256.in_([a.sha256 for a in stale if a.sha256]), Blob.has_derivatives))}
+    stale = (
+        session.execute(
+            select(Attachment).where(
+                Attachment.uploaded.is_(False), Attachment.upload_requested_at < cutoff
+            )
+        )
+        .scalars()
+        .all()
+    )
+    done = {
+        b
+        for (b,) in session.execute(
+            select(Blob.sha256).where(
+                Blob.sha256.in_([a.sha256 for a in stale if a.sha256]), Blob.has_derivatives
+            )
+        )
+    }
     removed_bytes = removed_records = 0
     for att in stale:
-        if att.sha256 and att.sha256 not in done and _guard(store.exists,
-                                                            original_key(att.sha256)):
+        if att.sha256 and att.sha256 not in done and _guard(store.exists, original_key(att.sha256)):
             _guard(store.delete, original_key(att.sha256))
             removed_bytes += 1
         att.upload_requested_at = None
@@ -263,4 +330,3 @@ def gc(session: Session, store: BlobStore, expiry: dt.timedelta) -> dict[str, in
         removed_records = len(pending)
     session.flush()
     return {"objects_deleted": removed_bytes, "pending_records_deleted": removed_records}
-

@@ -22,7 +22,9 @@ def _taken(db: Session, model: type, column: str, value: Any, exclude_id: str | 
     return db.execute(stmt.limit(1)).first() is not None
 
 
-def _unique(db: Session, model: type, fields: dict[str, Any], exclude_id: str | None = None) -> None:
+def _unique(
+    db: Session, model: type, fields: dict[str, Any], exclude_id: str | None = None
+) -> None:
     errors = {
         name: [f"'{value}' is already used by another {model.__tablename__[:-1]}."]
         for name, value in fields.items()
@@ -88,8 +90,9 @@ def delete_region(db: Session, scope: Scope, region_id: str) -> None:
     ).first()
     has_users = db.execute(select(User.id).where(User.region_id == region.id).limit(1)).first()
     if has_sites or has_users:
-        raise Invalid("Move or delete this region's sites and users first.",
-                      reason="region_not_empty")
+        raise Invalid(
+            "Move or delete this region's sites and users first.", reason="region_not_empty"
+        )
     db.delete(region)
     db.flush()
 
@@ -202,8 +205,10 @@ def _check_user_fields(db: Session, role: str, region_id: str | None) -> None:
     if region_id is not None:
         _require_region(db, region_id)
     if role == REGIONAL_MANAGER and not region_id:
-        raise Invalid("A regional manager needs a region.",
-                      errors={"region_id": ["Required for a regional manager."]})
+        raise Invalid(
+            "A regional manager needs a region.",
+            errors={"region_id": ["Required for a regional manager."]},
+        )
 
 
 def create_user(db: Session, scope: Scope, data: dict, password_hash: str) -> User:
@@ -212,15 +217,21 @@ def create_user(db: Session, scope: Scope, data: dict, password_hash: str) -> Us
     email = data["email"].strip().lower()
     _unique(db, User, {"email": email})
     _check_user_fields(db, data["role"], data.get("region_id"))
-    user = User(email=email, name=data["name"], role=data["role"],
-                region_id=data.get("region_id"), password_hash=password_hash)
+    user = User(
+        email=email,
+        name=data["name"],
+        role=data["role"],
+        region_id=data.get("region_id"),
+        password_hash=password_hash,
+    )
     db.add(user)
     db.flush()
     return user
 
 
-def update_user(db: Session, scope: Scope, user_id: str, data: dict,
-                password_hash: str | None) -> User:
+def update_user(
+    db: Session, scope: Scope, user_id: str, data: dict, password_hash: str | None
+) -> User:
     """HQ changes a user (role, region, password, active)."""
     scope.require_role(HQ)
     user = get_user(db, scope, user_id)

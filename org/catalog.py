@@ -52,12 +52,16 @@ def _check(doc: dict[str, Any]) -> None:
         validate_template(doc)
     except TemplateInvalid as exc:
         first = next(iter(exc.errors.items()), ("template", ["invalid"]))
-        raise Invalid(f"The template is not valid: {first[0]}: {first[1][0]}",
-                      errors=exc.errors, reason="invalid_template") from None
+        raise Invalid(
+            f"The template is not valid: {first[0]}: {first[1][0]}",
+            errors=exc.errors,
+            reason="invalid_template",
+        ) from None
 
 
-def list_templates(db: Session, scope: Scope, page: int, page_size: int,
-                   include_drafts: bool = False) -> tuple[list, int]:
+def list_templates(
+    db: Session, scope: Scope, page: int, page_size: int, include_drafts: bool = False
+) -> tuple[list, int]:
     """Templates by key; only published ones unless HQ asks for drafts too."""
     stmt = select(Template).where(Template.archived.is_(False))
     if not (scope.role == HQ and include_drafts):
@@ -78,8 +82,11 @@ def create_draft(db: Session, scope: Scope, data: dict[str, Any]) -> Template:
     scope.require_role(HQ)
     exists = db.execute(select(Template.id).where(Template.template_key == data["template_key"]))
     if exists.first():
-        raise Invalid("That template key is taken.", reason="duplicate",
-                      errors={"template_key": ["Already used by another template."]})
+        raise Invalid(
+            "That template key is taken.",
+            reason="duplicate",
+            errors={"template_key": ["Already used by another template."]},
+        )
     t = Template(template_key=data["template_key"], created_by=scope.user_id, body={})
     _apply(t, data)
     db.add(t)
@@ -96,8 +103,12 @@ def update_draft(db: Session, scope: Scope, template_id: str, data: dict[str, An
     return t
 
 
-def publish(db: Session, scope: Scope, template_id: str, published_by: str | None = None,
-            ) -> TemplateVersion:
+def publish(
+    db: Session,
+    scope: Scope,
+    template_id: str,
+    published_by: str | None = None,
+) -> TemplateVersion:
     """Validate the draft and freeze it as the next immutable version."""
     scope.require_role(HQ)
     t = db.execute(
@@ -110,10 +121,16 @@ def publish(db: Session, scope: Scope, template_id: str, published_by: str | Non
     _check(to_document(t))
     t.latest_version += 1
     version = TemplateVersion(
-        draft_id=t.id, template_key=t.template_key, version=t.latest_version,
-        category=t.category, title_zh=t.title_zh, title_en=t.title_en,
-        description_zh=t.description_zh, description_en=t.description_en,
-        pass_threshold=t.pass_threshold, body=json.loads(json.dumps(t.body)),
+        draft_id=t.id,
+        template_key=t.template_key,
+        version=t.latest_version,
+        category=t.category,
+        title_zh=t.title_zh,
+        title_en=t.title_en,
+        description_zh=t.description_zh,
+        description_en=t.description_en,
+        pass_threshold=t.pass_threshold,
+        body=json.loads(json.dumps(t.body)),
         published_by=published_by or scope.user_id,
     )
     db.add(version)
@@ -124,10 +141,13 @@ def publish(db: Session, scope: Scope, template_id: str, published_by: str | Non
 def list_versions(db: Session, scope: Scope, template_id: str) -> list[TemplateVersion]:
     """Every published version of a template, newest first."""
     t = get_template(db, scope, template_id)
-    return list(db.execute(
-        select(TemplateVersion).where(TemplateVersion.draft_id == t.id)
-        .order_by(TemplateVersion.version.desc())
-    ).scalars())
+    return list(
+        db.execute(
+            select(TemplateVersion)
+            .where(TemplateVersion.draft_id == t.id)
+            .order_by(TemplateVersion.version.desc())
+        ).scalars()
+    )
 
 
 def get_version(db: Session, version_id: str) -> TemplateVersion:
@@ -141,8 +161,10 @@ def get_version(db: Session, version_id: str) -> TemplateVersion:
 def latest_version(db: Session, template_key: str) -> TemplateVersion | None:
     """The newest published version for a key."""
     return db.execute(
-        select(TemplateVersion).where(TemplateVersion.template_key == template_key)
-        .order_by(TemplateVersion.version.desc()).limit(1)
+        select(TemplateVersion)
+        .where(TemplateVersion.template_key == template_key)
+        .order_by(TemplateVersion.version.desc())
+        .limit(1)
     ).scalar_one_or_none()
 
 
@@ -155,8 +177,9 @@ def install_library(db: Session, scope: Scope) -> list[TemplateVersion]:
     """Create and publish every library template whose key is not there yet."""
     out = []
     for doc in load_library():
-        if db.execute(select(Template.id).where(Template.template_key == doc["template_key"])
-                      ).first():
+        if db.execute(
+            select(Template.id).where(Template.template_key == doc["template_key"])
+        ).first():
             continue
         _check(doc)
         t = create_draft(db, scope, doc)

@@ -16,7 +16,13 @@ REGIONS = [("North", "N"), ("South", "S")]
 SITES = [
     # code, region code, name, timezone, address
     ("N-HOTEL", "N", "North Grand Hotel 北方大酒店", "Asia/Shanghai", "1 Harbour Road, Dalian"),
-    ("N-CANTEEN", "N", "North Campus Canteen 北区员工食堂", "Asia/Shanghai", "88 Park Lane, Shenyang"),
+    (
+        "N-CANTEEN",
+        "N",
+        "North Campus Canteen 北区员工食堂",
+        "Asia/Shanghai",
+        "88 Park Lane, Shenyang",
+    ),
     ("S-HOTEL", "S", "South Bay Hotel 南湾酒店", "Asia/Shanghai", "12 Bay Street, Shenzhen"),
     ("S-STORE", "S", "South Plaza Store 南广场门店", "Asia/Shanghai", "3 Plaza Road, Guangzhou"),
 ]
@@ -49,15 +55,21 @@ def seed(db: Session, hash_password: Callable[[str], str], password: str) -> dic
     db.flush()
     sites = {}
     for code, region_code, name, tz, address in SITES:
-        sites[code] = Site(region_id=regions[region_code].id, name=name, code=code,
-                           timezone=tz, address=address)
+        sites[code] = Site(
+            region_id=regions[region_code].id, name=name, code=code, timezone=tz, address=address
+        )
     db.add_all(sites.values())
     db.flush()
     hashed = hash_password(password)
     users = {}
     for email, name, role, region_code, site_codes in ACCOUNTS:
-        user = User(email=email, name=name, role=role, password_hash=hashed,
-                    region_id=regions[region_code].id if region_code else None)
+        user = User(
+            email=email,
+            name=name,
+            role=role,
+            password_hash=hashed,
+            region_id=regions[region_code].id if region_code else None,
+        )
         db.add(user)
         db.flush()
         users[email] = user.id

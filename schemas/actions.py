@@ -39,8 +39,9 @@ class ActionIn(Strict):
 class TransitionIn(Strict):
     """Move an action: start, resolve (note + evidence), verify, reopen."""
 
-    status = fields.String(required=True, validate=validate.OneOf(
-        ("in_progress", "resolved", "verified", "reopened")))
+    status = fields.String(
+        required=True, validate=validate.OneOf(("in_progress", "resolved", "verified", "reopened"))
+    )
     note = fields.String(validate=validate.Length(max=20000), allow_none=True)
 
 

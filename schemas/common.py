@@ -19,17 +19,17 @@ class Out(ma.Schema):
     """Output schema."""
 
 
-def Id(**kwargs) -> fields.String:  # noqa: N802 - reads like a field class
+def Id(**kwargs) -> fields.String:
     """A record id as the wire carries it."""
     return fields.String(validate=validate.Regexp(ID_PATTERN, error="Not a valid id."), **kwargs)
 
 
-def Int(**kwargs) -> fields.Integer:  # noqa: N802
+def Int(**kwargs) -> fields.Integer:
     """A strict integer: 1.5 and "1" are refused."""
     return fields.Integer(strict=True, **kwargs)
 
 
-def Text(max_len: int, **kwargs) -> fields.String:  # noqa: N802
+def Text(max_len: int, **kwargs) -> fields.String:
     """A bounded string."""
     return fields.String(validate=validate.Length(max=max_len), **kwargs)
 

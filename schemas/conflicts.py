@@ -43,6 +43,7 @@ class ConflictOut(Out):
 class ResolveIn(Strict):
     """How to settle a conflict."""
 
-    resolution = fields.String(required=True,
-                               validate=validate.OneOf(("keep_server", "take_device", "edit")))
+    resolution = fields.String(
+        required=True, validate=validate.OneOf(("keep_server", "take_device", "edit"))
+    )
     value = fields.Raw(allow_none=True, metadata={"description": "The edited value (for edit)"})

@@ -6,8 +6,17 @@ from marshmallow import fields, validate
 
 from schemas.common import Bilingual, Out, Strict
 
-CATEGORIES = ("hygiene", "room_status", "food_safety", "grooming", "5s", "service", "actions",
-              "safety", "other")
+CATEGORIES = (
+    "hygiene",
+    "room_status",
+    "food_safety",
+    "grooming",
+    "5s",
+    "service",
+    "actions",
+    "safety",
+    "other",
+)
 KEY = validate.Regexp(r"^[a-z0-9_]{2,64}$", error="Use 2-64 lowercase letters, digits or '_'.")
 
 
@@ -18,8 +27,9 @@ class TemplateIn(Strict):
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
     title = fields.Nested(Bilingual, required=True)
     description = fields.Nested(Bilingual, allow_none=True)
-    pass_threshold = fields.Float(load_default=80.0, validate=validate.Range(0, 100),
-                                  allow_nan=False)
+    pass_threshold = fields.Float(
+        load_default=80.0, validate=validate.Range(0, 100), allow_nan=False
+    )
     body = fields.Dict(required=True)
 
 

@@ -31,8 +31,11 @@ class ConflictNote:
     def wire(self) -> dict[str, Any]:
         """How a push response lists it."""
         return {
-            "kind": self.kind, "table": self.table, "id": self.record_id,
-            "column": self.column, "detail": self.detail,
+            "kind": self.kind,
+            "table": self.table,
+            "id": self.record_id,
+            "column": self.column,
+            "detail": self.detail,
         }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -27,7 +27,11 @@ ID = String(64)
 class Base(DeclarativeBase):
     """Declarative base with the shared type map."""
 
-    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict] = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
 
 
 class Synced:
@@ -36,7 +40,7 @@ class Synced:
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     # Position in the global change stream; rows of one commit get consecutive revs.
     server_rev: Mapped[int] = mapped_column(BigInteger, index=True, default=0)
-    # column -> rev of its last change; 0 means "the row's own server_rev" (stamped late).
+    # column -> [rev, device] of its last change after creation (see sync/revs.py).
     col_revs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -373,4 +377,6 @@ class DeviceState(Base):
     device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     last_pull_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     last_pulled_rev: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The cursor the device's latest pull started from: what it knew before that pull.
+    pull_start_rev: Mapped[int | None] = mapped_column(BigInteger, default=None)
     last_push_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -37,8 +37,11 @@ def query(scope: Scope, filters: dict[str, Any]) -> Select:
         if filters.get(key):
             stmt = stmt.where(getattr(Conflict, key) == filters[key])
     if filters.get("resolved") is not None:
-        stmt = stmt.where(Conflict.resolved_at.is_not(None) if filters["resolved"]
-                          else Conflict.resolved_at.is_(None))
+        stmt = stmt.where(
+            Conflict.resolved_at.is_not(None)
+            if filters["resolved"]
+            else Conflict.resolved_at.is_(None)
+        )
     return stmt.order_by(Conflict.created_at.desc(), Conflict.id)
 
 
@@ -66,64 +69,96 @@ def _values(conflict: Conflict, resolution: str, value: Any) -> dict[str, Any]:
     spec = TABLES[conflict.table_name]
     if conflict.column:
         if conflict.column not in spec.writable:
-            raise Invalid(f"Column {conflict.column} cannot be set by a resolution.",
-                          reason="not_resolvable")
+            raise Invalid(
+                f"Column {conflict.column} cannot be set by a resolution.", reason="not_resolvable"
+            )
         return {conflict.column: source}
     if not isinstance(source, dict):
-        raise Invalid("This conflict holds a whole record: 'value' must be an object of "
-                      "columns.", errors={"value": ["must be an object"]})
+        raise Invalid(
+            "This conflict holds a whole record: 'value' must be an object of columns.",
+            errors={"value": ["must be an object"]},
+        )
     out = {k: v for k, v in source.items() if k in spec.writable}
-    unknown = set(source) - set(out) - {"id", "_status", "_changed", "base_rev", "server_rev",
-                                        "_deleted"} - spec.server_owned
+    unknown = (
+        set(source)
+        - set(out)
+        - {"id", "_status", "_changed", "base_rev", "server_rev", "_deleted"}
+        - spec.server_owned
+    )
     if unknown and resolution == "edit":
-        raise Invalid(f"Unknown or read-only columns: {', '.join(sorted(unknown))}.",
-                      errors={"value": [f"unknown columns {sorted(unknown)}"]})
+        raise Invalid(
+            f"Unknown or read-only columns: {', '.join(sorted(unknown))}.",
+            errors={"value": [f"unknown columns {sorted(unknown)}"]},
+        )
     return out
 
 
-def resolve(session: Session, scope: Scope, conflict_id: str, resolution: str, value: Any,
-            rules: Rules | None, device_id: str | None = None) -> Conflict:
+def resolve(
+    session: Session,
+    scope: Scope,
+    conflict_id: str,
+    resolution: str,
+    value: Any,
+    rules: Rules | None,
+    device_id: str | None = None,
+) -> Conflict:
     """Keep the server's value, take the device's, or write an edited value; devices converge
     on their next pull because the record's rev moves."""
     conflict = get(session, scope, conflict_id)
     if conflict.resolved_at is not None:
         raise Invalid("This conflict is already resolved.", reason="already_resolved")
     if resolution not in RESOLUTIONS:
-        raise Invalid("Resolution must be keep_server, take_device or edit.",
-                      errors={"resolution": [f"one of {', '.join(RESOLUTIONS)}"]})
+        raise Invalid(
+            "Resolution must be keep_server, take_device or edit.",
+            errors={"resolution": [f"one of {', '.join(RESOLUTIONS)}"]},
+        )
     conflict.resolved_at = utcnow()
     conflict.resolved_by = scope.user_id
     conflict.resolution = resolution
     session.flush()
-    cs = ChangeSet(user_id=scope.user_id, role=scope.role, device_id=device_id,
-                   now_ms=int(utcnow().timestamp() * 1000))
+    cs = ChangeSet(
+        user_id=scope.user_id,
+        role=scope.role,
+        device_id=device_id,
+        now_ms=int(utcnow().timestamp() * 1000),
+    )
     values: dict[str, Any] = {}
     if resolution != "keep_server" and conflict.table_name in TABLES:
         values = _values(conflict, resolution, value)
         _apply_values(session, scope, conflict, cs, values)
     if conflict.inspection_id:
-        for row in writer.load_rows(session, TABLES["inspections"].table, "id",
-                                    [conflict.inspection_id]):
+        for row in writer.load_rows(
+            session, TABLES["inspections"].table, "id", [conflict.inspection_id]
+        ):
             cs.add_context("inspections", row)
             cs.recompute.add(row["id"])
-    cs.audit.append(AuditNote(conflict.table_name.rstrip("s"), conflict.record_id,
-                              "resolve_conflict", {"conflict": conflict.id,
-                                                   "resolution": resolution, "values": values},
-                              inspection_id=conflict.inspection_id))
+    cs.audit.append(
+        AuditNote(
+            conflict.table_name.rstrip("s"),
+            conflict.record_id,
+            "resolve_conflict",
+            {"conflict": conflict.id, "resolution": resolution, "values": values},
+            inspection_id=conflict.inspection_id,
+        )
+    )
     if rules is not None:
         rules.apply(session, cs)
     writer.write(session, cs)
     return conflict
 
 
-def _apply_values(session: Session, scope: Scope, conflict: Conflict, cs: ChangeSet,
-                  values: dict[str, Any]) -> None:
+def _apply_values(
+    session: Session, scope: Scope, conflict: Conflict, cs: ChangeSet, values: dict[str, Any]
+) -> None:
     """Write the chosen values onto the record (creating it if the server never had it)."""
     current = current_record(session, conflict)
     if current is None:
         if not conflict.site_id or not scope.sees_site(conflict.site_id):
-            raise Invalid("The record does not exist on the server and has no site in "
-                          "your scope to create it in.", reason="not_resolvable")
+            raise Invalid(
+                "The record does not exist on the server and has no site in "
+                "your scope to create it in.",
+                reason="not_resolvable",
+            )
         row = {c: None for c in TABLES[conflict.table_name].writable}
         row.update(values, id=conflict.record_id)
         if conflict.table_name != "inspections":

@@ -23,26 +23,35 @@ def replay(session: Session, user_id: str, key: str, digest: str) -> tuple[int, 
     """The stored (status, body) for this key, None if new; 422 if the key came with another
     body."""
     row = session.execute(
-        select(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id,
-                                        IdempotencyRecord.key == key)
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key
+        )
     ).scalar_one_or_none()
     if row is None:
         return None
     if row.body_sha256 != digest:
-        raise Invalid("This Idempotency-Key was already used with a different body; "
-                      "use a new key for a new push.", reason="idempotency_key_reused")
+        raise Invalid(
+            "This Idempotency-Key was already used with a different body; "
+            "use a new key for a new push.",
+            reason="idempotency_key_reused",
+        )
     return row.status_code, row.response
 
 
-def remember(session: Session, user_id: str, key: str, digest: str, status: int,
-             response: dict[str, Any]) -> None:
+def remember(
+    session: Session, user_id: str, key: str, digest: str, status: int, response: dict[str, Any]
+) -> None:
     """Store a successful response in the same transaction as the push it answers."""
-    session.add(IdempotencyRecord(user_id=user_id, key=key, body_sha256=digest,
-                                  status_code=status, response=response))
+    session.add(
+        IdempotencyRecord(
+            user_id=user_id, key=key, body_sha256=digest, status_code=status, response=response
+        )
+    )
 
 
 def purge(session: Session, retention: dt.timedelta) -> int:
     """Forget responses older than the retention."""
     result = session.execute(
-        delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - retention))
+        delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - retention)
+    )
     return result.rowcount or 0

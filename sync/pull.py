@@ -18,8 +18,14 @@ from sync.scope import Scope
 from sync.tables import TABLES, TableSpec
 
 # Tables whose rows hang off a site through a site_id column (templates are for everyone).
-_SITE_COLUMN = {"sites": "id", "occurrences": "site_id", "inspections": "site_id",
-                "responses": "site_id", "attachments": "site_id", "actions": "site_id"}
+_SITE_COLUMN = {
+    "sites": "id",
+    "occurrences": "site_id",
+    "inspections": "site_id",
+    "responses": "site_id",
+    "attachments": "site_id",
+    "actions": "site_id",
+}
 
 
 def _ms(value: dt.datetime) -> int:
@@ -33,8 +39,6 @@ def _serialiser(spec: TableSpec):
     time_cols = {c for c, col in spec.columns.items() if col.kind == "ms"}
     dt_cols = {c for c in time_cols if isinstance(spec.table.c[c].type, UTCDateTime)}
 
-    with_base = spec.pushable
-
     def convert(row: Any) -> dict[str, Any]:
         out = dict(zip(names, row, strict=False))
         for c in json_cols:
@@ -43,9 +47,6 @@ def _serialiser(spec: TableSpec):
         for c in dt_cols:
             if isinstance(out[c], dt.datetime):
                 out[c] = _ms(out[c])
-        if with_base:
-            # The device's copy is now based on this rev (see sync-protocol.md, base_rev).
-            out["base_rev"] = out["server_rev"]
         return out
 
     return names, convert
@@ -89,10 +90,15 @@ def parse_migration(raw: Any) -> dict | None:
             raise Invalid("'migration' must be JSON.", errors={"migration": ["not JSON"]}) from None
     if raw is None:
         return None
-    if not isinstance(raw, dict) or not isinstance(raw.get("tables", []), list) or not \
-            isinstance(raw.get("columns", []), list):
-        raise Invalid("'migration' must be {from, tables: [...], columns: [{table, columns}]}.",
-                      errors={"migration": ["wrong shape"]})
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("tables", []), list)
+        or not isinstance(raw.get("columns", []), list)
+    ):
+        raise Invalid(
+            "'migration' must be {from, tables: [...], columns: [{table, columns}]}.",
+            errors={"migration": ["wrong shape"]},
+        )
     tables = {t for t in raw.get("tables", []) if t in TABLES}
     for entry in raw.get("columns", []):
         if isinstance(entry, dict) and entry.get("table") in TABLES:
@@ -103,13 +109,15 @@ def parse_migration(raw: Any) -> dict | None:
 def pull(session: Session, scope: Scope, req: PullRequest) -> dict[str, Any]:
     """One page of changes; the caller runs it in a snapshot (REPEATABLE READ) transaction."""
     top, purged = session.execute(
-        select(SyncCounter.value, SyncCounter.purged_rev).where(SyncCounter.id == 1)).one()
+        select(SyncCounter.value, SyncCounter.purged_rev).where(SyncCounter.id == 1)
+    ).one()
     cursor = req.cursor
     replacement = cursor is not None and cursor > 0 and cursor < purged
     first = cursor is None or cursor <= 0 or replacement
     low = -1 if first else cursor
-    changes: dict[str, dict[str, list]] = {n: {"created": [], "updated": [], "deleted": []}
-                                           for n in TABLES}
+    changes: dict[str, dict[str, list]] = {
+        n: {"created": [], "updated": [], "deleted": []} for n in TABLES
+    }
 
     # Merge the tables' change streams by rev and cut one page.
     streams = []
@@ -141,15 +149,22 @@ def pull(session: Session, scope: Scope, req: PullRequest) -> dict[str, Any]:
     return result
 
 
-def _dump_tables(session: Session, scope: Scope, changes: dict, names: list[str],
-                 sites: frozenset[str] | None, end: int) -> None:
+def _dump_tables(
+    session: Session,
+    scope: Scope,
+    changes: dict,
+    names: list[str],
+    sites: frozenset[str] | None,
+    end: int,
+) -> None:
     """Add every live record of these tables (in scope, or of `sites`) as updated."""
     for name in names:
         spec = TABLES[name]
         if sites is not None and name not in _SITE_COLUMN:
             continue
-        stmt = _select(spec).where(spec.table.c.deleted_at.is_(None),
-                                   spec.table.c.server_rev <= end)
+        stmt = _select(spec).where(
+            spec.table.c.deleted_at.is_(None), spec.table.c.server_rev <= end
+        )
         stmt = _scoped(spec, stmt, scope, sites)
         seen = {r["id"] for r in changes[name]["updated"]}
         _, convert = _SERIALISERS[name]
@@ -164,7 +179,9 @@ def _scope_changes(session: Session, scope: Scope, changes: dict, low: int, end:
         rows = session.execute(
             select(SiteAssignment.site_id, SiteAssignment.revoked_at).where(
                 SiteAssignment.user_id == scope.user_id,
-                SiteAssignment.server_rev > low, SiteAssignment.server_rev <= end)
+                SiteAssignment.server_rev > low,
+                SiteAssignment.server_rev <= end,
+            )
         ).all()
         granted = frozenset(s for s, revoked in rows if revoked is None and scope.sees_site(s))
         revoked = frozenset(s for s, r in rows if r is not None and not scope.sees_site(s))
@@ -179,16 +196,25 @@ def _scope_changes(session: Session, scope: Scope, changes: dict, low: int, end:
                 changes[name]["deleted"].extend(ids)
     # Records this user pushed outside their scope: the device should drop them.
     refused = session.execute(
-        select(Conflict.table_name, Conflict.record_id).where(and_(
-            Conflict.user_id == scope.user_id, Conflict.kind == "out_of_scope",
-            Conflict.server_rev > low, Conflict.server_rev <= end))
+        select(Conflict.table_name, Conflict.record_id).where(
+            and_(
+                Conflict.user_id == scope.user_id,
+                Conflict.kind == "out_of_scope",
+                Conflict.server_rev > low,
+                Conflict.server_rev <= end,
+            )
+        )
     ).all()
     for table_name, record_id in refused:
         spec = TABLES.get(table_name)
         if spec is None or any(r["id"] == record_id for r in changes[table_name]["updated"]):
             continue
-        stmt = _scoped(spec, _select(spec).where(spec.table.c.id == record_id,
-                                                 spec.table.c.deleted_at.is_(None)), scope, None)
+        stmt = _scoped(
+            spec,
+            _select(spec).where(spec.table.c.id == record_id, spec.table.c.deleted_at.is_(None)),
+            scope,
+            None,
+        )
         row = session.execute(stmt).first()
         if row is None:
             changes[table_name]["deleted"].append(record_id)

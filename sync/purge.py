@@ -29,12 +29,15 @@ def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
     if not highest:
         return 0
     session.execute(
-        update(SyncCounter).where(SyncCounter.id == 1, SyncCounter.purged_rev < highest)
-        .values(purged_rev=highest))
+        update(SyncCounter)
+        .where(SyncCounter.id == 1, SyncCounter.purged_rev < highest)
+        .values(purged_rev=highest)
+    )
     removed = 0
     for spec in TABLES.values():
         table = spec.table
-        result = session.execute(delete(table).where(table.c.deleted_at < cutoff,
-                                                     table.c.server_rev <= highest))
+        result = session.execute(
+            delete(table).where(table.c.deleted_at < cutoff, table.c.server_rev <= highest)
+        )
         removed += result.rowcount or 0
     return removed

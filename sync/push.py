@@ -63,6 +63,7 @@ class _Push:
         self.cs = cs
         self.existing: dict[str, dict[str, Row]] = {}
         self.base_revs: dict[tuple[str, str], int] = {}
+        self.pull_start = -1
 
     # --- loading -----------------------------------------------------------------------
 
@@ -76,10 +77,13 @@ class _Push:
         parents = {
             rec.get("inspection_id")
             for name in ("responses", "attachments", "actions")
-            for rec in changes.get(name, {}).get("created", []) + changes.get(name, {}).get(
-                "updated", [])
-        } | {r.get("inspection_id") for n in ("responses", "attachments", "actions")
-             for r in self.existing.get(n, {}).values()}
+            for rec in changes.get(name, {}).get("created", [])
+            + changes.get(name, {}).get("updated", [])
+        } | {
+            r.get("inspection_id")
+            for n in ("responses", "attachments", "actions")
+            for r in self.existing.get(n, {}).values()
+        }
         known = self.existing.setdefault("inspections", {})
         missing = [p for p in parents if p and p not in known]
         if missing:
@@ -93,8 +97,11 @@ class _Push:
         for name, rows in self.existing.items():
             if name not in changes:
                 continue
-            ids = sorted(rid for rid, row in rows.items()
-                         if row["server_rev"] > cutoff and not row.get("pending_upload"))
+            ids = sorted(
+                rid
+                for rid, row in rows.items()
+                if row["server_rev"] > cutoff and not row.get("pending_upload")
+            )
             if ids:
                 out[name] = ids
         return out
@@ -105,13 +112,29 @@ class _Push:
         if not inspection_id:
             return None
         return self.cs.after.get("inspections", {}).get(inspection_id) or self.existing.get(
-            "inspections", {}).get(inspection_id)
+            "inspections", {}
+        ).get(inspection_id)
 
-    def refuse(self, name: str, rid: str, rec: Any, detail: str, site_id: str | None = None,
-               inspection_id: str | None = None) -> None:
-        self.cs.conflicts.append(ConflictNote(
-            kind="out_of_scope", table=name, record_id=rid, detail=detail,
-            inspection_id=inspection_id, site_id=site_id, device_value=rec))
+    def refuse(
+        self,
+        name: str,
+        rid: str,
+        rec: Any,
+        detail: str,
+        site_id: str | None = None,
+        inspection_id: str | None = None,
+    ) -> None:
+        self.cs.conflicts.append(
+            ConflictNote(
+                kind="out_of_scope",
+                table=name,
+                record_id=rid,
+                detail=detail,
+                inspection_id=inspection_id,
+                site_id=site_id,
+                device_value=rec,
+            )
+        )
 
     def owned(self, insp: Row | None) -> bool:
         """Inspectors edit only their own inspections (or unclaimed ones)."""
@@ -144,27 +167,45 @@ class _Push:
         site, why = self.site_of(name, rec, None if pending else cur)
         insp_id = rid if name == "inspections" else (cur or rec).get("inspection_id")
         if not site or not self.scope.sees_site(site):
-            self.refuse(name, rid, rec, f"outside your scope ({why})" if not site
-                        else "its site is outside your scope", site, insp_id)
+            self.refuse(
+                name,
+                rid,
+                rec,
+                f"outside your scope ({why})" if not site else "its site is outside your scope",
+                site,
+                insp_id,
+            )
             return
-        if name == "inspections" and rec.get("site_id") and rec["site_id"] != site and not (
-                self.scope.sees_site(rec["site_id"])):
+        if (
+            name == "inspections"
+            and rec.get("site_id")
+            and rec["site_id"] != site
+            and not (self.scope.sees_site(rec["site_id"]))
+        ):
             self.refuse(name, rid, rec, "moved to a site outside your scope", site, insp_id)
             return
         parent = cur if name == "inspections" else self.inspection(insp_id)
         if not self.owned(parent):
-            self.refuse(name, rid, rec, "the inspection belongs to another inspector", site,
-                        insp_id)
+            self.refuse(
+                name, rid, rec, "the inspection belongs to another inspector", site, insp_id
+            )
             return
         spec = TABLES[name]
         if cur is None or pending:
             self.create(name, rec, site, cur)
             return
         if cur.get("deleted_at") is not None:
-            self.cs.conflicts.append(ConflictNote(
-                kind="deleted_record", table=name, record_id=rid, inspection_id=insp_id,
-                site_id=site, device_value=rec,
-                detail="changed on the device after it was deleted on the server"))
+            self.cs.conflicts.append(
+                ConflictNote(
+                    kind="deleted_record",
+                    table=name,
+                    record_id=rid,
+                    inspection_id=insp_id,
+                    site_id=site,
+                    device_value=rec,
+                    detail="changed on the device after it was deleted on the server",
+                )
+            )
             return
         after = self.cs.add_context(name, cur)
         cols = _changed_columns(name, rec, is_update)
@@ -179,6 +220,9 @@ class _Push:
         base = rec.get("base_rev")
         if isinstance(base, int | float) and not isinstance(base, bool):
             self.base_revs[(name, rid)] = int(base)
+        else:
+            # No base_rev: the device knew the server as of its latest pull's starting cursor.
+            self.base_revs[(name, rid)] = self.pull_start
 
     def create(self, name: str, rec: dict[str, Any], site: str, pending: Row | None) -> None:
         spec = TABLES[name]
@@ -187,8 +231,10 @@ class _Push:
             row["inspector_id"] = self.scope.user_id
             row["status"] = row.get("status") or "draft"
             if not row.get("template_id"):
-                raise Invalid(f"inspections.{rec['id']}.template_id is required.",
-                              errors={f"inspections.{rec['id']}.template_id": ["required"]})
+                raise Invalid(
+                    f"inspections.{rec['id']}.template_id is required.",
+                    errors={f"inspections.{rec['id']}.template_id": ["required"]},
+                )
         elif name == "actions":
             row["site_id"] = site
             row["created_by"] = self.scope.user_id
@@ -203,8 +249,17 @@ class _Push:
         if pending is not None:
             # Bytes arrived before this record: keep what the upload learnt, take the rest.
             after = self.cs.add_context(name, pending)
-            keep = {k: pending[k] for k in ("uploaded", "width", "height", "exif_captured_at",
-                                           "exif_latitude", "exif_longitude")}
+            keep = {
+                k: pending[k]
+                for k in (
+                    "uploaded",
+                    "width",
+                    "height",
+                    "exif_captured_at",
+                    "exif_latitude",
+                    "exif_longitude",
+                )
+            }
             after.update(row, pending_upload=False, **keep)
             self.cs.device_changed.setdefault(name, {})[rec["id"]] = set(row)
             return
@@ -219,16 +274,21 @@ class _Push:
         insp_id = rid if name == "inspections" else cur.get("inspection_id")
         parent = cur if name == "inspections" else self.inspection(insp_id)
         if not site or not self.scope.sees_site(site) or not self.owned(parent):
-            self.refuse(name, rid, {"id": rid, "_deleted": True},
-                        "deleting a record outside your scope", site, insp_id)
+            self.refuse(
+                name,
+                rid,
+                {"id": rid, "_deleted": True},
+                "deleting a record outside your scope",
+                site,
+                insp_id,
+            )
             return
         self.tombstone(name, cur)
 
     def tombstone(self, name: str, cur: Row) -> None:
         after = self.cs.add_context(name, cur)
         after["deleted_at"] = utcnow()
-        self.cs.device_changed.setdefault(name, {}).setdefault(cur["id"], set()).add(
-            "deleted_at")
+        self.cs.device_changed.setdefault(name, {}).setdefault(cur["id"], set()).add("deleted_at")
         for child, fk in TABLES[name].children:
             for row in writer.load_rows(self.session, TABLES[child].table, fk, [cur["id"]]):
                 planned = self.cs.after.get(child, {}).get(row["id"], row)
@@ -246,14 +306,23 @@ class _Push:
             for col in self.cs.device_changed.get(name, {}).get(rid, ()):
                 if col == "deleted_at" or before.get(col) == after.get(col):
                     continue
-                if resolve_col_rev(col_revs.get(col), before["server_rev"]) > base:
+                rev, writer_device = resolve_col_rev(col_revs.get(col), before["server_rev"])
+                if rev > base and not (writer_device and writer_device == self.cs.device_id):
                     insp = rid if name == "inspections" else after.get("inspection_id")
-                    self.cs.conflicts.append(ConflictNote(
-                        kind="concurrent_edit", table=name, record_id=rid, column=col,
-                        inspection_id=insp, site_id=after.get("site_id"),
-                        server_value=before.get(col), device_value=after.get(col),
-                        detail="changed on the server after this device's copy; "
-                               "the device's value was applied, the server's kept here"))
+                    self.cs.conflicts.append(
+                        ConflictNote(
+                            kind="concurrent_edit",
+                            table=name,
+                            record_id=rid,
+                            column=col,
+                            inspection_id=insp,
+                            site_id=after.get("site_id"),
+                            server_value=before.get(col),
+                            device_value=after.get(col),
+                            detail="changed on the server after this device's copy; "
+                            "the device's value was applied, the server's kept here",
+                        )
+                    )
 
 
 def push(
@@ -265,18 +334,22 @@ def push(
     rules: Rules | None,
     max_records: int,
     now_ms: int,
+    pull_start: int | None = None,
 ) -> dict[str, Any]:
     """Apply a push; raises Invalid (nothing applied) or StalePush (409, nothing applied)."""
     changes, last = validate_push(body, max_records)
     cs = ChangeSet(user_id=scope.user_id, role=scope.role, device_id=device_id, now_ms=now_ms)
     plan = _Push(session, scope, cs)
+    plan.pull_start = -1 if pull_start is None else pull_start
     plan.load(changes)
     stale = plan.stale(changes, last)
     if stale:
         listing = "; ".join(f"{t}: {', '.join(ids[:5])}" for t, ids in stale.items())
         raise StalePush(
             f"Some records changed on the server since your last pull ({listing}); "
-            "pull, then push again.", extra={"stale": stale})
+            "pull, then push again.",
+            extra={"stale": stale},
+        )
     for name in ORDER:
         lists = changes.get(name)
         if not lists:

@@ -5,8 +5,9 @@ commits late. Every writer therefore takes the deployment's counter row lock as 
 before COMMIT, turns its pending revs into real ones, and commits, which releases the lock.
 Validation and row writes happen before, outside the lock, so pushers only queue for the stamp.
 
-Per-column revs (`col_revs`) record when each column last changed after the row was created;
-the placeholder PENDING means "this row's own server_rev", so stamping never rewrites JSON.
+Per-column revs (`col_revs`) record, for each column changed after the row was created, the rev
+of that change and the device that made it ([rev, device_id]; device None for the server). The
+placeholder PENDING means "this row's own server_rev", so stamping never rewrites JSON.
 """
 
 from __future__ import annotations
@@ -53,21 +54,24 @@ def next_pending(session: Session, table: Table, count: int = 1) -> int:
     return -(seq + 1)
 
 
-def resolve_col_rev(value: int | None, row_rev: int) -> int:
-    """The rev at which a column last changed (0 = never changed since creation)."""
+def resolve_col_rev(value: Any, row_rev: int) -> tuple[int, str | None]:
+    """(rev, device) of a column's last change; rev 0 = never changed since creation."""
     if value is None:
-        return 0
-    return row_rev if value == PENDING else value
+        return 0, None
+    rev, device = value
+    return (row_rev if rev == PENDING else rev), device
 
 
-def updated_col_revs(col_revs: dict[str, Any] | None, row_rev: int, changed: list[str]) -> dict:
-    """col_revs after `changed` columns change in this transaction."""
+def updated_col_revs(
+    col_revs: dict[str, Any] | None, row_rev: int, changed: list[str], device_id: str | None = None
+) -> dict:
+    """col_revs after `changed` columns change in this transaction (by `device_id`)."""
     out: dict[str, Any] = {}
-    for col, rev in (col_revs or {}).items():
+    for col, (rev, device) in (col_revs or {}).items():
         # A pending marker from an earlier commit now means that commit's rev.
-        out[col] = row_rev if rev == PENDING and row_rev > 0 else rev
+        out[col] = [row_rev if rev == PENDING and row_rev > 0 else rev, device]
     for col in changed:
-        out[col] = PENDING
+        out[col] = [PENDING, device_id]
     return out
 
 
@@ -96,7 +100,9 @@ def _on_before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
         else:
             obj.server_rev = next_pending(session, table)
         if isinstance(obj, Synced):
-            obj.col_revs = updated_col_revs(obj.col_revs, committed_rev or 0, changed)
+            obj.col_revs = updated_col_revs(
+                obj.col_revs, committed_rev or 0, changed, session.info.get("device_id")
+            )
 
 
 def install(session_cls: Any) -> None:
@@ -124,7 +130,9 @@ def stamp(session: Session) -> int | None:
         if table.name not in tables:
             continue
         session.execute(
-            update(table).where(table.c.server_rev < 0).values(server_rev=base - table.c.server_rev),
+            update(table)
+            .where(table.c.server_rev < 0)
+            .values(server_rev=base - table.c.server_rev),
             execution_options={"synchronize_session": False},
         )
     # Loaded objects still hold their pending revs; reload them on next access.

@@ -56,8 +56,10 @@ class Scope:
     def require_role(self, *roles: str) -> None:
         """403 unless the user has one of the roles."""
         if self.role not in roles:
-            raise Forbidden(f"This needs the role {' or '.join(roles)}; you are {self.role}.",
-                            reason="wrong_role")
+            raise Forbidden(
+                f"This needs the role {' or '.join(roles)}; you are {self.role}.",
+                reason="wrong_role",
+            )
 
 
 def assigned_site_ids(session: Session, user_id: str) -> frozenset[str]:

@@ -68,75 +68,145 @@ class TableSpec:
 
 
 SITES = TableSpec(
-    "sites", Site,
+    "sites",
+    Site,
     {"region_id": ID, "name": STR, "code": STR, "timezone": STR, "address": Col("str", 500)},
 )
 TEMPLATES = TableSpec(
-    "templates", TemplateVersion,
-    {"template_key": STR, "version": INT, "category": STR, "title_zh": STR, "title_en": STR,
-     "pass_threshold": FLOAT, "body": Col("json")},
+    "templates",
+    TemplateVersion,
+    {
+        "template_key": STR,
+        "version": INT,
+        "category": STR,
+        "title_zh": STR,
+        "title_en": STR,
+        "pass_threshold": FLOAT,
+        "body": Col("json"),
+    },
 )
 OCCURRENCES = TableSpec(
-    "occurrences", Occurrence,
-    {"schedule_id": ID, "template_id": ID, "site_id": ID, "assignee_id": ID, "window_start": MS,
-     "due_at": MS, "miss_at": MS, "status": STR, "inspection_id": ID},
+    "occurrences",
+    Occurrence,
+    {
+        "schedule_id": ID,
+        "template_id": ID,
+        "site_id": ID,
+        "assignee_id": ID,
+        "window_start": MS,
+        "due_at": MS,
+        "miss_at": MS,
+        "status": STR,
+        "inspection_id": ID,
+    },
 )
 _INSPECTION_DEVICE = {
-    "template_id": ID, "site_id": ID, "occurrence_id": ID, "area": STR,
-    "mode": Col("str", 32, INSPECTION_MODES), "status": Col("str", 32, STATUSES),
-    "started_at": MS, "completed_at": MS, "notes": TEXT,
-    "latitude": Col("float", lo=-90, hi=90), "longitude": Col("float", lo=-180, hi=180),
+    "template_id": ID,
+    "site_id": ID,
+    "occurrence_id": ID,
+    "area": STR,
+    "mode": Col("str", 32, INSPECTION_MODES),
+    "status": Col("str", 32, STATUSES),
+    "started_at": MS,
+    "completed_at": MS,
+    "notes": TEXT,
+    "latitude": Col("float", lo=-90, hi=90),
+    "longitude": Col("float", lo=-180, hi=180),
 }
 _INSPECTION_SERVER = {
-    "inspector_id": ID, "score": FLOAT, "max_score": FLOAT, "score_percent": FLOAT,
-    "grade": STR, "passed": BOOL, "critical_failed": BOOL, "media_complete": BOOL,
-    "review_state": STR, "review_comment": TEXT, "has_conflicts": BOOL,
+    "inspector_id": ID,
+    "score": FLOAT,
+    "max_score": FLOAT,
+    "score_percent": FLOAT,
+    "grade": STR,
+    "passed": BOOL,
+    "critical_failed": BOOL,
+    "media_complete": BOOL,
+    "review_state": STR,
+    "review_comment": TEXT,
+    "has_conflicts": BOOL,
 }
 INSPECTIONS = TableSpec(
-    "inspections", Inspection, {**_INSPECTION_DEVICE, **_INSPECTION_SERVER},
-    writable=frozenset(_INSPECTION_DEVICE), server_owned=frozenset(_INSPECTION_SERVER),
+    "inspections",
+    Inspection,
+    {**_INSPECTION_DEVICE, **_INSPECTION_SERVER},
+    writable=frozenset(_INSPECTION_DEVICE),
+    server_owned=frozenset(_INSPECTION_SERVER),
     pushable=True,
-    children=(("responses", "inspection_id"), ("attachments", "inspection_id"),
-              ("actions", "inspection_id")),
+    children=(
+        ("responses", "inspection_id"),
+        ("attachments", "inspection_id"),
+        ("actions", "inspection_id"),
+    ),
 )
-_RESPONSE_DEVICE = {"inspection_id": ID, "item_key": Col("str", 64), "value": Col("text", 20_000),
-                    "note": TEXT, "answered_at": MS}
+_RESPONSE_DEVICE = {
+    "inspection_id": ID,
+    "item_key": Col("str", 64),
+    "value": Col("text", 20_000),
+    "note": TEXT,
+    "answered_at": MS,
+}
 _RESPONSE_SERVER = {"failed": BOOL, "item_score": FLOAT}
 RESPONSES = TableSpec(
-    "responses", Response, {**_RESPONSE_DEVICE, **_RESPONSE_SERVER},
-    writable=frozenset(_RESPONSE_DEVICE), server_owned=frozenset(_RESPONSE_SERVER),
-    pushable=True, children=(("attachments", "response_id"),),
+    "responses",
+    Response,
+    {**_RESPONSE_DEVICE, **_RESPONSE_SERVER},
+    writable=frozenset(_RESPONSE_DEVICE),
+    server_owned=frozenset(_RESPONSE_SERVER),
+    pushable=True,
+    children=(("attachments", "response_id"),),
 )
 _ATTACHMENT_DEVICE = {
-    "inspection_id": ID, "response_id": ID, "action_id": ID,
-    "kind": Col("str", 16, ATTACHMENT_KINDS), "sha256": Col("str", 64), "mime": Col("str", 100),
-    "byte_size": Col("int", lo=0), "captured_at": MS,
-    "latitude": Col("float", lo=-90, hi=90), "longitude": Col("float", lo=-180, hi=180),
-    "signer_name": STR, "signer_role": Col("str", 100), "signed_at": MS,
+    "inspection_id": ID,
+    "response_id": ID,
+    "action_id": ID,
+    "kind": Col("str", 16, ATTACHMENT_KINDS),
+    "sha256": Col("str", 64),
+    "mime": Col("str", 100),
+    "byte_size": Col("int", lo=0),
+    "captured_at": MS,
+    "latitude": Col("float", lo=-90, hi=90),
+    "longitude": Col("float", lo=-180, hi=180),
+    "signer_name": STR,
+    "signer_role": Col("str", 100),
+    "signed_at": MS,
     "signed_content_sha256": Col("str", 64),
 }
 _ATTACHMENT_SERVER = {"uploaded": BOOL, "width": INT, "height": INT}
 ATTACHMENTS = TableSpec(
-    "attachments", Attachment, {**_ATTACHMENT_DEVICE, **_ATTACHMENT_SERVER},
-    writable=frozenset(_ATTACHMENT_DEVICE), server_owned=frozenset(_ATTACHMENT_SERVER),
+    "attachments",
+    Attachment,
+    {**_ATTACHMENT_DEVICE, **_ATTACHMENT_SERVER},
+    writable=frozenset(_ATTACHMENT_DEVICE),
+    server_owned=frozenset(_ATTACHMENT_SERVER),
     pushable=True,
 )
 _ACTION_DEVICE = {
-    "inspection_id": ID, "response_id": ID, "site_id": ID, "title": Col("str", 300),
-    "description": TEXT, "priority": Col("str", 16, ACTION_PRIORITIES), "assignee_id": ID,
-    "due_at": MS, "status": Col("str", 16, ACTION_STATUSES), "resolution_note": TEXT,
+    "inspection_id": ID,
+    "response_id": ID,
+    "site_id": ID,
+    "title": Col("str", 300),
+    "description": TEXT,
+    "priority": Col("str", 16, ACTION_PRIORITIES),
+    "assignee_id": ID,
+    "due_at": MS,
+    "status": Col("str", 16, ACTION_STATUSES),
+    "resolution_note": TEXT,
 }
 _ACTION_SERVER = {"created_by": ID, "verified_by": ID, "verified_at": MS}
 ACTIONS = TableSpec(
-    "actions", Action, {**_ACTION_DEVICE, **_ACTION_SERVER},
-    writable=frozenset(_ACTION_DEVICE), server_owned=frozenset(_ACTION_SERVER), pushable=True,
+    "actions",
+    Action,
+    {**_ACTION_DEVICE, **_ACTION_SERVER},
+    writable=frozenset(_ACTION_DEVICE),
+    server_owned=frozenset(_ACTION_SERVER),
+    pushable=True,
 )
 
 # Pull order: parents before children, so a client applying a page in order never
 # holds a child whose parent it has not seen.
 TABLES: dict[str, TableSpec] = {
-    t.name: t
-    for t in (SITES, TEMPLATES, OCCURRENCES, INSPECTIONS, RESPONSES, ATTACHMENTS, ACTIONS)
+    t.name: t for t in (SITES, TEMPLATES, OCCURRENCES, INSPECTIONS, RESPONSES, ATTACHMENTS, ACTIONS)
 }
 PUSHABLE = {name: spec for name, spec in TABLES.items() if spec.pushable}
 # Wire columns accepted in a push besides the table's own: WatermelonDB bookkeeping.

@@ -70,7 +70,8 @@ def _check_record(spec: TableSpec, rec: Any, errors: dict[str, list[str]]) -> st
     rid = rec.get("id")
     if not isinstance(rid, str) or not _ID.match(rid):
         errors[f"{spec.name}[{str(rid)[:64]!r}].id"] = [
-            "id must be 1-64 letters, digits, '_', '-' or '.'"]
+            "id must be 1-64 letters, digits, '_', '-' or '.'"
+        ]
         return None
     columns = spec.columns
     for key, value in rec.items():
@@ -79,8 +80,11 @@ def _check_record(spec: TableSpec, rec: Any, errors: dict[str, list[str]]) -> st
             if key in CLIENT_META:
                 if key == "_changed" and not isinstance(value, str | type(None)):
                     errors[f"{spec.name}.{rid}._changed"] = ["must be a comma-separated string"]
-                if key == "base_rev" and value is not None and (
-                        isinstance(value, bool) or not isinstance(value, int | float)):
+                if (
+                    key == "base_rev"
+                    and value is not None
+                    and (isinstance(value, bool) or not isinstance(value, int | float))
+                ):
                     errors[f"{spec.name}.{rid}.base_rev"] = ["must be a number"]
                 continue
             errors[f"{spec.name}.{rid}.{key}"] = ["unknown column"]
@@ -114,7 +118,10 @@ def validate_push(body: Any, max_records: int) -> tuple[dict[str, dict[str, list
             errors[name] = [f"unknown table; tables are {', '.join(TABLES)}"]
             continue
         if not isinstance(table_changes, dict) or set(table_changes) - {
-                "created", "updated", "deleted"}:
+            "created",
+            "updated",
+            "deleted",
+        }:
             errors[name] = ["must be an object with 'created', 'updated' and 'deleted' lists"]
             continue
         lists = {k: table_changes.get(k) or [] for k in ("created", "updated", "deleted")}
@@ -148,6 +155,9 @@ def validate_push(body: Any, max_records: int) -> tuple[dict[str, dict[str, list
             break
     if errors:
         first_key, first_msgs = next(iter(errors.items()))
-        raise Invalid(f"The push was refused, nothing applied: {first_key}: {first_msgs[0]}.",
-                      errors=errors, reason="invalid_push")
+        raise Invalid(
+            f"The push was refused, nothing applied: {first_key}: {first_msgs[0]}.",
+            errors=errors,
+            reason="invalid_push",
+        )
     return out, last

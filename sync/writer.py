@@ -40,8 +40,9 @@ def defaults_for(table: Table) -> dict[str, Any]:
     return _DEFAULTS[table.name]
 
 
-def load_rows(session: Session, table: Table, column: str, values: list[str],
-              lock: bool = False) -> list[Row]:
+def load_rows(
+    session: Session, table: Table, column: str, values: list[str], lock: bool = False
+) -> list[Row]:
     """Full rows whose `column` is one of `values`, in chunks; optionally locked FOR UPDATE."""
     out: list[Row] = []
     col = table.c[column]
@@ -72,13 +73,13 @@ def write(session: Session, cs: ChangeSet) -> int:
                 row.update(id=rid, col_revs={}, created_at=now, updated_at=now)
                 inserts.append(row)
                 continue
-            changed = [k for k, v in after.items()
-                       if k not in _BOOKKEEPING and before.get(k) != v]
+            changed = [k for k, v in after.items() if k not in _BOOKKEEPING and before.get(k) != v]
             if not changed and rid not in bumps:
                 continue
             values = {c: after[c] for c in changed}
-            values["col_revs"] = updated_col_revs(before.get("col_revs"), before["server_rev"],
-                                                  changed)
+            values["col_revs"] = updated_col_revs(
+                before.get("col_revs"), before["server_rev"], changed, cs.device_id
+            )
             values["updated_at"] = now
             values["_id"] = rid
             updates[frozenset(values)].append(values)
@@ -99,8 +100,10 @@ def write(session: Session, cs: ChangeSet) -> int:
             stmt = (
                 update(table)
                 .where(table.c.id == bindparam("_id"))
-                .values({c: bindparam(c) for c in cols if c != "_id"} | {
-                    "server_rev": bindparam("server_rev")})
+                .values(
+                    {c: bindparam(c) for c in cols if c != "_id"}
+                    | {"server_rev": bindparam("server_rev")}
+                )
             )
             session.execute(stmt, group, execution_options={"synchronize_session": False})
         written += count
@@ -116,15 +119,25 @@ def _write_conflicts(session: Session, cs: ChangeSet) -> None:
     rev = next_pending(session, table, len(cs.conflicts))
     rows = []
     for note in cs.conflicts:
-        rows.append({
-            **defaults_for(table),
-            "id": new_id(), "kind": note.kind, "table_name": note.table,
-            "record_id": note.record_id, "inspection_id": note.inspection_id,
-            "site_id": note.site_id, "column": note.column,
-            "server_value": note.server_value, "device_value": note.device_value,
-            "detail": note.detail, "user_id": cs.user_id, "device_id": cs.device_id,
-            "created_at": utcnow(), "server_rev": rev,
-        })
+        rows.append(
+            {
+                **defaults_for(table),
+                "id": new_id(),
+                "kind": note.kind,
+                "table_name": note.table,
+                "record_id": note.record_id,
+                "inspection_id": note.inspection_id,
+                "site_id": note.site_id,
+                "column": note.column,
+                "server_value": note.server_value,
+                "device_value": note.device_value,
+                "detail": note.detail,
+                "user_id": cs.user_id,
+                "device_id": cs.device_id,
+                "created_at": utcnow(),
+                "server_rev": rev,
+            }
+        )
         rev -= 1
     session.execute(insert(table), rows)
 
@@ -132,9 +145,19 @@ def _write_conflicts(session: Session, cs: ChangeSet) -> None:
 def _write_audit(session: Session, cs: ChangeSet, now: Any) -> None:
     if not cs.audit:
         return
-    session.execute(insert(AuditEvent.__table__), [
-        {"at": now, "actor_id": cs.user_id, "device_id": cs.device_id, "entity": a.entity,
-         "entity_id": a.entity_id, "inspection_id": a.inspection_id, "action": a.action,
-         "changes": a.changes}
-        for a in cs.audit
-    ])
+    session.execute(
+        insert(AuditEvent.__table__),
+        [
+            {
+                "at": now,
+                "actor_id": cs.user_id,
+                "device_id": cs.device_id,
+                "entity": a.entity,
+                "entity_id": a.entity_id,
+                "inspection_id": a.inspection_id,
+                "action": a.action,
+                "changes": a.changes,
+            }
+            for a in cs.audit
+        ],
+    )

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
 
 from api import create_app
 from api.cli import migrate_database
@@ -17,6 +18,7 @@ from api.config import DEMO_PASSWORD
 from api.extensions import limiter
 from api.security import hash_password
 from org import demo
+from store.db import normalise_url
 from store.models import Base, SyncCounter
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -33,13 +35,15 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """One app for the run, migrated from empty with the real migrations."""
     instance = tmp_path_factory.mktemp("instance")
-    application = create_app({
-        "DATABASE_URL": database_url(tmp_path_factory),
-        "INSTANCE_PATH": str(instance),
-        "MEDIA_ROOT": str(instance / "media"),
-        "SECRET_KEY": "test-secret-key-with-enough-entropy-0123456789",
-        "TESTING": True,
-    })
+    application = create_app(
+        {
+            "DATABASE_URL": database_url(tmp_path_factory),
+            "INSTANCE_PATH": str(instance),
+            "MEDIA_ROOT": str(instance / "media"),
+            "SECRET_KEY": "test-secret-key-with-enough-entropy-0123456789",
+            "TESTING": True,
+        }
+    )
     engine = application.extensions["db_engine"]
     _drop_everything(engine)
     migrate_database(engine)
@@ -78,12 +82,21 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture(scope="session")
+def _reader_engine(app: Flask) -> Iterator[Any]:
+    """Autocommit connections: each check reads fresh data and never holds a lock that
+    would block the app under test (SQLite has one writer)."""
+    url = app.config["DATABASE_URL"]
+    engine = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
-def db(app: Flask) -> Iterator[Any]:
-    """A session outside any request (for arranging and checking data)."""
-    session = app.extensions["db_sessions"]()
+def db(_reader_engine: Any) -> Iterator[Any]:
+    """A session outside any request, for arranging and checking data."""
+    session = Session(bind=_reader_engine, expire_on_commit=False)
     yield session
-    session.rollback()
     session.close()
 
 

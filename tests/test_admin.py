@@ -9,19 +9,33 @@ def test_create_region_site_user_and_assign(api, demo_org):
     region = api.post("/regions", HQ_EMAIL, json={"name": "East", "code": "E"})
     assert region.status_code == 201
     rid = region.get_json()["id"]
-    site = api.post("/sites", HQ_EMAIL, json={"region_id": rid, "name": "East Inn", "code": "E-1",
-                                               "timezone": "Europe/Berlin"})
+    site = api.post(
+        "/sites",
+        HQ_EMAIL,
+        json={"region_id": rid, "name": "East Inn", "code": "E-1", "timezone": "Europe/Berlin"},
+    )
     assert site.status_code == 201 and site.get_json()["timezone"] == "Europe/Berlin"
-    user = api.post("/users", HQ_EMAIL, json={"email": "Eve@Demo.Example", "name": "Eve",
-                                               "role": "inspector",
-                                               "password": "a-long-password-1"})
+    user = api.post(
+        "/users",
+        HQ_EMAIL,
+        json={
+            "email": "Eve@Demo.Example",
+            "name": "Eve",
+            "role": "inspector",
+            "password": "a-long-password-1",
+        },
+    )
     assert user.status_code == 201 and user.get_json()["email"] == "eve@demo.example"
     assert "password" not in user.get_json() and "password_hash" not in user.get_json()
-    assign = api.post("/assignments", HQ_EMAIL, json={"user_id": user.get_json()["id"],
-                                                       "site_id": site.get_json()["id"]})
+    assign = api.post(
+        "/assignments",
+        HQ_EMAIL,
+        json={"user_id": user.get_json()["id"], "site_id": site.get_json()["id"]},
+    )
     assert assign.status_code == 201
-    login = api.post("/auth/login", json={"email": "eve@demo.example",
-                                          "password": "a-long-password-1"})
+    login = api.post(
+        "/auth/login", json={"email": "eve@demo.example", "password": "a-long-password-1"}
+    )
     assert login.status_code == 200
 
 
@@ -30,16 +44,41 @@ def test_validation_errors_name_the_field(api, demo_org):
         ("/sites", {"name": "x", "code": "c"}, "region_id"),
         ("/sites", {"region_id": "nope", "name": "x", "code": "c1"}, "region_id"),
         ("/sites", {"region_id": "r", "name": "x", "code": "bad code!"}, "code"),
-        ("/sites", {"region_id": "r", "name": "x", "code": "c2", "timezone": "Mars/Base"},
-         "timezone"),
-        ("/users", {"email": "not-an-email", "name": "x", "role": "inspector",
-                    "password": "long-enough-pw"}, "email"),
-        ("/users", {"email": "a@b.example", "name": "x", "role": "king",
-                    "password": "long-enough-pw"}, "role"),
-        ("/users", {"email": "a@b.example", "name": "x", "role": "regional_manager",
-                    "password": "long-enough-pw"}, "region_id"),
-        ("/users", {"email": "hq@demo.example", "name": "x", "role": "hq",
-                    "password": "long-enough-pw"}, "email"),
+        (
+            "/sites",
+            {"region_id": "r", "name": "x", "code": "c2", "timezone": "Mars/Base"},
+            "timezone",
+        ),
+        (
+            "/users",
+            {
+                "email": "not-an-email",
+                "name": "x",
+                "role": "inspector",
+                "password": "long-enough-pw",
+            },
+            "email",
+        ),
+        (
+            "/users",
+            {"email": "a@b.example", "name": "x", "role": "king", "password": "long-enough-pw"},
+            "role",
+        ),
+        (
+            "/users",
+            {
+                "email": "a@b.example",
+                "name": "x",
+                "role": "regional_manager",
+                "password": "long-enough-pw",
+            },
+            "region_id",
+        ),
+        (
+            "/users",
+            {"email": "hq@demo.example", "name": "x", "role": "hq", "password": "long-enough-pw"},
+            "email",
+        ),
         ("/regions", {"name": "North", "code": "Z"}, "name"),
         ("/regions", {"name": "Z", "code": "N", "colour": "red"}, "colour"),
     ]

@@ -69,14 +69,17 @@ def test_expired_wrong_key_alg_none_and_refresh_as_access_are_refused(api, app, 
     none_token = jwt.encode(good, None, algorithm="none")
     cases = {
         "expired": (_forge(app, expired), "token_expired"),
-        "wrong key": (_forge(app, good, key="another-secret-key-0123456789abcdef"),
-                      "token_invalid"),
+        "wrong key": (
+            _forge(app, good, key="another-secret-key-0123456789abcdef"),
+            "token_invalid",
+        ),
         "alg none": (none_token, "token_invalid"),
         "refresh as access": (_forge(app, {**good, "typ": "refresh"}), "token_invalid"),
         "garbage": ("not.a.token", "token_invalid"),
     }
-    assert api.get("/me", headers={"Authorization": f"Bearer {_forge(app, good)}"}).status_code \
-        == 200
+    assert (
+        api.get("/me", headers={"Authorization": f"Bearer {_forge(app, good)}"}).status_code == 200
+    )
     for name, (token, reason) in cases.items():
         resp = api.get("/me", headers={"Authorization": f"Bearer {token}"})
         assert resp.status_code == 401, name
@@ -89,8 +92,10 @@ def test_refresh_rotates_and_reuse_revokes_the_family(api, demo_org):
     assert resp.status_code == 200
     second = resp.get_json()
     assert second["refresh_token"] != first["refresh_token"]
-    assert api.get("/me", headers={"Authorization": f"Bearer {second['access_token']}"}
-                   ).status_code == 200
+    assert (
+        api.get("/me", headers={"Authorization": f"Bearer {second['access_token']}"}).status_code
+        == 200
+    )
     # The old token is spent: presenting it again revokes the whole family...
     reuse = api.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert reuse.status_code == 401 and reuse.get_json()["reason"] == "token_reused"
@@ -104,8 +109,9 @@ def test_access_token_expiry_is_configured(app, demo_org):
 
     short = create_app({**app.config, "ACCESS_TOKEN_TTL": -1})
     client = short.test_client()
-    body = client.post("/api/v1/auth/login",
-                       json={"email": ANA, "password": "demo-pass-2026"}).get_json()
+    body = client.post(
+        "/api/v1/auth/login", json={"email": ANA, "password": "demo-pass-2026"}
+    ).get_json()
     resp = client.get("/api/v1/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert resp.status_code == 401 and resp.get_json()["reason"] == "token_expired"
     short.extensions["db_engine"].dispose()
@@ -123,8 +129,9 @@ def test_demo_password_is_refused_in_production(app, demo_org):
     from api import create_app
 
     prod = create_app({**app.config, "APP_ENV": "production"})
-    resp = prod.test_client().post("/api/v1/auth/login",
-                                   json={"email": ANA, "password": "demo-pass-2026"})
+    resp = prod.test_client().post(
+        "/api/v1/auth/login", json={"email": ANA, "password": "demo-pass-2026"}
+    )
     assert resp.status_code == 401
     assert resp.get_json()["reason"] == "demo_password_refused"
     prod.extensions["db_engine"].dispose()

@@ -39,8 +39,7 @@ def test_invalid_utf8_and_lone_surrogates(api, demo_org):
 
 def test_deeply_nested_json(api, demo_org):
     raw = b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b', "code": "Q"}'
-    body = _envelope(api.post("/regions", HQ_EMAIL, data=raw, content_type="application/json"),
-                     400)
+    body = _envelope(api.post("/regions", HQ_EMAIL, data=raw, content_type="application/json"), 400)
     assert body["reason"] in ("too_deep", "invalid_json")
 
 

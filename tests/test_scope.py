@@ -41,8 +41,9 @@ def test_only_hq_writes_sites(api, ids, email):
         resp = api.patch(f"/sites/{site_id}", email, json={"name": "x"})
         # In scope: wrong role (403). Out of scope: also 403 (a write never reveals more).
         assert resp.status_code == 403, (email, code)
-    resp = api.post("/sites", email, json={"region_id": ids["regions"]["N"], "name": "New",
-                                           "code": "NEW"})
+    resp = api.post(
+        "/sites", email, json={"region_id": ids["regions"]["N"], "name": "New", "code": "NEW"}
+    )
     assert resp.status_code == 403
 
 
@@ -62,17 +63,21 @@ def test_region_reads_follow_scope(api, ids, email):
         expected = 200 if code in REGION_VIEW[email] else 404
         assert api.get(f"/regions/{region_id}", email).status_code == expected
         if email != HQ_EMAIL:
-            assert api.patch(f"/regions/{region_id}", email, json={"name": "x"}
-                             ).status_code in (403,)
+            assert api.patch(f"/regions/{region_id}", email, json={"name": "x"}).status_code in (
+                403,
+            )
 
 
-@pytest.mark.parametrize("email,visible", [
-    (HQ_EMAIL, {HQ_EMAIL, NORTH, SOUTH, ANA, BEN}),
-    (NORTH, {NORTH, ANA}),
-    (SOUTH, {SOUTH}),
-    (ANA, {ANA}),
-    (BEN, {BEN}),
-])
+@pytest.mark.parametrize(
+    "email,visible",
+    [
+        (HQ_EMAIL, {HQ_EMAIL, NORTH, SOUTH, ANA, BEN}),
+        (NORTH, {NORTH, ANA}),
+        (SOUTH, {SOUTH}),
+        (ANA, {ANA}),
+        (BEN, {BEN}),
+    ],
+)
 def test_user_reads_follow_scope(api, ids, email, visible):
     listed = {u["email"] for u in api.get("/users", email).get_json()}
     assert listed == visible
@@ -80,13 +85,22 @@ def test_user_reads_follow_scope(api, ids, email, visible):
         expected = 200 if other in visible else 404
         assert api.get(f"/users/{user_id}", email).status_code == expected
     if email != HQ_EMAIL:
-        assert api.post("/users", email, json={
-            "email": "x@demo.example", "name": "X", "role": "inspector",
-            "password": "long-enough-password"}).status_code == 403
+        assert (
+            api.post(
+                "/users",
+                email,
+                json={
+                    "email": "x@demo.example",
+                    "name": "X",
+                    "role": "inspector",
+                    "password": "long-enough-password",
+                },
+            ).status_code
+            == 403
+        )
 
 
-@pytest.mark.parametrize("email,count", [(HQ_EMAIL, 4), (NORTH, 3), (SOUTH, 1), (ANA, 2),
-                                          (BEN, 2)])
+@pytest.mark.parametrize("email,count", [(HQ_EMAIL, 4), (NORTH, 3), (SOUTH, 1), (ANA, 2), (BEN, 2)])
 def test_assignment_lists_are_filtered(api, ids, email, count):
     assert len(api.get("/assignments", email).get_json()) == count
 
@@ -108,8 +122,10 @@ def test_only_hq_assigns_and_revokes(api, ids, db):
 
 def test_deactivated_user_cannot_use_a_live_token(api, ids, db):
     headers = api.headers(BEN)
-    assert api.patch(f"/users/{ids['users'][BEN]}", HQ_EMAIL, json={"active": False}
-                     ).status_code == 200
+    assert (
+        api.patch(f"/users/{ids['users'][BEN]}", HQ_EMAIL, json={"active": False}).status_code
+        == 200
+    )
     assert api.get("/me", headers=headers).status_code == 401
     db.expire_all()
     assert db.get(User, ids["users"][BEN]).active is False

@@ -17,12 +17,19 @@ def test_openapi_document_and_docs(api):
     spec = api.get("/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
     paths = spec["paths"]
-    for path in ("/api/v1/auth/login", "/api/v1/me", "/api/v1/sites", "/api/v1/sync/pull",
-                 "/api/v1/sync/push", "/api/v1/templates"):
+    for path in (
+        "/api/v1/auth/login",
+        "/api/v1/me",
+        "/api/v1/sites",
+        "/api/v1/sync/pull",
+        "/api/v1/sync/push",
+        "/api/v1/templates",
+    ):
         assert path in paths, path
     for path, ops in paths.items():
         for method, op in ops.items():
-            assert op.get("summary"), (method, path)
+            if method in ("get", "post", "put", "patch", "delete"):
+                assert op.get("summary"), (method, path)
     assert api.get("/docs").status_code == 200
 
 
@@ -38,8 +45,10 @@ def test_production_requires_a_secret_and_a_server_database(tmp_path):
         load_config({"APP_ENV": "production"}, str(tmp_path))
     with pytest.raises(RuntimeError, match="PostgreSQL"):
         load_config({"APP_ENV": "production", "SECRET_KEY": "x" * 40}, str(tmp_path))
-    cfg = load_config({"APP_ENV": "production", "SECRET_KEY": "x" * 40,
-                       "DATABASE_URL": "postgresql://u@h/db"}, str(tmp_path))
+    cfg = load_config(
+        {"APP_ENV": "production", "SECRET_KEY": "x" * 40, "DATABASE_URL": "postgresql://u@h/db"},
+        str(tmp_path),
+    )
     assert cfg["DATABASE_URL"] == "postgresql://u@h/db"
 
 

@@ -19,7 +19,16 @@ def register(api: Api) -> None:
         templates,
     )
 
-    for module in (health, auth, admin, templates, sync, conflicts, inspections, actions,
-                   attachments):
+    for module in (
+        health,
+        auth,
+        admin,
+        templates,
+        sync,
+        conflicts,
+        inspections,
+        actions,
+        attachments,
+    ):
         for blp in module.blueprints():
             api.register_blueprint(blp, url_prefix=f"/api/v1{blp.url_prefix or ''}")

@@ -20,8 +20,20 @@ from store.models import Attachment
 
 blp = make_blueprint("actions", "/actions", "Corrective actions (整改)")
 
-CSV_COLUMNS = ("id", "site_id", "inspection_id", "title", "priority", "status", "due_at",
-               "overdue", "assignee_id", "resolution_note", "verified_by", "source")
+CSV_COLUMNS = (
+    "id",
+    "site_id",
+    "inspection_id",
+    "title",
+    "priority",
+    "status",
+    "due_at",
+    "overdue",
+    "assignee_id",
+    "resolution_note",
+    "verified_by",
+    "source",
+)
 
 
 def _decorate(actions):
@@ -29,8 +41,15 @@ def _decorate(actions):
     ids = [a.id for a in actions]
     evidence: dict[str, list] = {}
     if ids:
-        rows = db.session().execute(select(Attachment).where(
-            Attachment.action_id.in_(ids), Attachment.deleted_at.is_(None))).scalars()
+        rows = (
+            db.session()
+            .execute(
+                select(Attachment).where(
+                    Attachment.action_id.in_(ids), Attachment.deleted_at.is_(None)
+                )
+            )
+            .scalars()
+        )
         for att in rows:
             evidence.setdefault(att.action_id, []).append(att)
     for a in actions:
@@ -41,14 +60,19 @@ def _decorate(actions):
 
 def _wants_csv(query) -> bool:
     return query.get("format") == "csv" or (
-        request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv")
+        request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
+    )
 
 
 @blp.route("")
 @blp.arguments(ActionQuery, location="query")
 @blp.response(200, ActionOut(many=True))
-@blp.alt_response(200, description="CSV when format=csv or Accept: text/csv",
-                  content_type="text/csv", success=True)
+@blp.alt_response(
+    200,
+    description="CSV when format=csv or Accept: text/csv",
+    content_type="text/csv",
+    success=True,
+)
 @blp.paginate()
 @documented(blp, 401, 422)
 @login_required
@@ -63,8 +87,11 @@ def ledger(query, pagination_parameters):
         dumped = ActionOut(many=True).dump(rows)
         for row in dumped:
             writer.writerow([row.get(c) for c in CSV_COLUMNS])
-        return Response(out.getvalue(), mimetype="text/csv",
-                        headers={"Content-Disposition": "attachment; filename=actions.csv"})
+        return Response(
+            out.getvalue(),
+            mimetype="text/csv",
+            headers={"Content-Disposition": "attachment; filename=actions.csv"},
+        )
     return _decorate(page(pagination_parameters, lambda p, n: page_of(db.session(), stmt, p, n)))
 
 
@@ -96,8 +123,9 @@ def get_action(action_id):
 @login_required
 def transition(body, action_id):
     """Start, resolve (note + evidence), verify (managers, HQ) or reopen an action."""
-    action = action_service.transition(db.session(), current_scope(), action_id, body["status"],
-                                       body.get("note"))
+    action = action_service.transition(
+        db.session(), current_scope(), action_id, body["status"], body.get("note")
+    )
     db.commit()
     return _decorate([action])[0]
 

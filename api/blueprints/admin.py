@@ -39,8 +39,9 @@ assignments = make_blueprint("assignments", "/assignments", "Inspector site assi
 @login_required
 def list_regions(pagination_parameters):
     """List the regions you can see."""
-    return page(pagination_parameters,
-                lambda p, n: admin.list_regions(db.session(), current_scope(), p, n))
+    return page(
+        pagination_parameters, lambda p, n: admin.list_regions(db.session(), current_scope(), p, n)
+    )
 
 
 @regions.route("", methods=["POST"])
@@ -97,8 +98,12 @@ def delete_region(region_id):
 @login_required
 def list_sites(query, pagination_parameters):
     """List the sites in your scope."""
-    return page(pagination_parameters, lambda p, n: admin.list_sites(
-        db.session(), current_scope(), p, n, region_id=query.get("region_id")))
+    return page(
+        pagination_parameters,
+        lambda p, n: admin.list_sites(
+            db.session(), current_scope(), p, n, region_id=query.get("region_id")
+        ),
+    )
 
 
 @sites.route("", methods=["POST"])
@@ -155,8 +160,10 @@ def delete_site(site_id):
 @login_required
 def list_users(query, pagination_parameters):
     """List users you can see (HQ: all; managers: their region; inspectors: themselves)."""
-    return page(pagination_parameters,
-                lambda p, n: admin.list_users(db.session(), current_scope(), p, n, query))
+    return page(
+        pagination_parameters,
+        lambda p, n: admin.list_users(db.session(), current_scope(), p, n, query),
+    )
 
 
 @users.route("", methods=["POST"])
@@ -206,8 +213,10 @@ def update_user(body, user_id):
 @login_required
 def list_assignments(query, pagination_parameters):
     """List live site assignments in your scope."""
-    return page(pagination_parameters,
-                lambda p, n: admin.list_assignments(db.session(), current_scope(), p, n, query))
+    return page(
+        pagination_parameters,
+        lambda p, n: admin.list_assignments(db.session(), current_scope(), p, n, query),
+    )
 
 
 @assignments.route("", methods=["POST"])

@@ -57,8 +57,16 @@ def request_upload(body, attachment_id):
     session = db.session()
     content_url = url_for("attachments.put_content", attachment_id=attachment_id)
     result = uploads.request_upload(
-        session, blob_store(), limits(), attachment_id=attachment_id, sha256=body["sha256"],
-        byte_size=body["byte_size"], mime=body["mime"], content_url=content_url, **_ctx())
+        session,
+        blob_store(),
+        limits(),
+        attachment_id=attachment_id,
+        sha256=body["sha256"],
+        byte_size=body["byte_size"],
+        mime=body["mime"],
+        content_url=content_url,
+        **_ctx(),
+    )
     if result.get("already_uploaded"):
         recompute_inspection(session, attachment_id)
     db.commit()
@@ -80,8 +88,9 @@ def put_content(attachment_id):
                 return
             yield chunk
 
-    uploads.receive_bytes(db.session(), blob_store(), limits(), attachment_id=attachment_id,
-                          chunks=chunks(), **_ctx())
+    uploads.receive_bytes(
+        db.session(), blob_store(), limits(), attachment_id=attachment_id, chunks=chunks(), **_ctx()
+    )
     return {"already_uploaded": False}
 
 
@@ -92,8 +101,7 @@ def put_content(attachment_id):
 def complete(attachment_id):
     """Verify and process the uploaded bytes; the record becomes `uploaded`."""
     session = db.session()
-    att = uploads.complete(session, blob_store(), limits(), attachment_id=attachment_id,
-                           **_ctx())
+    att = uploads.complete(session, blob_store(), limits(), attachment_id=attachment_id, **_ctx())
     recompute_inspection(session, attachment_id)
     db.commit()
     return att
@@ -111,8 +119,7 @@ def get_attachment(attachment_id):
 @blp.route("/<attachment_id>/file")
 @blp.arguments(FileQuery, location="query")
 @blp.response(200)
-@blp.alt_response(302, description="Redirect to a short-lived presigned URL (S3)",
-                  success=True)
+@blp.alt_response(302, description="Redirect to a short-lived presigned URL (S3)", success=True)
 @blp.alt_response(304, description="Not modified (ETag)", success=True)
 @documented(blp, 401, 404, 503)
 @login_required
@@ -128,9 +135,15 @@ def get_file(query, attachment_id):
     if request.if_none_match and etag in request.if_none_match:
         return Response(status=304, headers={"ETag": f'"{etag}"'})
     data = uploads._guard(store.get, key)
-    return Response(data, mimetype=mime, headers={
-        "ETag": f'"{etag}"', "Cache-Control": "private, max-age=86400, immutable",
-        "X-Content-Type-Options": "nosniff"})
+    return Response(
+        data,
+        mimetype=mime,
+        headers={
+            "ETag": f'"{etag}"',
+            "Cache-Control": "private, max-age=86400, immutable",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 def blueprints():

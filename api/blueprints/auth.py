@@ -64,23 +64,33 @@ def me():
     """The current user with role and scope (regions and sites)."""
     user, scope = current_user(), current_scope()
     session = db.session()
-    sites = session.execute(
-        select(Site).where(Site.deleted_at.is_(None), scope.site_clause(Site.id))
-        .order_by(Site.code)
-    ).scalars().all()
+    sites = (
+        session.execute(
+            select(Site)
+            .where(Site.deleted_at.is_(None), scope.site_clause(Site.id))
+            .order_by(Site.code)
+        )
+        .scalars()
+        .all()
+    )
     region_ids = {s.region_id for s in sites} | ({user.region_id} if user.region_id else set())
     regions_stmt = select(Region).order_by(Region.name)
     if not scope.is_hq:
         regions_stmt = regions_stmt.where(Region.id.in_(sorted(region_ids)))
     regions = session.execute(regions_stmt).scalars().all()
     return {
-        "id": user.id, "email": user.email, "name": user.name, "role": user.role,
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
         "region_id": user.region_id,
         "scope": {
             "all_sites": scope.is_hq,
             "regions": [{"id": r.id, "name": r.name, "code": r.code} for r in regions],
-            "sites": [{"id": s.id, "name": s.name, "code": s.code, "region_id": s.region_id}
-                      for s in sites],
+            "sites": [
+                {"id": s.id, "name": s.name, "code": s.code, "region_id": s.region_id}
+                for s in sites
+            ],
         },
     }
 

@@ -29,8 +29,9 @@ def documented(blp: Blueprint, *codes: int, auth: bool = True) -> Callable:
 
     def decorator(func: Callable) -> Callable:
         for code in codes:
-            func = blp.alt_response(code, response="DEFAULT_ERROR",
-                                    description=_DESCRIPTIONS[code])(func)
+            func = blp.alt_response(
+                code, response="DEFAULT_ERROR", description=_DESCRIPTIONS[code]
+            )(func)
         if auth:
             func = blp.doc(security=AUTH)(func)
         return func

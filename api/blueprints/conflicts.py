@@ -15,10 +15,19 @@ blp = make_blueprint("conflicts", "/conflicts", "Sync conflicts (managers and HQ
 
 def _with_current(conflict):
     record = conflicts.current_record(db.session(), conflict)
-    conflict.current_value = (record or {}).get(conflict.column) if conflict.column else (
-        None if record is None else {k: v for k, v in record.items()
-                                     if k not in ("col_revs", "created_at", "updated_at",
-                                                  "deleted_at")})
+    conflict.current_value = (
+        (record or {}).get(conflict.column)
+        if conflict.column
+        else (
+            None
+            if record is None
+            else {
+                k: v
+                for k, v in record.items()
+                if k not in ("col_revs", "created_at", "updated_at", "deleted_at")
+            }
+        )
+    )
     return conflict
 
 
@@ -51,8 +60,14 @@ def get_conflict(conflict_id):
 @login_required
 def resolve_conflict(body, conflict_id):
     """Keep the server's value, take the device's, or write an edited one."""
-    row = conflicts.resolve(db.session(), current_scope(), conflict_id, body["resolution"],
-                            body.get("value"), sync_rules())
+    row = conflicts.resolve(
+        db.session(),
+        current_scope(),
+        conflict_id,
+        body["resolution"],
+        body.get("value"),
+        sync_rules(),
+    )
     db.commit()
     return _with_current(row)
 

@@ -40,8 +40,13 @@ def health():
             parts["storage"] = "unavailable"
     failing = [name for name, state in parts.items() if state != "ok"]
     if failing:
-        return envelope(503, f"Unavailable: {', '.join(failing)}.", reason="dependency_down",
-                        headers={"Retry-After": "5"}, extra=parts)
+        return envelope(
+            503,
+            f"Unavailable: {', '.join(failing)}.",
+            reason="dependency_down",
+            headers={"Retry-After": "5"},
+            extra=parts,
+        )
     return {"status": "ok", **parts}
 
 

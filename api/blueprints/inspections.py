@@ -48,8 +48,9 @@ def get_inspection(inspection_id):
 @login_required
 def approve(body, inspection_id):
     """Approve a completed inspection (regional managers and HQ)."""
-    insp = review.decide(db.session(), current_scope(), sync_rules(), inspection_id, "approve",
-                         body.get("comment"))
+    insp = review.decide(
+        db.session(), current_scope(), sync_rules(), inspection_id, "approve", body.get("comment")
+    )
     db.commit()
     return insp
 
@@ -61,8 +62,9 @@ def approve(body, inspection_id):
 @login_required
 def return_for_rework(body, inspection_id):
     """Return a completed inspection for rework; the comment reaches the device."""
-    insp = review.decide(db.session(), current_scope(), sync_rules(), inspection_id, "return",
-                         body["comment"])
+    insp = review.decide(
+        db.session(), current_scope(), sync_rules(), inspection_id, "return", body["comment"]
+    )
     db.commit()
     return insp
 
@@ -73,8 +75,9 @@ def return_for_rework(body, inspection_id):
 @login_required
 def archive(inspection_id):
     """Archive an inspection (HQ)."""
-    insp = review.decide(db.session(), current_scope(), sync_rules(), inspection_id, "archive",
-                         None)
+    insp = review.decide(
+        db.session(), current_scope(), sync_rules(), inspection_id, "archive", None
+    )
     db.commit()
     return insp
 

@@ -37,13 +37,19 @@ class MissingDevice(DomainError):
 class PullArgs(Strict):
     """Pull parameters (query string, or a JSON body for POST)."""
 
-    last_pulled_at = fields.Integer(strict=False, allow_none=True, load_default=None,
-                                    validate=validate.Range(min=0, max=2**62))
-    schema_version = fields.Integer(strict=False, allow_none=True, load_default=None,
-                                    validate=validate.Range(min=0, max=10**6))
+    last_pulled_at = fields.Integer(
+        strict=False, allow_none=True, load_default=None, validate=validate.Range(min=0, max=2**62)
+    )
+    schema_version = fields.Integer(
+        strict=False, allow_none=True, load_default=None, validate=validate.Range(min=0, max=10**6)
+    )
     migration = fields.Raw(allow_none=True, load_default=None)
-    limit = fields.Integer(strict=False, allow_none=True, load_default=None,
-                           validate=validate.Range(min=1, max=100_000))
+    limit = fields.Integer(
+        strict=False,
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=1, max=100_000),
+    )
 
 
 class PushBody(Strict):
@@ -56,8 +62,10 @@ class PushBody(Strict):
 def _device_id() -> str:
     device = (request.headers.get("X-Device-Id") or "").strip()
     if not device or len(device) > MAX_DEVICE_ID:
-        raise MissingDevice("Send a stable per-install id in the 'X-Device-Id' header "
-                            f"(1-{MAX_DEVICE_ID} characters).")
+        raise MissingDevice(
+            "Send a stable per-install id in the 'X-Device-Id' header "
+            f"(1-{MAX_DEVICE_ID} characters)."
+        )
     return device
 
 
@@ -65,18 +73,17 @@ def _json(body: dict, status: int = 200) -> Response:
     return Response(dumps(body), status=status, mimetype="application/json")
 
 
-def _note_device(user_id: str, column: str, rev: int | None = None) -> None:
-    """Remember when this device last synced (one upsert)."""
+def _note_device(user_id: str, column: str, **extra: int | None) -> None:
+    """Remember when this device last synced and what it knew (one upsert)."""
     session = db.session()
-    values = {"user_id": user_id, "device_id": g.device_id, column: utcnow()}
-    if rev is not None:
-        values["last_pulled_rev"] = rev
+    values = {"user_id": user_id, "device_id": g.device_id, column: utcnow(), **extra}
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert(DeviceState).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=["user_id", "device_id"],
-        set_={k: v for k, v in values.items() if k not in ("user_id", "device_id")})
+        set_={k: v for k, v in values.items() if k not in ("user_id", "device_id")},
+    )
     session.execute(stmt)
 
 
@@ -85,8 +92,9 @@ def _do_pull(args: dict) -> Response:
     user_id = current_user().id
     limit_max = current_app.config["SYNC_PULL_LIMIT"]
     limit = min(args.get("limit") or limit_max, limit_max)
-    req = pull.PullRequest(args.get("last_pulled_at"), limit,
-                           pull.parse_migration(args.get("migration")))
+    req = pull.PullRequest(
+        args.get("last_pulled_at"), limit, pull.parse_migration(args.get("migration"))
+    )
     # A page and its cursor come from one snapshot: a separate read-only transaction.
     # End the request's own transaction first (SQLite allows one at a time).
     db.session().rollback()
@@ -96,7 +104,9 @@ def _do_pull(args: dict) -> Response:
         scope = scope_for(snap, snap.get(User, user_id))
         result = pull.pull(snap, scope, req)
         snap.rollback()
-    _note_device(user_id, "last_pull_at", result["timestamp"])
+    _note_device(
+        user_id, "last_pull_at", last_pulled_rev=result["timestamp"], pull_start_rev=req.cursor
+    )
     db.session().commit()
     return _json(result)
 
@@ -138,10 +148,17 @@ def push_changes(**_ignored):
         stored = idempotency.replay(session, scope.user_id, key, digest)
         if stored is not None:
             return _json(stored[1], stored[0])
+    state = session.get(DeviceState, (scope.user_id, g.device_id))
+    session.info["device_id"] = g.device_id
     result = push.push(
-        session, scope=scope, device_id=g.device_id, body=g.json_body, rules=sync_rules(),
+        session,
+        scope=scope,
+        device_id=g.device_id,
+        body=g.json_body,
+        rules=sync_rules(),
         max_records=current_app.config["SYNC_PUSH_MAX_RECORDS"],
         now_ms=int(time.time() * 1000),
+        pull_start=state.pull_start_rev if state else None,
     )
     _note_device(scope.user_id, "last_push_at")
     top = revs.stamp(session)

@@ -27,8 +27,12 @@ versions = make_blueprint("template_versions", "/template-versions", "Published 
 @login_required
 def list_templates(query, pagination_parameters):
     """List templates (published ones; HQ may include drafts)."""
-    return page(pagination_parameters, lambda p, n: catalog.list_templates(
-        db.session(), current_scope(), p, n, include_drafts=query["include_drafts"]))
+    return page(
+        pagination_parameters,
+        lambda p, n: catalog.list_templates(
+            db.session(), current_scope(), p, n, include_drafts=query["include_drafts"]
+        ),
+    )
 
 
 @blp.route("", methods=["POST"])

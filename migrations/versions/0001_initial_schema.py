@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 13:57:47.027328
+Create Date: 2026-11-22 14:21:44.919878
 """
 
 from alembic import op
@@ -72,6 +72,7 @@ def upgrade() -> None:
     sa.Column('exif_longitude', sa.Float(), nullable=True),
     sa.Column('signature_stale', sa.Boolean(), nullable=False),
     sa.Column('pending_upload', sa.Boolean(), nullable=False),
+    sa.Column('uploaded_by', sa.String(length=64), nullable=True),
     sa.Column('upload_requested_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('server_rev', sa.BigInteger(), nullable=False),
@@ -147,6 +148,7 @@ def upgrade() -> None:
     sa.Column('device_id', sa.String(length=128), nullable=False),
     sa.Column('last_pull_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_pulled_rev', sa.BigInteger(), nullable=True),
+    sa.Column('pull_start_rev', sa.BigInteger(), nullable=True),
     sa.Column('last_push_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('user_id', 'device_id')
     )

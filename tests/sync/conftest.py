@@ -12,21 +12,50 @@ from store.models import Site, TemplateVersion
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
 from tests.sync.device import Device
 
-BODY = {"sections": [{"key": "main", "title": {"zh": "主要", "en": "Main"}, "items": [
-    {"key": "clean", "label": {"zh": "地面清洁", "en": "Floor clean"}, "type": "yes_no"},
-    {"key": "fridge", "label": {"zh": "冰箱温度", "en": "Fridge temperature"},
-     "type": "number", "unit": "°C", "max": 5, "critical": True},
-    {"key": "remark", "label": {"zh": "备注", "en": "Remarks"}, "type": "text",
-     "required": False},
-]}]}
+BODY = {
+    "sections": [
+        {
+            "key": "main",
+            "title": {"zh": "主要", "en": "Main"},
+            "items": [
+                {
+                    "key": "clean",
+                    "label": {"zh": "地面清洁", "en": "Floor clean"},
+                    "type": "yes_no",
+                },
+                {
+                    "key": "fridge",
+                    "label": {"zh": "冰箱温度", "en": "Fridge temperature"},
+                    "type": "number",
+                    "unit": "°C",
+                    "max": 5,
+                    "critical": True,
+                },
+                {
+                    "key": "remark",
+                    "label": {"zh": "备注", "en": "Remarks"},
+                    "type": "text",
+                    "required": False,
+                },
+            ],
+        }
+    ]
+}
 
 
 @pytest.fixture
 def env(api, demo_org, db) -> dict[str, Any]:
     """Demo org plus a published three-item template; returns handy ids."""
-    draft = api.post("/templates", HQ_EMAIL, json={
-        "template_key": "sync_probe", "category": "hygiene",
-        "title": {"zh": "同步测试", "en": "Sync probe"}, "body": BODY}).get_json()
+    draft = api.post(
+        "/templates",
+        HQ_EMAIL,
+        json={
+            "template_key": "sync_probe",
+            "category": "hygiene",
+            "title": {"zh": "同步测试", "en": "Sync probe"},
+            "body": BODY,
+        },
+    ).get_json()
     version = api.post(f"/templates/{draft['id']}/publish", HQ_EMAIL).get_json()
     sites = {s.code: s.id for s in db.query(Site)}
     assert db.get(TemplateVersion, version["id"]) is not None
@@ -39,8 +68,11 @@ def device(client, api):
     made = []
 
     def make(email: str = ANA, name: str | None = None, limit: int | None = None) -> Device:
-        token = api.login(email)["access_token"] if email not in api.tokens else \
-            api.tokens[email]["access_token"]
+        token = (
+            api.login(email)["access_token"]
+            if email not in api.tokens
+            else api.tokens[email]["access_token"]
+        )
         dev = Device(client, token, name or f"{email}-{len(made)}", limit=limit)
         made.append(dev)
         return dev
@@ -54,14 +86,27 @@ def now_ms() -> int:
 
 def new_inspection(dev: Device, env: dict, site: str = "N-HOTEL", **extra: Any) -> str:
     """Create an in-progress inspection on a device."""
-    return dev.create("inspections", template_id=env["template"], site_id=env["sites"][site],
-                      status="in_progress", started_at=now_ms(), area="Room 1203", **extra)
+    return dev.create(
+        "inspections",
+        template_id=env["template"],
+        site_id=env["sites"][site],
+        status="in_progress",
+        started_at=now_ms(),
+        area="Room 1203",
+        **extra,
+    )
 
 
 def answer(dev: Device, inspection_id: str, key: str, value: Any, **extra: Any) -> str:
     """Create a response on a device."""
-    return dev.create("responses", inspection_id=inspection_id, item_key=key,
-                      value=json.dumps(value), answered_at=now_ms(), **extra)
+    return dev.create(
+        "responses",
+        inspection_id=inspection_id,
+        item_key=key,
+        value=json.dumps(value),
+        answered_at=now_ms(),
+        **extra,
+    )
 
 
 __all__ = ["ANA", "BEN", "HQ_EMAIL", "NORTH", "answer", "new_inspection", "now_ms"]

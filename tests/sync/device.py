@@ -45,8 +45,11 @@ class Device:
 
     def create(self, table: str, **values: Any) -> str:
         rid = values.pop("id", None) or random_id()
-        self.db[table][rid] = {"raw": {"id": rid, **values}, "_status": "created",
-                               "_changed": set()}
+        self.db[table][rid] = {
+            "raw": {"id": rid, **values},
+            "_status": "created",
+            "_changed": set(),
+        }
         return rid
 
     def update(self, table: str, rid: str, **values: Any) -> None:
@@ -91,8 +94,7 @@ class Device:
             params = {} if cursor is None else {"last_pulled_at": cursor}
             if self.limit:
                 params["limit"] = self.limit
-            resp = self.client.get("/api/v1/sync/pull", query_string=params,
-                                   headers=self.headers())
+            resp = self.client.get("/api/v1/sync/pull", query_string=params, headers=self.headers())
             if resp.status_code != 200:
                 raise SyncFailed(resp.status_code, resp.get_json())
             body = resp.get_json()
@@ -135,8 +137,9 @@ class Device:
         for table in PUSHABLE:
             created, updated, deleted = [], [], []
             for rid, rec in self.db[table].items():
-                raw = dict(rec["raw"], _status=rec["_status"],
-                           _changed=",".join(sorted(rec["_changed"])))
+                raw = dict(
+                    rec["raw"], _status=rec["_status"], _changed=",".join(sorted(rec["_changed"]))
+                )
                 if rec["_status"] == "created":
                     created.append(raw)
                 elif rec["_status"] == "updated":
@@ -144,10 +147,12 @@ class Device:
                 elif rec["_status"] == "deleted":
                     deleted.append(rid)
             changes[table] = {"created": created, "updated": updated, "deleted": deleted}
-        headers = self.headers(**({"Idempotency-Key": idempotency_key}
-                                  if idempotency_key else {}))
-        resp = self.client.post("/api/v1/sync/push", headers=headers,
-                                json={"changes": changes, "last_pulled_at": cursor})
+        headers = self.headers(**({"Idempotency-Key": idempotency_key} if idempotency_key else {}))
+        resp = self.client.post(
+            "/api/v1/sync/push",
+            headers=headers,
+            json={"changes": changes, "last_pulled_at": cursor},
+        )
         self.pushes += 1
         if resp.status_code != 200:
             raise SyncFailed(resp.status_code, resp.get_json())

@@ -25,16 +25,38 @@ def _push_loop(app, token, device_id, env, site, errors):
     for _ in range(PUSHES):
         iid = random_id()
         changes = {
-            "inspections": {"created": [{
-                "id": iid, "template_id": env["template"], "site_id": env["sites"][site],
-                "status": "in_progress", "started_at": now_ms()}], "updated": [], "deleted": []},
-            "responses": {"created": [
-                {"id": random_id(), "inspection_id": iid, "item_key": "clean", "value": '"yes"'},
-                {"id": random_id(), "inspection_id": iid, "item_key": "fridge", "value": "3"},
-            ], "updated": [], "deleted": []},
+            "inspections": {
+                "created": [
+                    {
+                        "id": iid,
+                        "template_id": env["template"],
+                        "site_id": env["sites"][site],
+                        "status": "in_progress",
+                        "started_at": now_ms(),
+                    }
+                ],
+                "updated": [],
+                "deleted": [],
+            },
+            "responses": {
+                "created": [
+                    {
+                        "id": random_id(),
+                        "inspection_id": iid,
+                        "item_key": "clean",
+                        "value": '"yes"',
+                    },
+                    {"id": random_id(), "inspection_id": iid, "item_key": "fridge", "value": "3"},
+                ],
+                "updated": [],
+                "deleted": [],
+            },
         }
-        resp = client.post("/api/v1/sync/push", headers=headers,
-                           json={"changes": changes, "last_pulled_at": cursor})
+        resp = client.post(
+            "/api/v1/sync/push",
+            headers=headers,
+            json={"changes": changes, "last_pulled_at": cursor},
+        )
         if resp.status_code != 200:
             errors.append(resp.get_json())
             return
@@ -45,8 +67,10 @@ def test_puller_sees_every_committed_row_at_its_final_rev(app, env, api, db):
     tokens = {email: api.login(email)["access_token"] for email in (ANA, BEN)}
     errors: list = []
     writers = [
-        threading.Thread(target=_push_loop, args=(
-            app, tokens[ANA if i % 2 else BEN], f"writer-{i}", env, "N-HOTEL", errors))
+        threading.Thread(
+            target=_push_loop,
+            args=(app, tokens[ANA if i % 2 else BEN], f"writer-{i}", env, "N-HOTEL", errors),
+        )
         for i in range(WRITERS)
     ]
     seen: dict[tuple[str, str], int] = {}
@@ -55,8 +79,11 @@ def test_puller_sees_every_committed_row_at_its_final_rev(app, env, api, db):
     headers = {"Authorization": f"Bearer {tokens[ANA]}", "X-Device-Id": "puller"}
 
     def pull_once(cursor):
-        resp = client.get("/api/v1/sync/pull", headers=headers,
-                          query_string={"last_pulled_at": cursor, "limit": 50})
+        resp = client.get(
+            "/api/v1/sync/pull",
+            headers=headers,
+            query_string={"last_pulled_at": cursor, "limit": 50},
+        )
         assert resp.status_code == 200, resp.get_json()
         body = resp.get_json()
         for table in ("inspections", "responses"):
