@@ -74,13 +74,28 @@ def check_tree(value: Any, max_depth: int) -> None:
                     stack.append((child, depth + 1, f"{path}[{i}]"))
 
 
+def _max_depth(value: Any) -> int:
+    """Nesting depth, visiting containers only (leaves are skipped cheaply)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = node.values() if type(node) is dict else node
+        stack.extend((c, depth + 1) for c in children if type(c) in (dict, list))
+    return deepest
+
+
 def parse(raw: bytes, *, max_depth: int) -> Any:
     """Parse JSON bytes strictly: valid UTF-8, no lone surrogates, bounded depth, no NUL."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadJSON(f"The body is not valid JSON: {exc}.") from None
-    check_tree(value, max_depth)
+    # A NUL can only reach a JSON string as the escape \u0000 (raw control bytes are invalid),
+    # so the full walk runs only when those bytes appear; depth is checked on containers.
+    if b"\\u0000" in raw or (type(value) in (dict, list) and _max_depth(value) > max_depth):
+        check_tree(value, max_depth)
     return value
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
-
-from werkzeug.serving import make_server
 
 from api import create_app
 from api.cli import migrate_database
@@ -59,20 +61,60 @@ def make_app(url: str):
     return app
 
 
-class Server:
-    """The app served over real HTTP on 127.0.0.1 in a thread."""
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    def __init__(self, app: Any) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+class Server:
+    """The app under gunicorn (as in production) on 127.0.0.1, in a child process."""
+
+    def __init__(self, app: Any, workers: int = 1) -> None:
+        self.port = free_port()
+        cfg = app.config
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": cfg["DATABASE_URL"],
+            "INSTANCE_PATH": cfg["INSTANCE_PATH"],
+            "MEDIA_ROOT": cfg["MEDIA_ROOT"],
+            "SECRET_KEY": cfg["SECRET_KEY"],
+            "LOG_LEVEL": "WARNING",
+            "SYNC_PUSH_MAX_RECORDS": str(cfg["SYNC_PUSH_MAX_RECORDS"]),
+            "LOGIN_RATE_LIMIT": "1000 per minute",
+        }
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "wsgi:app",
+        ]
+        self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
-        self.thread.start()
-        return self
+        root = Path(__file__).resolve().parent.parent
+        self.proc = subprocess.Popen(self.cmd, cwd=root, env=self.env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+            ):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("gunicorn did not start")
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float]]:

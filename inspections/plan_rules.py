@@ -4,10 +4,10 @@ locks, lifecycle, scoring, completion checks, corrective actions, evidence and f
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import defaultdict
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -47,8 +47,8 @@ def decode_value(raw: str | None) -> tuple[Any, str | None]:
     if raw is None or raw == "":
         return None, None
     try:
-        return json.loads(raw), None
-    except ValueError:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError:
         return None, "the answer is not valid JSON"
 
 
@@ -62,6 +62,7 @@ class InspectionRules:
 
     def apply(self, session: Session, cs: ChangeSet) -> None:
         """Amend the plan in place."""
+        self._index: dict[str, dict[str, list[Row]]] = {}
         ids = self._touched(cs)
         if ids:
             self._load_context(session, cs, ids)
@@ -101,11 +102,14 @@ class InspectionRules:
                 cs.add_context(name, row)
 
     def _children(self, cs: ChangeSet, name: str, iid: str, live: bool = True) -> list[Row]:
-        return [
-            r
-            for r in cs.after.get(name, {}).values()
-            if r.get("inspection_id") == iid and (not live or r.get("deleted_at") is None)
-        ]
+        index = self._index.get(name)
+        if index is None:
+            index = defaultdict(list)
+            for row in cs.after.get(name, {}).values():
+                index[row.get("inspection_id")].append(row)
+            self._index[name] = index
+        rows = index.get(iid, [])
+        return [r for r in rows if r.get("deleted_at") is None] if live else list(rows)
 
     def _versions(self, session: Session, cs: ChangeSet, ids: list[str]) -> dict[str, Row]:
         tids = sorted({cs.after["inspections"][i]["template_id"] for i in ids} - {None})
@@ -143,6 +147,7 @@ class InspectionRules:
         else:
             cs.after[name][rid] = dict(before)
             cs.bump(name, rid)
+        self._index.pop(name, None)  # rows were replaced: rebuild the index on next use
         cs.device_changed.get(name, {}).pop(rid, None)
 
     def _enforce_locks(self, cs: ChangeSet, ids: list[str]) -> None:

@@ -84,8 +84,6 @@ def _on_before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
         table = obj.__table__
         if obj in session.new:
             obj.server_rev = next_pending(session, table)
-            if isinstance(obj, Synced):
-                obj.col_revs = {}
             continue
         changed = [
             attr.key

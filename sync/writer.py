@@ -19,14 +19,14 @@ _BOOKKEEPING = frozenset({"id", "server_rev", "col_revs", "created_at", "updated
 
 
 def _defaults(table: Table) -> dict[str, Any]:
-    """Column defaults for a full-width insert row (executemany needs uniform keys)."""
+    """Column defaults for a full-width insert row (executemany needs uniform keys); columns
+    the database fills itself (server defaults) are left out."""
     out: dict[str, Any] = {}
     for col in table.columns:
+        if col.server_default is not None:
+            continue
         default = col.default
-        if default is not None and default.is_scalar:
-            out[col.name] = default.arg
-        else:
-            out[col.name] = None
+        out[col.name] = default.arg if default is not None and default.is_scalar else None
     return out
 
 
@@ -70,7 +70,7 @@ def write(session: Session, cs: ChangeSet) -> int:
             before = before_rows.get(rid)
             if before is None:
                 row = {**defaults_for(table), **after}
-                row.update(id=rid, col_revs={}, created_at=now, updated_at=now)
+                row["id"] = rid
                 inserts.append(row)
                 continue
             changed = [k for k, v in after.items() if k not in _BOOKKEEPING and before.get(k) != v]

@@ -132,11 +132,11 @@ def pull_post(args):
 
 
 @blp.route("/push", methods=["POST"])
-@blp.arguments(PushBody, location="json", as_kwargs=True)
+@blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": PushBody}}})
 @blp.response(200)
 @documented(blp, 400, 401, 403, 409, 413, 422)
 @login_required
-def push_changes(**_ignored):
+def push_changes():
     """Apply a device's changes all-or-nothing; refused changes come back as conflicts."""
     g.device_id = _device_id()
     scope = current_scope()

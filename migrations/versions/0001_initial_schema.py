@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 14:21:44.919878
+Create Date: 2026-11-22 14:26:49.590401
 """
 
 from alembic import op
@@ -36,17 +36,17 @@ def upgrade() -> None:
     sa.Column('source', sa.String(length=16), nullable=False),
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('server_rev', sa.BigInteger(), nullable=False),
-    sa.Column('col_revs', sa.JSON(), nullable=False),
+    sa.Column('col_revs', sa.JSON(), nullable=True),
     sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('actions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_actions_inspection_id'), ['inspection_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_actions_response_id'), ['response_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_actions_server_rev'), ['server_rev'], unique=False)
-        batch_op.create_index(batch_op.f('ix_actions_site_id'), ['site_id'], unique=False)
+        batch_op.create_index('ix_actions_site_rev', ['site_id', 'server_rev'], unique=False)
 
     op.create_table('attachments',
     sa.Column('inspection_id', sa.String(length=64), nullable=True),
@@ -76,10 +76,10 @@ def upgrade() -> None:
     sa.Column('upload_requested_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('server_rev', sa.BigInteger(), nullable=False),
-    sa.Column('col_revs', sa.JSON(), nullable=False),
+    sa.Column('col_revs', sa.JSON(), nullable=True),
     sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('attachments', schema=None) as batch_op:
@@ -88,7 +88,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_attachments_response_id'), ['response_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_attachments_server_rev'), ['server_rev'], unique=False)
         batch_op.create_index(batch_op.f('ix_attachments_sha256'), ['sha256'], unique=False)
-        batch_op.create_index(batch_op.f('ix_attachments_site_id'), ['site_id'], unique=False)
+        batch_op.create_index('ix_attachments_site_rev', ['site_id', 'server_rev'], unique=False)
 
     op.create_table('audit_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -192,16 +192,16 @@ def upgrade() -> None:
     sa.Column('completed_received_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('server_rev', sa.BigInteger(), nullable=False),
-    sa.Column('col_revs', sa.JSON(), nullable=False),
+    sa.Column('col_revs', sa.JSON(), nullable=True),
     sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('inspections', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_inspections_inspector_id'), ['inspector_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_inspections_server_rev'), ['server_rev'], unique=False)
-        batch_op.create_index(batch_op.f('ix_inspections_site_id'), ['site_id'], unique=False)
+        batch_op.create_index('ix_inspections_site_rev', ['site_id', 'server_rev'], unique=False)
         batch_op.create_index(batch_op.f('ix_inspections_template_id'), ['template_id'], unique=False)
 
     op.create_table('regions',
@@ -224,16 +224,16 @@ def upgrade() -> None:
     sa.Column('site_id', sa.String(length=64), nullable=True),
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('server_rev', sa.BigInteger(), nullable=False),
-    sa.Column('col_revs', sa.JSON(), nullable=False),
+    sa.Column('col_revs', sa.JSON(), nullable=True),
     sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('responses', schema=None) as batch_op:
         batch_op.create_index('ix_responses_inspection_item', ['inspection_id', 'item_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_responses_server_rev'), ['server_rev'], unique=False)
-        batch_op.create_index(batch_op.f('ix_responses_site_id'), ['site_id'], unique=False)
+        batch_op.create_index('ix_responses_site_rev', ['site_id', 'server_rev'], unique=False)
 
     op.create_table('sync_counter',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -249,10 +249,10 @@ def upgrade() -> None:
     sa.Column('address', sa.String(length=500), nullable=True),
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('server_rev', sa.BigInteger(), nullable=False),
-    sa.Column('col_revs', sa.JSON(), nullable=False),
+    sa.Column('col_revs', sa.JSON(), nullable=True),
     sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.ForeignKeyConstraint(['region_id'], ['regions.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('code')
@@ -358,10 +358,10 @@ def upgrade() -> None:
     sa.Column('published_by', sa.String(length=64), nullable=True),
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('server_rev', sa.BigInteger(), nullable=False),
-    sa.Column('col_revs', sa.JSON(), nullable=False),
+    sa.Column('col_revs', sa.JSON(), nullable=True),
     sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.ForeignKeyConstraint(['draft_id'], ['template_drafts.id'], ),
     sa.ForeignKeyConstraint(['published_by'], ['users.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -383,10 +383,10 @@ def upgrade() -> None:
     sa.Column('inspection_id', sa.String(length=64), nullable=True),
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('server_rev', sa.BigInteger(), nullable=False),
-    sa.Column('col_revs', sa.JSON(), nullable=False),
+    sa.Column('col_revs', sa.JSON(), nullable=True),
     sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.ForeignKeyConstraint(['assignee_id'], ['users.id'], ),
     sa.ForeignKeyConstraint(['schedule_id'], ['schedules.id'], ),
     sa.ForeignKeyConstraint(['site_id'], ['sites.id'], ),
@@ -398,7 +398,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_occurrences_due_at'), ['due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_occurrences_schedule_id'), ['schedule_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_occurrences_server_rev'), ['server_rev'], unique=False)
-        batch_op.create_index(batch_op.f('ix_occurrences_site_id'), ['site_id'], unique=False)
+        batch_op.create_index('ix_occurrences_site_rev', ['site_id', 'server_rev'], unique=False)
 
     # ### end Alembic commands ###
     op.bulk_insert(
@@ -411,7 +411,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table('occurrences', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_occurrences_site_id'))
+        batch_op.drop_index('ix_occurrences_site_rev')
         batch_op.drop_index(batch_op.f('ix_occurrences_server_rev'))
         batch_op.drop_index(batch_op.f('ix_occurrences_schedule_id'))
         batch_op.drop_index(batch_op.f('ix_occurrences_due_at'))
@@ -447,7 +447,7 @@ def downgrade() -> None:
     op.drop_table('sites')
     op.drop_table('sync_counter')
     with op.batch_alter_table('responses', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_responses_site_id'))
+        batch_op.drop_index('ix_responses_site_rev')
         batch_op.drop_index(batch_op.f('ix_responses_server_rev'))
         batch_op.drop_index('ix_responses_inspection_item')
 
@@ -455,7 +455,7 @@ def downgrade() -> None:
     op.drop_table('regions')
     with op.batch_alter_table('inspections', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_inspections_template_id'))
-        batch_op.drop_index(batch_op.f('ix_inspections_site_id'))
+        batch_op.drop_index('ix_inspections_site_rev')
         batch_op.drop_index(batch_op.f('ix_inspections_server_rev'))
         batch_op.drop_index(batch_op.f('ix_inspections_inspector_id'))
 
@@ -480,7 +480,7 @@ def downgrade() -> None:
 
     op.drop_table('audit_events')
     with op.batch_alter_table('attachments', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_attachments_site_id'))
+        batch_op.drop_index('ix_attachments_site_rev')
         batch_op.drop_index(batch_op.f('ix_attachments_sha256'))
         batch_op.drop_index(batch_op.f('ix_attachments_server_rev'))
         batch_op.drop_index(batch_op.f('ix_attachments_response_id'))
@@ -489,7 +489,7 @@ def downgrade() -> None:
 
     op.drop_table('attachments')
     with op.batch_alter_table('actions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_actions_site_id'))
+        batch_op.drop_index('ix_actions_site_rev')
         batch_op.drop_index(batch_op.f('ix_actions_server_rev'))
         batch_op.drop_index(batch_op.f('ix_actions_response_id'))
         batch_op.drop_index(batch_op.f('ix_actions_inspection_id'))
