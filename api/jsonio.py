@@ -102,7 +102,8 @@ def parse(raw: bytes, *, max_depth: int) -> Any:
 def guard_json_body() -> None:
     """Before every request with a JSON body: parse it once, strictly, and keep it on g."""
     g.json_body = None
-    if request.method not in ("POST", "PUT", "PATCH") or not request.is_json:
+    # PUT carries raw bytes (uploads), never a JSON document to check.
+    if request.method not in ("POST", "PATCH") or not request.is_json:
         return
     raw = request.get_data(cache=True)
     if not raw:

@@ -22,6 +22,7 @@ BODY = {
                     "key": "clean",
                     "label": {"zh": "地面清洁", "en": "Floor clean"},
                     "type": "yes_no",
+                    "photo": "on_fail",
                 },
                 {
                     "key": "fridge",
