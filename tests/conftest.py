@@ -22,6 +22,7 @@ from store.db import normalise_url
 from store.models import Base, SyncCounter
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+pytest_plugins = ["tests.sync_env"]
 
 
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:

@@ -15,7 +15,7 @@ from store.models import Attachment, Blob, Inspection
 from tests.conftest import ANA, BEN, NORTH
 from tests.media.conftest import jpeg, make_bucket, png
 from tests.media.test_images import BAD_FILES, _bomb_png
-from tests.sync.conftest import answer, device, env, new_inspection  # noqa: F401
+from tests.sync_env import answer, new_inspection
 
 SHANGHAI = (31.2304, 121.4737)
 

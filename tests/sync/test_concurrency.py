@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from store.models import Inspection, Response
 from tests.conftest import TEST_DATABASE_URL
-from tests.sync.conftest import ANA, BEN, now_ms
 from tests.sync.device import random_id
+from tests.sync_env import ANA, BEN, now_ms
 
 WRITERS = 4
 PUSHES = 150 if TEST_DATABASE_URL else 40

@@ -7,7 +7,7 @@ import json
 from sqlalchemy import func, select
 
 from store.models import Conflict, Inspection, Response
-from tests.sync.conftest import ANA, BEN, HQ_EMAIL, answer, new_inspection
+from tests.sync_env import ANA, BEN, HQ_EMAIL, answer, new_inspection
 
 
 def test_first_pull_is_scoped_and_sends_creations_as_updates(env, device):
