@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from inspections import actions as action_rules
 from store.changeset import AuditNote, ChangeSet
-from store.errors import Invalid, NotFound
+from store.errors import Forbidden, Invalid, NotFound
 from store.models import Action, Attachment, Inspection, Site
 from store.types import new_id, utcnow
 from sync import writer
@@ -136,6 +136,8 @@ def transition(
             has_evidence=evidence_count(session, action.id) > 0,
         )
     except action_rules.ActionRefused as exc:
+        if exc.reason == "wrong_role":
+            raise Forbidden(exc.message, reason=exc.reason) from None
         raise Invalid(exc.message, reason=exc.reason) from None
     cs = _cs(scope)
     row = cs.add_context(

@@ -228,6 +228,8 @@ def decide(
             "Say what must be reworked: a comment is required to return an inspection.",
             errors={"comment": ["required when returning"]},
         )
+    if insp.status == target:
+        return insp  # a retried decision changes nothing
     try:
         lifecycle.transition(insp.status, target, scope.role, via="review")
     except lifecycle.TransitionRefused as exc:

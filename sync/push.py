@@ -63,6 +63,7 @@ class _Push:
         self.cs = cs
         self.existing: dict[str, dict[str, Row]] = {}
         self.base_revs: dict[tuple[str, str], int] = {}
+        self.parent_actions: dict[str, Row] = {}
         self.pull_start = -1
 
     # --- loading -----------------------------------------------------------------------
@@ -89,6 +90,13 @@ class _Push:
         if missing:
             for row in writer.load_rows(self.session, TABLES["inspections"].table, "id", missing):
                 self.cs.add_context("inspections", row)
+        # Actions that evidence attachments document, for placing those attachments.
+        att = changes.get("attachments", {})
+        action_ids = sorted({r.get("action_id") for r in att.get("created", []) + att.get(
+            "updated", []) if r.get("action_id")} - set(self.existing.get("actions", {})))
+        self.parent_actions = {
+            r["id"]: r for r in writer.load_rows(self.session, TABLES["actions"].table, "id",
+                                                 action_ids)}
 
     def stale(self, changes: dict[str, dict[str, list]], last: int | None) -> dict[str, list]:
         """Records changed on the server after the device's last pull."""
@@ -153,8 +161,10 @@ class _Push:
                 site = insp and insp["site_id"]
             return site, "no site or inspection"
         insp = self.inspection((cur or {}).get("inspection_id") or rec.get("inspection_id"))
-        if name == "attachments" and insp is None and rec.get("action_id"):
-            action = self.cs.after.get("actions", {}).get(rec["action_id"])
+        action_id = (cur or {}).get("action_id") or rec.get("action_id")
+        if name == "attachments" and insp is None and action_id:
+            action = self.cs.after.get("actions", {}).get(action_id) or self.parent_actions.get(
+                action_id) or self.existing.get("actions", {}).get(action_id)
             return (action or {}).get("site_id"), "unknown action"
         return (insp or {}).get("site_id"), "unknown inspection"
 

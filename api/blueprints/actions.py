@@ -81,6 +81,7 @@ def ledger(query, pagination_parameters):
     stmt = action_service.ledger(current_scope(), query)
     if _wants_csv(query):
         rows = _decorate(list(db.session().execute(stmt).scalars()))
+        pagination_parameters.item_count = len(rows)  # the CSV carries every row
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)
