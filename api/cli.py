@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import click
 from alembic import command
 from alembic.config import Config
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from api import db
 from api.config import DEMO_PASSWORD
 from api.security import hash_password
+from media import uploads
 from org import demo
+from sync import idempotency, purge
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +46,31 @@ def register(app: Flask) -> None:
         """Apply database migrations."""
         migrate_database(current_app.extensions["db_engine"])
         click.echo("database migrated")
+
+    sync_group = AppGroup("sync", help="Sync housekeeping.")
+    media_group = AppGroup("media", help="Media housekeeping.")
+
+    @sync_group.command("purge")
+    def sync_purge_cmd() -> None:
+        """Purge tombstones past the horizon and idempotency records past their retention."""
+        cfg = current_app.config
+        session = db.session()
+        removed = purge.purge_tombstones(session, dt.timedelta(days=cfg["TOMBSTONE_HORIZON_DAYS"]))
+        forgotten = idempotency.purge(session, dt.timedelta(days=cfg["IDEMPOTENCY_RETENTION_DAYS"]))
+        db.commit()
+        click.echo(f"purged {removed} tombstones and {forgotten} idempotency records")
+
+    @media_group.command("gc")
+    def media_gc_cmd() -> None:
+        """Clean up uploads that never completed."""
+        from api.media import blob_store, limits
+
+        result = uploads.gc(db.session(), blob_store(), limits().expiry)
+        db.commit()
+        click.echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items()))
+
+    app.cli.add_command(sync_group)
+    app.cli.add_command(media_group)
 
     @app.cli.command("seed-demo")
     @click.option("--if-empty", is_flag=True, help="Only seed a database with no users.")

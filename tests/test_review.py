@@ -56,14 +56,16 @@ def test_queue_is_scoped_and_filterable(completed, api):
     assert api.get("/inspections", ANA).status_code == 403
 
 
-def test_return_pull_fix_complete_approve_then_stale_edit_is_a_conflict(completed, api,
-                                                                        device, db):
+def test_return_pull_fix_complete_approve_then_stale_edit_is_a_conflict(completed, api, device, db):
     phone, iid = completed
     stale = device(ANA, "stale")
     stale.sync()
     assert api.post(f"/inspections/{iid}/return", NORTH, json={}).status_code == 422
-    resp = api.post(f"/inspections/{iid}/return", NORTH,
-                    json={"comment": "Fridge too warm: recheck after repair"})
+    resp = api.post(
+        f"/inspections/{iid}/return",
+        NORTH,
+        json={"comment": "Fridge too warm: recheck after repair"},
+    )
     assert resp.status_code == 200 and resp.get_json()["status"] == "returned"
     phone.sync()
     rec = phone.get("inspections", iid)
@@ -115,12 +117,18 @@ def test_action_flow_needs_note_and_evidence_and_a_manager_to_verify(completed, 
     refused = api.post(path, ANA, json={"status": "resolved", "note": "fixed"})
     assert refused.status_code == 422 and refused.get_json()["reason"] == "evidence_required"
     data = jpeg(400, 300)
-    att = phone.create("attachments", action_id=aid, kind="photo",
-                       sha256=hashlib.sha256(data).hexdigest(), mime="image/jpeg",
-                       byte_size=len(data))
+    att = phone.create(
+        "attachments",
+        action_id=aid,
+        kind="photo",
+        sha256=hashlib.sha256(data).hexdigest(),
+        mime="image/jpeg",
+        byte_size=len(data),
+    )
     phone.sync()
     assert api.post(path, ANA, json={"status": "resolved"}).get_json()["reason"] == (
-        "note_required")
+        "note_required"
+    )
     ok = api.post(path, ANA, json={"status": "resolved", "note": "Thermostat replaced"})
     assert ok.status_code == 200 and ok.get_json()["status"] == "resolved"
     assert ok.get_json()["evidence"][0]["id"] == att
@@ -139,7 +147,6 @@ def test_ledger_filters_overdue_and_csv(completed, api, db):
 
     from store.models import Action
 
-    _, iid = completed
     rows = api.get("/actions", NORTH).get_json()
     # Due times run from when the server received the completion (24 h and 7 days ahead).
     assert len(rows) == 2 and not any(r["overdue"] for r in rows)

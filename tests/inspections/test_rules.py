@@ -18,9 +18,13 @@ LIBRARY = Path(__file__).resolve().parents[2] / "library" / "templates"
 
 
 def doc(*items):
-    return {"template_key": "t_one", "title": {"zh": "模板", "en": "Template"},
-            "body": {"sections": [{"key": "s", "title": {"zh": "节", "en": "S"},
-                                   "items": list(items)}]}}
+    return {
+        "template_key": "t_one",
+        "title": {"zh": "模板", "en": "Template"},
+        "body": {
+            "sections": [{"key": "s", "title": {"zh": "节", "en": "S"}, "items": list(items)}]
+        },
+    }
 
 
 def it(key, kind="yes_no", **kw):
@@ -37,9 +41,16 @@ def test_library_templates_are_valid_and_bilingual(path):
 
 def test_library_covers_the_required_checklists():
     keys = {p.stem for p in LIBRARY.glob("*.json")}
-    assert {"hotel_room_hygiene", "room_status_check", "canteen_food_handler_hygiene",
-            "staff_grooming_conduct", "five_s", "reception_service",
-            "corrective_action_follow_up", "safety_walkthrough"} <= keys
+    assert {
+        "hotel_room_hygiene",
+        "room_status_check",
+        "canteen_food_handler_hygiene",
+        "staff_grooming_conduct",
+        "five_s",
+        "reception_service",
+        "corrective_action_follow_up",
+        "safety_walkthrough",
+    } <= keys
     safety = json.loads((LIBRARY / "safety_walkthrough.json").read_text(encoding="utf-8"))
     assert "common practice" in safety["description"]["en"]
 
@@ -49,23 +60,53 @@ BAD = {
     "unknown type": (doc(it("a", "slider")), "unknown type 'slider'"),
     "negative weight": (doc(it("a", weight=-1)), "weight must be a number >= 0"),
     "bool weight": (doc(it("a", weight=True)), "weight must be a number >= 0"),
-    "visible_if missing": (doc(it("a", visible_if={"item": "zz", "equals": "yes"})),
-                           "not an earlier item"),
-    "visible_if forward": (doc(it("a", visible_if={"item": "b", "equals": "yes"}), it("b")),
-                           "not an earlier item"),
+    "visible_if missing": (
+        doc(it("a", visible_if={"item": "zz", "equals": "yes"})),
+        "not an earlier item",
+    ),
+    "visible_if forward": (
+        doc(it("a", visible_if={"item": "b", "equals": "yes"}), it("b")),
+        "not an earlier item",
+    ),
     "visible_if shape": (doc(it("a"), it("b", visible_if={"item": "a"})), "visible_if must be"),
-    "choice one option": (doc(it("c", "choice", options=[
-        {"value": "x", "label": {"zh": "x", "en": "x"}, "score": 1}])), "at least 2 options"),
-    "choice duplicate": (doc(it("c", "choice", options=[
-        {"value": "x", "label": {"zh": "x", "en": "x"}, "score": 1},
-        {"value": "x", "label": {"zh": "y", "en": "y"}, "score": 0}])), "duplicate value 'x'"),
-    "choice score range": (doc(it("c", "choice", options=[
-        {"value": "x", "label": {"zh": "x", "en": "x"}, "score": 2},
-        {"value": "y", "label": {"zh": "y", "en": "y"}, "score": 0}])), "score must be"),
+    "choice one option": (
+        doc(
+            it("c", "choice", options=[{"value": "x", "label": {"zh": "x", "en": "x"}, "score": 1}])
+        ),
+        "at least 2 options",
+    ),
+    "choice duplicate": (
+        doc(
+            it(
+                "c",
+                "choice",
+                options=[
+                    {"value": "x", "label": {"zh": "x", "en": "x"}, "score": 1},
+                    {"value": "x", "label": {"zh": "y", "en": "y"}, "score": 0},
+                ],
+            )
+        ),
+        "duplicate value 'x'",
+    ),
+    "choice score range": (
+        doc(
+            it(
+                "c",
+                "choice",
+                options=[
+                    {"value": "x", "label": {"zh": "x", "en": "x"}, "score": 2},
+                    {"value": "y", "label": {"zh": "y", "en": "y"}, "score": 0},
+                ],
+            )
+        ),
+        "score must be",
+    ),
     "number without limits": (doc(it("n", "number")), "needs min or max"),
     "count without expected": (doc(it("n", "count")), "needs expected"),
-    "label missing en": (doc({"key": "a", "type": "yes_no", "label": {"zh": "仅中文"}}),
-                         "label needs"),
+    "label missing en": (
+        doc({"key": "a", "type": "yes_no", "label": {"zh": "仅中文"}}),
+        "label needs",
+    ),
     "unknown field": (doc(it("a", wieght=2)), "unknown field(s) wieght"),
     "bad photo rule": (doc(it("a", photo="sometimes")), "photo must be"),
 }
@@ -76,8 +117,9 @@ def test_each_rule_is_refused_naming_the_item(name):
     template, message = BAD[name]
     with pytest.raises(TemplateInvalid) as info:
         validate_template(template)
-    found = [(where, msg) for where, msgs in info.value.errors.items() for msg in msgs
-             if message in msg]
+    found = [
+        (where, msg) for where, msgs in info.value.errors.items() for msg in msgs if message in msg
+    ]
     assert found, info.value.errors
     assert "key '" in found[0][0] or "option" in found[0][0]
 
@@ -92,10 +134,19 @@ def test_template_level_rules():
     assert {"template_key", "pass_threshold", "body.grade_bands[1]"} <= set(info.value.errors)
 
 
-DEVICE_OK = [("draft", "in_progress"), ("in_progress", "completed"), ("returned", "in_progress"),
-             ("returned", "completed"), ("draft", "completed")]
-DEVICE_REFUSED = [("completed", "approved"), ("in_progress", "approved"),
-                  ("in_progress", "returned"), ("approved", "in_progress")]
+DEVICE_OK = [
+    ("draft", "in_progress"),
+    ("in_progress", "completed"),
+    ("returned", "in_progress"),
+    ("returned", "completed"),
+    ("draft", "completed"),
+]
+DEVICE_REFUSED = [
+    ("completed", "approved"),
+    ("in_progress", "approved"),
+    ("in_progress", "returned"),
+    ("approved", "in_progress"),
+]
 
 
 @pytest.mark.parametrize("old,new", DEVICE_OK)
@@ -109,8 +160,9 @@ def test_device_cannot_review_or_reopen(old, new):
         lifecycle.transition(old, new, "inspector", via="device")
 
 
-@pytest.mark.parametrize("role,ok", [("regional_manager", True), ("hq", True),
-                                     ("inspector", False)])
+@pytest.mark.parametrize(
+    "role,ok", [("regional_manager", True), ("hq", True), ("inspector", False)]
+)
 def test_who_reviews(role, ok):
     for target in ("approved", "returned"):
         if ok:
@@ -134,21 +186,25 @@ def test_actions_for_failed_items_priorities_and_due_times():
     body = doc(it("a"), it("k", critical=True), it("ok"))["body"]
     result = score(body, 80, {"a": "no", "k": "no", "ok": "yes"})
     done = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
-    drafts = actions.actions_for_failed_items(result, body, completed_at=done,
-                                              policy=actions.ActionPolicy())
+    drafts = actions.actions_for_failed_items(
+        result, body, completed_at=done, policy=actions.ActionPolicy()
+    )
     by_key = {d.item_key: d for d in drafts}
     assert set(by_key) == {"a", "k"}
     assert by_key["k"].priority == "high" and by_key["k"].due_at == done + dt.timedelta(hours=24)
     assert by_key["a"].priority == "medium" and by_key["a"].due_at == done + dt.timedelta(days=7)
 
 
-@pytest.mark.parametrize("old,new,role,note,evidence,reason", [
-    ("open", "resolved", "inspector", "", True, "note_required"),
-    ("open", "resolved", "inspector", "fixed", False, "evidence_required"),
-    ("resolved", "verified", "inspector", None, True, "wrong_role"),
-    ("open", "verified", "hq", None, True, "invalid_transition"),
-    ("verified", "open", "hq", None, True, "invalid_transition"),
-])
+@pytest.mark.parametrize(
+    "old,new,role,note,evidence,reason",
+    [
+        ("open", "resolved", "inspector", "", True, "note_required"),
+        ("open", "resolved", "inspector", "fixed", False, "evidence_required"),
+        ("resolved", "verified", "inspector", None, True, "wrong_role"),
+        ("open", "verified", "hq", None, True, "invalid_transition"),
+        ("verified", "open", "hq", None, True, "invalid_transition"),
+    ],
+)
 def test_action_refusals(old, new, role, note, evidence, reason):
     with pytest.raises(actions.ActionRefused) as info:
         actions.action_transition(old, new, role, note=note, has_evidence=evidence)
@@ -156,10 +212,12 @@ def test_action_refusals(old, new, role, note, evidence, reason):
 
 
 def test_action_flow_and_overdue():
-    for old, new, role in (("open", "in_progress", "inspector"),
-                           ("in_progress", "resolved", "inspector"),
-                           ("resolved", "verified", "regional_manager"),
-                           ("resolved", "reopened", "hq")):
+    for old, new, role in (
+        ("open", "in_progress", "inspector"),
+        ("in_progress", "resolved", "inspector"),
+        ("resolved", "verified", "regional_manager"),
+        ("resolved", "reopened", "hq"),
+    ):
         actions.action_transition(old, new, role, note="done", has_evidence=True)
     now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
     past = now - dt.timedelta(hours=1)
@@ -170,8 +228,10 @@ def test_action_flow_and_overdue():
 
 def test_canonical_content_is_stable_and_sensitive_to_answers():
     insp = {"template_id": "t", "site_id": "s", "area": "1203", "score": 99}
-    a = [{"id": "2", "item_key": "b", "value": '"no"', "note": None},
-         {"id": "1", "item_key": "a", "value": '"yes"', "note": "好"}]
+    a = [
+        {"id": "2", "item_key": "b", "value": '"no"', "note": None},
+        {"id": "1", "item_key": "a", "value": '"yes"', "note": "好"},
+    ]
     assert canonical_content(insp, a) == canonical_content(insp, list(reversed(a)))
     assert b"score" not in canonical_content(insp, a)
     changed = copy.deepcopy(a)
@@ -179,4 +239,5 @@ def test_canonical_content_is_stable_and_sensitive_to_answers():
     assert content_sha256(insp, a) != content_sha256(insp, changed)
     assert canonical_content(insp, a).decode() == (
         '{"area":"1203","responses":[{"item_key":"a","note":"好","value":"\\"yes\\""},'
-        '{"item_key":"b","note":null,"value":"\\"no\\""}],"site_id":"s","template_id":"t"}')
+        '{"item_key":"b","note":null,"value":"\\"no\\""}],"site_id":"s","template_id":"t"}'
+    )

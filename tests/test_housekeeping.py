@@ -1,0 +1,89 @@
+"""Housekeeping commands: tombstone purge (old cursors get a replacement), idempotency
+retention, and the garbage collection of uploads that never completed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from sqlalchemy import update
+
+from store.models import Attachment, IdempotencyRecord, Inspection
+from tests.conftest import ANA
+from tests.media.conftest import jpeg
+from tests.sync_env import new_inspection
+
+
+def test_purge_then_an_old_cursor_gets_a_replacement(app, env, device, db):
+    a, b = device(ANA, "a"), device(ANA, "b")
+    a.sync()
+    gone = new_inspection(a, env)
+    kept = new_inspection(a, env)
+    a.sync()
+    b.sync()
+    old_cursor = b.last_pulled_at
+    a.delete("inspections", gone)
+    a.sync()
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    db.execute(update(Inspection).where(Inspection.id == gone).values(deleted_at=long_ago))
+    result = app.test_cli_runner().invoke(args=["sync", "purge"])
+    assert result.exit_code == 0 and "purged 1 tombstones" in result.output
+    assert db.get(Inspection, gone) is None
+    # b's cursor predates the purge: it gets the full dataset as a replacement and drops the
+    # record whose tombstone it can no longer be sent.
+    resp = b.client.get(
+        "/api/v1/sync/pull", query_string={"last_pulled_at": old_cursor}, headers=b.headers()
+    )
+    body = resp.get_json()
+    assert body["experimentalStrategy"] == "replacement"
+    assert {r["id"] for r in body["changes"]["inspections"]["updated"]} == {kept}
+    b.sync()
+    assert b.get("inspections", gone) is None and b.get("inspections", kept) is not None
+    # Once a device has pulled past the purge it syncs incrementally again.
+    a.sync()
+    fresh = a.client.get(
+        "/api/v1/sync/pull", query_string={"last_pulled_at": a.last_pulled_at}, headers=a.headers()
+    ).get_json()
+    assert "experimentalStrategy" not in fresh
+
+
+def test_idempotency_records_expire(app, env, device, db, client):
+    phone = device(ANA)
+    cursor = phone.pull()
+    client.post(
+        "/api/v1/sync/push",
+        headers=phone.headers(**{"Idempotency-Key": "old"}),
+        json={"changes": {}, "last_pulled_at": cursor},
+    )
+    assert db.query(IdempotencyRecord).count() == 1
+    db.execute(
+        update(IdempotencyRecord).values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=90))
+    )
+    result = app.test_cli_runner().invoke(args=["sync", "purge"])
+    assert "1 idempotency records" in result.output
+    assert db.query(IdempotencyRecord).count() == 0
+
+
+def test_media_gc_removes_uploads_that_never_completed(app, env, device, client, db):
+    phone = device(ANA)
+    data = jpeg(200, 100)
+    sha = hashlib.sha256(data).hexdigest()
+    resp = client.post(
+        "/api/v1/attachments/never-done/upload",
+        headers=phone.headers(),
+        json={"sha256": sha, "byte_size": len(data), "mime": "image/jpeg"},
+    )
+    assert resp.status_code == 200
+    client.put(resp.get_json()["url"], data=data, headers=phone.headers())
+    store = app.extensions["blob_store"]
+    assert store.exists(f"blobs/{sha[:2]}/{sha}")
+    db.execute(
+        update(Attachment).values(
+            upload_requested_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+        )
+    )
+    result = app.test_cli_runner().invoke(args=["media", "gc"])
+    assert result.exit_code == 0, result.output
+    assert "objects deleted: 1" in result.output and "pending records deleted: 1" in result.output
+    assert not store.exists(f"blobs/{sha[:2]}/{sha}")
+    assert db.get(Attachment, "never-done") is None
