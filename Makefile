@@ -16,8 +16,10 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt tests/interop/package-lock.json | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# The WatermelonDB interop suite drives the real JS client (pinned in package-lock.json).
+	if command -v npm >/dev/null; then npm ci --prefix tests/interop --no-audit --no-fund --silent; fi
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

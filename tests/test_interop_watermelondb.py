@@ -1,0 +1,52 @@
+"""The stock WatermelonDB client (pinned in tests/interop/package-lock.json, LokiJS adapter,
+headless Node) syncs with the real server over HTTP; see tests/interop/scenarios.js."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from tests.conftest import ANA
+
+INTEROP = Path(__file__).resolve().parent / "interop"
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None or not (INTEROP / "node_modules" / "@nozbe" / "watermelondb").exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the WatermelonDB interop suite: install node and run "
+                        "`npm ci --prefix tests/interop`")
+        pytest.skip("node or tests/interop/node_modules missing (run `make install-dev`)")
+    return node
+
+
+@pytest.fixture
+def server(app):
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+
+
+def test_watermelondb_client_scenarios(server, env, api):
+    node = _node()
+    env_vars = {**os.environ, "BASE_URL": server, "ANA_TOKEN": api.login(ANA)["access_token"],
+                "TEMPLATE_ID": env["template"], "SITE_ID": env["sites"]["N-HOTEL"]}
+    proc = subprocess.run([node, "scenarios.js"], cwd=INTEROP, env=env_vars,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULTS "))
+    results = json.loads(line.removeprefix("RESULTS "))
+    assert set(results) == {"twoDevicesSync", "perFieldMerge", "stalePushRetries",
+                            "completedStaysCompleted", "deletesDoNotResurrect",
+                            "lostResponseRetryCreatesNoDuplicates", "manyPagesConverge"}
+    assert all(v == "ok" for v in results.values()), results
