@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -126,7 +127,7 @@ def _encode(img: Image.Image) -> bytes:
     out = io.BytesIO()
     clean = img.convert("RGB")
     clean.info = {}
-    clean.save(out, "JPEG", quality=85, optimize=True, exif=b"", icc_profile=None)
+    clean.save(out, "JPEG", quality=85, exif=b"", icc_profile=None)
     return out.getvalue()
 
 
@@ -147,7 +148,9 @@ def process_image(
     if img.format == "JPEG":
         # Decode at the smallest DCT scale that still covers the preview: a 12 MP photo is
         # never fully decoded to make a 1600 px preview.
-        img.draft("RGB", (PREVIEW_SIDE, PREVIEW_SIDE))
+        ratio = PREVIEW_SIDE / max(full_w, full_h)
+        if ratio < 1:
+            img.draft("RGB", (math.ceil(full_w * ratio), math.ceil(full_h * ratio)))
     try:
         img.load()
     except (OSError, ValueError, SyntaxError) as exc:
