@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import math
 import statistics
-import sys
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +20,7 @@ from PIL import Image, ImageChops, ImageOps, ImageStat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from media.images import process_image  # noqa: E402
+from media.images import process_image
 
 
 def photo() -> bytes:
@@ -81,10 +81,10 @@ def peak_memory(which: str, path: str) -> int:
     pixel buffers in C, which tracemalloc cannot see). VmHWM, because ru_maxrss carries the
     parent's peak across fork and exec."""
     code = (
-        "import sys; sys.path.insert(0, %r); from bench.bench_images import run_once;"
-        "run_once(%r, %r);"
+        f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); from bench.bench_images import run_once;"
+        f"run_once({which!r}, {path!r});"
         "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
-    ) % (str(Path(__file__).resolve().parent.parent), which, path)
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip()) * 1024
 

@@ -22,8 +22,10 @@ def _node() -> str:
     node = shutil.which("node")
     if node is None or not (INTEROP / "node_modules" / "@nozbe" / "watermelondb").exists():
         if os.environ.get("CI"):
-            pytest.fail("CI must run the WatermelonDB interop suite: install node and run "
-                        "`npm ci --prefix tests/interop`")
+            pytest.fail(
+                "CI must run the WatermelonDB interop suite: install node and run "
+                "`npm ci --prefix tests/interop`"
+            )
         pytest.skip("node or tests/interop/node_modules missing (run `make install-dev`)")
     return node
 
@@ -39,14 +41,31 @@ def server(app):
 
 def test_watermelondb_client_scenarios(server, env, api):
     node = _node()
-    env_vars = {**os.environ, "BASE_URL": server, "ANA_TOKEN": api.login(ANA)["access_token"],
-                "TEMPLATE_ID": env["template"], "SITE_ID": env["sites"]["N-HOTEL"]}
-    proc = subprocess.run([node, "scenarios.js"], cwd=INTEROP, env=env_vars,
-                          capture_output=True, text=True, timeout=300)
+    env_vars = {
+        **os.environ,
+        "BASE_URL": server,
+        "ANA_TOKEN": api.login(ANA)["access_token"],
+        "TEMPLATE_ID": env["template"],
+        "SITE_ID": env["sites"]["N-HOTEL"],
+    }
+    proc = subprocess.run(
+        [node, "scenarios.js"],
+        cwd=INTEROP,
+        env=env_vars,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULTS "))
     results = json.loads(line.removeprefix("RESULTS "))
-    assert set(results) == {"twoDevicesSync", "perFieldMerge", "stalePushRetries",
-                            "completedStaysCompleted", "deletesDoNotResurrect",
-                            "lostResponseRetryCreatesNoDuplicates", "manyPagesConverge"}
+    assert set(results) == {
+        "twoDevicesSync",
+        "perFieldMerge",
+        "stalePushRetries",
+        "completedStaysCompleted",
+        "deletesDoNotResurrect",
+        "lostResponseRetryCreatesNoDuplicates",
+        "manyPagesConverge",
+    }
     assert all(v == "ok" for v in results.values()), results

@@ -26,8 +26,11 @@ def make_machine(client, tokens, env, reader):
         @initialize()
         def start(self):
             reader.wipe()  # each example starts from the same server state
-            self.devices = [Device(client, tokens[ANA], "ana-1"), Device(client, tokens[ANA],
-                            "ana-2"), Device(client, tokens[BEN], "ben-1")]
+            self.devices = [
+                Device(client, tokens[ANA], "ana-1"),
+                Device(client, tokens[ANA], "ana-2"),
+                Device(client, tokens[BEN], "ben-1"),
+            ]
             self.owner = {0: ANA, 1: ANA, 2: BEN}
             for d in self.devices:
                 d.sync()
@@ -38,10 +41,16 @@ def make_machine(client, tokens, env, reader):
             dev = self.devices[i]
             ids = []
             for rid, rec in dev.live(table).items():
-                insp = rec if table == "inspections" else dev.get("inspections",
-                                                                  rec.get("inspection_id"))
-                if insp and insp.get("status") == "in_progress" and insp.get(
-                        "inspector_id") in (None, self._user_id(i)):
+                insp = (
+                    rec
+                    if table == "inspections"
+                    else dev.get("inspections", rec.get("inspection_id"))
+                )
+                if (
+                    insp
+                    and insp.get("status") == "in_progress"
+                    and insp.get("inspector_id") in (None, self._user_id(i))
+                ):
                     ids.append(rid)
             return sorted(ids)
 
@@ -51,33 +60,43 @@ def make_machine(client, tokens, env, reader):
         @rule(i=st.integers(0, 2), area=TEXT)
         def create_inspection(self, i, area):
             dev = self.devices[i]
-            iid = dev.create("inspections", template_id=env["template"],
-                             site_id=env["sites"]["N-HOTEL"], status="in_progress",
-                             started_at=now_ms(), area=area)
+            iid = dev.create(
+                "inspections",
+                template_id=env["template"],
+                site_id=env["sites"]["N-HOTEL"],
+                status="in_progress",
+                started_at=now_ms(),
+                area=area,
+            )
             dev.create("responses", inspection_id=iid, item_key="clean", value='"yes"')
 
-        @rule(i=st.integers(0, 2), k=st.integers(0, 999), col=st.sampled_from(["area", "notes"]),
-              value=TEXT)
+        @rule(
+            i=st.integers(0, 2),
+            k=st.integers(0, 999),
+            col=st.sampled_from(["area", "notes"]),
+            value=TEXT,
+        )
         def edit_inspection(self, i, k, col, value):
             ids = self._mine(i, "inspections")
             if not ids:
                 return
             rid = ids[k % len(ids)]
             dev = self.devices[i]
-            self.seen.setdefault((i, "inspections", rid, col), dev.get("inspections", rid)
-                                 .get(col))
+            self.seen.setdefault((i, "inspections", rid, col), dev.get("inspections", rid).get(col))
             dev.update("inspections", rid, **{col: value})
 
-        @rule(i=st.integers(0, 2), k=st.integers(0, 999),
-              value=st.sampled_from(["yes", "no", "na"]))
+        @rule(
+            i=st.integers(0, 2), k=st.integers(0, 999), value=st.sampled_from(["yes", "no", "na"])
+        )
         def edit_answer(self, i, k, value):
             ids = self._mine(i, "responses")
             if not ids:
                 return
             rid = ids[k % len(ids)]
             dev = self.devices[i]
-            self.seen.setdefault((i, "responses", rid, "value"),
-                                 dev.get("responses", rid).get("value"))
+            self.seen.setdefault(
+                (i, "responses", rid, "value"), dev.get("responses", rid).get("value")
+            )
             dev.update("responses", rid, value=json.dumps(value))
 
         @rule(i=st.integers(0, 2), k=st.integers(0, 999))
@@ -99,9 +118,14 @@ def make_machine(client, tokens, env, reader):
         def _sync(self, i):
             dev = self.devices[i]
             for _attempt in range(3):
-                pending = {(t, rid, c): rec["raw"].get(c) for t in ("inspections", "responses")
-                           for rid, rec in dev.db[t].items() if rec["_status"] == "updated"
-                           for c in rec["_changed"] if c != "base_rev"}
+                pending = {
+                    (t, rid, c): rec["raw"].get(c)
+                    for t in ("inspections", "responses")
+                    for rid, rec in dev.db[t].items()
+                    if rec["_status"] == "updated"
+                    for c in rec["_changed"]
+                    if c != "base_rev"
+                }
                 before = self._server_values(pending)
                 try:
                     dev.sync()
@@ -125,7 +149,7 @@ def make_machine(client, tokens, env, reader):
             for (table, rid, col), value in pending.items():
                 server = before[(table, rid, col)]
                 seen = self.seen.get((i, table, rid, col), server)
-                if server is None or server == seen or server == value:
+                if server is None or server in (seen, value):
                     continue
                 # The device replaced a value it never saw: it must be kept as a conflict.
                 found = reader.conflicts(rid, col)
@@ -157,8 +181,10 @@ def make_machine(client, tokens, env, reader):
 
 def _data(snapshot):
     """The records as data: base_rev is the device's own bookkeeping, never sent by pulls."""
-    return {t: {rid: {k: v for k, v in rec.items() if k != "base_rev"}
-                for rid, rec in recs.items()} for t, recs in snapshot.items()}
+    return {
+        t: {rid: {k: v for k, v in rec.items() if k != "base_rev"} for rid, rec in recs.items()}
+        for t, recs in snapshot.items()
+    }
 
 
 def test_devices_converge_and_overwrites_are_recorded(app, env, api, db):
@@ -187,6 +213,12 @@ def test_devices_converge_and_overwrites_are_recorded(app, env, api, db):
     from hypothesis.stateful import run_state_machine_as_test
 
     machine = make_machine(app.test_client(), tokens, env, Reader())
-    run_state_machine_as_test(machine, settings=settings(
-        max_examples=60, stateful_step_count=30, deadline=None,
-        suppress_health_check=list(HealthCheck)))
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
