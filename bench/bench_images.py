@@ -18,7 +18,8 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from media.images import process_image
 
@@ -81,7 +82,8 @@ def peak_memory(which: str, path: str) -> int:
     pixel buffers in C, which tracemalloc cannot see). VmHWM, because ru_maxrss carries the
     parent's peak across fork and exec."""
     code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); from bench.bench_images import run_once;"
+        f"import sys; sys.path.insert(0, {str(ROOT)!r});"
+        "from bench.bench_images import run_once;"
         f"run_once({which!r}, {path!r});"
         "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
     )
