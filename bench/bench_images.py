@@ -21,7 +21,7 @@ from PIL import Image, ImageChops, ImageOps, ImageStat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from media.images import process_image
+from media.images import process_image  # noqa: E402
 
 
 def photo() -> bytes:
