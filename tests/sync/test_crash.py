@@ -149,10 +149,7 @@ def test_sigkill_mid_push_leaves_nothing_partial(app, env, api, db):
     for attempt in range(4):
         body, insp_ids, resp_ids = _push_body(env)
         server.start()
-        errors: list = []
-        thread = threading.Thread(
-            target=lambda: errors.append(_safe_post(server.port, token, body))
-        )
+        thread = threading.Thread(target=_safe_post, args=(server.port, token, body))
         thread.start()
         time.sleep(0.05 + 0.08 * attempt)  # land the kill at different points of the push
         server.kill()
