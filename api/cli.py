@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 from api import db
 from api.config import DEMO_PASSWORD
 from api.security import hash_password
+from inspections import schedule_service
 from media import uploads
 from org import demo
 from sync import idempotency, purge
@@ -69,6 +70,16 @@ def register(app: Flask) -> None:
         db.commit()
         click.echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items()))
 
+    schedules_group = AppGroup("schedules", help="Schedules.")
+
+    @schedules_group.command("generate")
+    def schedules_generate_cmd() -> None:
+        """Create the occurrences of the coming two weeks for every active schedule."""
+        made = schedule_service.generate_all(db.session())
+        db.commit()
+        click.echo(f"{made} occurrences created")
+
+    app.cli.add_command(schedules_group)
     app.cli.add_command(sync_group)
     app.cli.add_command(media_group)
 

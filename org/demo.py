@@ -7,9 +7,10 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from inspections import schedule_service
 from org import catalog
 from store.enums import HQ
-from store.models import Base, Region, Site, SiteAssignment, SyncCounter, User
+from store.models import Base, Region, Site, SiteAssignment, SyncCounter, Template, User
 from sync.scope import Scope
 
 REGIONS = [("North", "N"), ("South", "S")]
@@ -78,4 +79,39 @@ def seed(db: Session, hash_password: Callable[[str], str], password: str) -> dic
     db.flush()
     hq = Scope(user_id=users["hq@demo.example"], role=HQ, region_id=None, site_ids=None)
     catalog.install_library(db, hq)
+    _schedules(db, hq, sites, users)
     return users
+
+
+def _schedules(db: Session, hq: Scope, sites: dict[str, Site], users: dict[str, str]) -> None:
+    """The seeds' rhythms for the coming weeks: room status 3x a day, daily hygiene, weekly 5S."""
+    drafts = {t.template_key: t.id for t in db.execute(select(Template)).scalars()}
+    ana, ben = users["ana.inspector@demo.example"], users["ben.inspector@demo.example"]
+    plans = [
+        (
+            "room_status_check",
+            "N-HOTEL",
+            [ana, ben],
+            {"freq": "daily", "times": ["08:00", "14:00", "18:00"]},
+        ),
+        ("hotel_room_hygiene", "S-HOTEL", [ben], {"freq": "daily", "times": ["10:00"]}),
+        ("canteen_food_handler_hygiene", "N-CANTEEN", [ana], {"freq": "daily", "times": ["10:30"]}),
+        ("five_s", "N-CANTEEN", [ana], {"freq": "weekly", "weekdays": ["MO"], "times": ["15:00"]}),
+        (
+            "safety_walkthrough",
+            "S-STORE",
+            [],
+            {"freq": "quarterly", "monthday": 1, "times": ["09:00"]},
+        ),
+    ]
+    for key, site_code, assignees, recurrence in plans:
+        schedule_service.create(
+            db,
+            hq,
+            {
+                "template_id": drafts[key],
+                "site_id": sites[site_code].id,
+                "assignee_ids": assignees,
+                "recurrence": recurrence,
+            },
+        )

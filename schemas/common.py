@@ -46,3 +46,21 @@ class DeletedOut(Out):
 
     id = fields.String()
     deleted = fields.Boolean()
+
+
+class CommaList(fields.String):
+    """A comma-separated list in a query string: "region,week" -> ["region", "week"]."""
+
+    def __init__(self, choices: tuple[str, ...], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.choices = choices
+
+    def _deserialize(self, value, attr, data, **kwargs) -> list[str]:
+        raw = super()._deserialize(value, attr, data, **kwargs)
+        items = [part.strip() for part in raw.split(",") if part.strip()]
+        bad = [i for i in items if i not in self.choices]
+        if bad:
+            raise ma.ValidationError(f"Unknown {', '.join(bad)}; use {', '.join(self.choices)}.")
+        if len(set(items)) != len(items):
+            raise ma.ValidationError("Each grouping may appear once.")
+        return items

@@ -15,6 +15,7 @@ def register(api: Api) -> None:
         conflicts,
         health,
         inspections,
+        schedules,
         sync,
         templates,
     )
@@ -29,6 +30,7 @@ def register(api: Api) -> None:
         inspections,
         actions,
         attachments,
+        schedules,
     ):
         for blp in module.blueprints():
             api.register_blueprint(blp, url_prefix=f"/api/v1{blp.url_prefix or ''}")

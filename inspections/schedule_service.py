@@ -1,0 +1,193 @@
+"""Schedules over the database: HQ defines them, occurrences are generated ahead and synced."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from inspections import schedules
+from store.enums import HQ, INSPECTOR
+from store.errors import Invalid, NotFound
+from store.models import Occurrence, Schedule, Site, SiteAssignment, Template, TemplateVersion
+from store.types import utcnow
+from sync.scope import Scope
+
+HORIZON = dt.timedelta(days=14)
+
+
+def _check(session: Session, data: dict[str, Any]) -> tuple[Template, TemplateVersion]:
+    errors: dict[str, list[str]] = {}
+    template = session.get(Template, data.get("template_id"))
+    version = None
+    if template is None or template.archived:
+        errors["template_id"] = ["no such template"]
+    else:
+        version = session.execute(
+            select(TemplateVersion)
+            .where(TemplateVersion.draft_id == template.id)
+            .order_by(TemplateVersion.version.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if version is None:
+            errors["template_id"] = ["publish the template before scheduling it"]
+    site = session.get(Site, data.get("site_id"))
+    if site is None or site.deleted_at is not None:
+        errors["site_id"] = ["no such site"]
+    assigned = set(
+        session.execute(
+            select(SiteAssignment.user_id).where(
+                SiteAssignment.site_id == data.get("site_id"), SiteAssignment.revoked_at.is_(None)
+            )
+        ).scalars()
+    )
+    bad = [u for u in data.get("assignee_ids", []) if u not in assigned]
+    if bad:
+        errors["assignee_ids"] = [f"not inspectors assigned to this site: {', '.join(bad)}"]
+    try:
+        schedules.parse(data.get("recurrence") or {}, data.get("timezone") or "")
+    except schedules.RecurrenceInvalid as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise Invalid("The schedule is not valid.", errors=errors)
+    return template, version
+
+
+def create(
+    session: Session, scope: Scope, data: dict[str, Any], now: dt.datetime | None = None
+) -> Schedule:
+    """HQ schedules a template at a site; occurrences for the coming two weeks follow."""
+    scope.require_role(HQ)
+    site = session.get(Site, data.get("site_id"))
+    data.setdefault("timezone", site.timezone if site else "")
+    _check(session, data)
+    row = Schedule(
+        draft_id=data["template_id"],
+        site_id=data["site_id"],
+        assignee_ids=list(data.get("assignee_ids", [])),
+        recurrence=data["recurrence"],
+        timezone=data["timezone"],
+        window_minutes=data.get("window_minutes", 60),
+        grace_minutes=data.get("grace_minutes", 120),
+    )
+    session.add(row)
+    session.flush()
+    generate(session, row, now or utcnow())
+    return row
+
+
+def generate(
+    session: Session, schedule: Schedule, now: dt.datetime, horizon: dt.timedelta = HORIZON
+) -> int:
+    """Create the missing occurrences due in [now, now + horizon) for every assignee."""
+    if not schedule.active:
+        return 0
+    version = session.execute(
+        select(TemplateVersion)
+        .where(TemplateVersion.draft_id == schedule.draft_id)
+        .order_by(TemplateVersion.version.desc())
+        .limit(1)
+    ).scalar_one()
+    start = max(now, schedule.generated_until or now)
+    end = now + horizon
+    if start >= end:
+        return 0
+    existing = {
+        (o.assignee_id, o.due_at)
+        for o in session.execute(
+            select(Occurrence).where(
+                Occurrence.schedule_id == schedule.id, Occurrence.due_at >= start
+            )
+        ).scalars()
+    }
+    made = 0
+    for slot in schedules.slots(
+        schedule.recurrence,
+        schedule.timezone,
+        start,
+        end,
+        dt.timedelta(minutes=schedule.window_minutes),
+        dt.timedelta(minutes=schedule.grace_minutes),
+    ):
+        for assignee in schedule.assignee_ids or [None]:
+            if (assignee, slot.due_at) in existing:
+                continue
+            session.add(
+                Occurrence(
+                    schedule_id=schedule.id,
+                    template_id=version.id,
+                    site_id=schedule.site_id,
+                    assignee_id=assignee,
+                    window_start=slot.window_start,
+                    due_at=slot.due_at,
+                    miss_at=slot.miss_at,
+                    status="upcoming",
+                )
+            )
+            made += 1
+    schedule.generated_until = end
+    session.flush()
+    return made
+
+
+def generate_all(session: Session, now: dt.datetime | None = None) -> int:
+    """Top up every active schedule (run daily from cron)."""
+    now = now or utcnow()
+    rows = session.execute(select(Schedule).where(Schedule.active.is_(True))).scalars().all()
+    return sum(generate(session, s, now) for s in rows)
+
+
+def list_schedules(scope: Scope) -> Select:
+    """Schedules at sites in scope."""
+    return (
+        select(Schedule)
+        .where(scope.site_clause(Schedule.site_id))
+        .order_by(Schedule.created_at, Schedule.id)
+    )
+
+
+def deactivate(session: Session, scope: Scope, schedule_id: str) -> Schedule:
+    """HQ stops a schedule; future occurrences that are not done are withdrawn."""
+    scope.require_role(HQ)
+    row = session.get(Schedule, schedule_id)
+    if row is None:
+        raise NotFound("No schedule with that id.")
+    row.active = False
+    for occ in session.execute(
+        select(Occurrence).where(
+            Occurrence.schedule_id == row.id,
+            Occurrence.due_at > utcnow(),
+            Occurrence.status != "done",
+        )
+    ).scalars():
+        occ.deleted_at = utcnow()
+    session.flush()
+    return row
+
+
+def occurrences(scope: Scope, filters: dict[str, Any]) -> Select:
+    """Occurrences in scope (inspectors: their own), by due time."""
+    stmt = select(Occurrence).where(
+        Occurrence.deleted_at.is_(None), scope.site_clause(Occurrence.site_id)
+    )
+    if scope.role == INSPECTOR:
+        stmt = stmt.where(Occurrence.assignee_id == scope.user_id)
+    for key in ("site_id", "schedule_id", "assignee_id"):
+        if filters.get(key):
+            stmt = stmt.where(getattr(Occurrence, key) == filters[key])
+    if filters.get("due_from"):
+        stmt = stmt.where(Occurrence.due_at >= filters["due_from"])
+    if filters.get("due_to"):
+        stmt = stmt.where(Occurrence.due_at < filters["due_to"])
+    return stmt.order_by(Occurrence.due_at, Occurrence.id)
+
+
+def with_status(rows: list[Occurrence], now: dt.datetime) -> list[Occurrence]:
+    """Attach the time-derived status (devices derive it themselves from the same times)."""
+    for occ in rows:
+        occ.current_status = schedules.status(
+            occ.window_start, occ.due_at, occ.miss_at, occ.status == "done", now
+        )
+    return rows
