@@ -92,6 +92,33 @@ def audit(inspection_id):
     return review.audit_trail(db.session(), "inspection", insp.id)
 
 
+@blp.route("/<inspection_id>/report.pdf")
+@blp.response(200, description="The inspection report as PDF", content_type="application/pdf")
+@documented(blp, 401, 404)
+@login_required
+def report_pdf(inspection_id):
+    """The inspection report as PDF: header, answers by section, photos, signatures, actions."""
+    from flask import Response
+
+    from api.documents import inspection_pdf
+    from api.media import blob_store
+    from media import uploads
+
+    view = review.detail(db.session(), current_scope(), inspection_id)
+    images = {}
+    wanted = [a for item in view["items"] for a in item["evidence"]] + view["signatures"]
+    for att in wanted:
+        if att.uploaded:
+            key, _mime = uploads.variant_key(att, "thumb")
+            images[att.id] = uploads._guard(blob_store().get, key)
+    pdf = inspection_pdf(view, images)
+    return Response(
+        pdf,
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f"inline; filename=inspection-{inspection_id}.pdf"},
+    )
+
+
 def blueprints():
     """This module's blueprints."""
     return [blp]

@@ -121,6 +121,33 @@ def compliance(query):
     return rows
 
 
+@report_blp.route("/compliance.<any(png, svg):fmt>")
+@report_blp.arguments(ReportQuery, location="query")
+@report_blp.response(
+    200, description="A chart of pass rate and average score over time", content_type="image/png"
+)
+@documented(report_blp, 401, 422)
+@login_required
+def compliance_chart(query, fmt):
+    """Pass rate and average score over time per group, as a PNG or SVG chart."""
+    from sqlalchemy import select
+
+    from api.documents import compliance_chart as draw
+    from store.models import Region, Site, User
+
+    start, end = _period(query)
+    group_by = query["group_by"] or ["week"]
+    rows = reports.compliance(db.session(), current_scope(), start, end, group_by, query, utcnow())
+    session = db.session()
+    names = {
+        i: n
+        for model in (Site, Region, User)
+        for i, n in session.execute(select(model.id, model.name))
+    }
+    data = draw(rows, group_by, fmt, names)
+    return Response(data, mimetype="image/png" if fmt == "png" else "image/svg+xml")
+
+
 @report_blp.route("/failing-items")
 @report_blp.arguments(FailingQuery, location="query")
 @report_blp.response(200, FailingRow(many=True))
