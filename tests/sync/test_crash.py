@@ -63,6 +63,7 @@ class Server:
             ],
             cwd=ROOT,
             env=self.env,
+            start_new_session=True,
         )
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -74,18 +75,15 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError("server did not start")
 
+    def alive(self) -> bool:
+        return getattr(self, "proc", None) is not None and self.proc.poll() is None
+
     def kill(self):
-        # SIGKILL the whole group: the gunicorn arbiter and its worker die at once.
-        os.kill(self.proc.pid, signal.SIGKILL)
-        for child in _children(self.proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
+        # SIGKILL the whole process group: arbiter and worker die at the same instant (killing
+        # the arbiter alone would orphan a worker that finishes the push).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
 
 
 def _push_body(env, inspections=30, items=50):
@@ -145,13 +143,24 @@ def _post(port, token, body, timeout=30):
 def test_sigkill_mid_push_leaves_nothing_partial(app, env, api, db):
     token = api.login(ANA)["access_token"]
     server = Server(app)
+    try:
+        _crash_and_retry(server, app, env, token, db)
+    finally:
+        if server.alive():
+            server.kill()
+
+
+def _crash_and_retry(server, app, env, token, db):
     outcomes = []
     for attempt in range(4):
         body, insp_ids, resp_ids = _push_body(env)
         server.start()
         thread = threading.Thread(target=_safe_post, args=(server.port, token, body))
         thread.start()
-        time.sleep(0.05 + 0.08 * attempt)  # land the kill at different points of the push
+        # Kill while the push's transaction is open (observed from the database itself, so
+        # the test does not depend on timing); later attempts let it run a little further.
+        _wait_for_open_transaction(app.config["DATABASE_URL"])
+        time.sleep(0.01 * attempt)
         server.kill()
         thread.join()
         n_insp = db.execute(
@@ -172,6 +181,41 @@ def test_sigkill_mid_push_leaves_nothing_partial(app, env, api, db):
             select(func.count()).select_from(Response).where(Response.id.in_(resp_ids))
         ).scalar() == len(resp_ids)
     assert not all(outcomes), "at least one kill must land before the commit"
+
+
+def _wait_for_open_transaction(url: str, limit: float = 20.0) -> None:
+    """Return once another connection holds an open transaction (SQLite: the write lock)."""
+    deadline = time.time() + limit
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0, isolation_level=None)
+        try:
+            while time.time() < deadline:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("ROLLBACK")
+                except sqlite3.OperationalError:
+                    return  # "database is locked": the server is inside its transaction
+                time.sleep(0.001)
+        finally:
+            conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(
+            url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        ) as conn:
+            while time.time() < deadline:
+                busy = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
+                    "AND query ILIKE '%INSERT INTO responses%'"
+                ).fetchone()[0]
+                if busy:
+                    return
+                time.sleep(0.001)
+    raise AssertionError("the push never opened a transaction")
 
 
 def _safe_post(port, token, body):
