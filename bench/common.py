@@ -92,6 +92,11 @@ class Server:
             f"127.0.0.1:{self.port}",
             "--workers",
             str(workers),
+            # Threaded workers keep connections alive, as a load balancer in front would.
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
             "--log-level",
             "warning",
             "wsgi:app",
