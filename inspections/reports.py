@@ -12,7 +12,7 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from store.models import Action, Inspection, Occurrence, Response, Site, TemplateVersion
@@ -33,6 +33,44 @@ METRICS = (
     "closure_rate",
     "median_hours_to_close",
 )
+
+
+_PG_FORMATS = {"day": "YYYY-MM-DD", "week": 'IYYY-"W"IW', "month": "YYYY-MM"}
+_SQLITE_FORMATS = {"day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}
+
+
+def _sql_keys(session: Session, group_by: list[str]) -> tuple[list[Any], list[str]]:
+    """SQL expressions producing each group key as the report shows it; SQLite has no ISO
+    week, so weeks come as days there and are folded in Python (`kinds` says which)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    when = Inspection.completed_received_at
+    columns, kinds = [], []
+    for g in group_by:
+        if g in _PG_FORMATS:
+            if postgres:
+                columns.append(func.to_char(func.timezone("UTC", when), _PG_FORMATS[g]))
+                kinds.append(g)
+            else:
+                columns.append(func.strftime(_SQLITE_FORMATS[g], when))
+                kinds.append("day" if g == "week" else g)
+        else:
+            columns.append(
+                {
+                    "region": Site.region_id,
+                    "site": Inspection.site_id,
+                    "template": TemplateVersion.template_key,
+                    "inspector": Inspection.inspector_id,
+                }[g]
+            )
+            kinds.append(g)
+    return columns, kinds
+
+
+def _as_date(value: Any) -> dt.datetime:
+    """A day from either database, as a UTC datetime at midnight."""
+    if isinstance(value, str):
+        value = dt.date.fromisoformat(value)
+    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
 
 
 def _bucket(when: dt.datetime, unit: str) -> str:
@@ -95,7 +133,8 @@ def compliance(
     regions, templates = _lookups(session)
     groups: dict[tuple, dict[str, Any]] = defaultdict(
         lambda: {
-            "scores": [],
+            "score_sum": 0.0,
+            "score_n": 0,
             "completed": 0,
             "passed": 0,
             "critical": 0,
@@ -117,19 +156,29 @@ def compliance(
             "inspector": inspector_id,
         }
 
-    stmt = select(
-        Inspection.site_id,
-        Inspection.template_id,
-        Inspection.inspector_id,
-        Inspection.completed_received_at,
-        Inspection.score_percent,
-        Inspection.passed,
-        Inspection.critical_failed,
-    ).where(
-        Inspection.deleted_at.is_(None),
-        Inspection.status.in_(("completed", "approved", "archived")),
-        Inspection.completed_received_at >= start,
-        Inspection.completed_received_at < end,
+    # Inspections are the big table: the database groups them by exactly the requested keys,
+    # so Python only sees one row per output group (per day for weeks on SQLite).
+    columns, keys = _sql_keys(session, group_by)
+    n_passed = func.sum(case((Inspection.passed.is_(True), 1), else_=0))
+    n_critical = func.sum(case((Inspection.critical_failed.is_(True), 1), else_=0))
+    stmt = (
+        select(
+            *columns,
+            func.count(),
+            n_passed,
+            n_critical,
+            func.sum(Inspection.score_percent),
+            func.count(Inspection.score_percent),
+        )
+        .select_from(Inspection)
+        .join(Site, Site.id == Inspection.site_id)
+        .join(TemplateVersion, TemplateVersion.id == Inspection.template_id)
+        .where(
+            Inspection.deleted_at.is_(None),
+            Inspection.status.in_(("completed", "approved", "archived")),
+            Inspection.completed_received_at >= start,
+            Inspection.completed_received_at < end,
+        )
     )
     stmt = _filters(
         stmt,
@@ -140,14 +189,23 @@ def compliance(
         Inspection.template_id,
         Inspection.inspector_id,
     )
-    for site, tpl, who, when, pct, passed, crit in session.execute(stmt):
-        g = groups[_key(group_by, dims(site, tpl, who), when)]
-        g["completed"] += 1
-        g["passed"] += 1 if passed else 0
-        g["critical"] += 1 if crit else 0
-        if pct is not None:
-            g["scores"].append(pct)
-
+    if columns:
+        stmt = stmt.group_by(*columns)
+    for row in session.execute(stmt):
+        values = list(row[: len(columns)])
+        n, passed, crit, score_sum, score_n = row[len(columns) :]
+        if not n:
+            continue  # an aggregate without GROUP BY answers one row even when nothing matched
+        key = tuple(
+            _bucket(_as_date(v), g) if g == "week" and k == "day" else v
+            for v, g, k in zip(values, group_by, keys, strict=True)
+        )
+        g = groups[key]
+        g["completed"] += n
+        g["passed"] += passed or 0
+        g["critical"] += crit or 0
+        g["score_sum"] += score_sum or 0.0
+        g["score_n"] += score_n or 0
     stmt = select(
         Occurrence.site_id,
         Occurrence.template_id,
@@ -206,7 +264,7 @@ def compliance(
                 "occurrences_scheduled": g["scheduled"],
                 "completion_rate": _ratio(g["done"], g["scheduled"]),
                 "occurrences_missed": g["missed"],
-                "average_score": round(statistics.fmean(g["scores"]), 1) if g["scores"] else None,
+                "average_score": round(g["score_sum"] / g["score_n"], 1) if g["score_n"] else None,
                 "pass_rate": _ratio(g["passed"], g["completed"]),
                 "critical_failures": g["critical"],
                 "actions_opened": g["opened"],

@@ -221,7 +221,7 @@ class Inspection(Synced, Base):
     has_conflicts: Mapped[bool] = mapped_column(Boolean, default=False)
     reviewed_by: Mapped[str | None] = mapped_column(ID, default=None)
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    completed_received_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    completed_received_at: Mapped[dt.datetime | None] = mapped_column(index=True, default=None)
 
 
 class Response(Synced, Base):

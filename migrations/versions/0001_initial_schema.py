@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 14:26:49.590401
+Create Date: 2026-11-22 15:33:02.879118
 """
 
 from alembic import op
@@ -199,6 +199,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('inspections', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_inspections_completed_received_at'), ['completed_received_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_inspections_inspector_id'), ['inspector_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_inspections_server_rev'), ['server_rev'], unique=False)
         batch_op.create_index('ix_inspections_site_rev', ['site_id', 'server_rev'], unique=False)
@@ -458,6 +459,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_inspections_site_rev')
         batch_op.drop_index(batch_op.f('ix_inspections_server_rev'))
         batch_op.drop_index(batch_op.f('ix_inspections_inspector_id'))
+        batch_op.drop_index(batch_op.f('ix_inspections_completed_received_at'))
 
     op.drop_table('inspections')
     with op.batch_alter_table('idempotency_records', schema=None) as batch_op:
