@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import database_url, make_app  # noqa: E402
+from bench.common import database_url, make_app
 
 RESPONSES = 1_000_000
 PER_INSPECTION = 50
