@@ -261,3 +261,35 @@ def decide(
 def answers_json(value: Any) -> str:
     """Encode an answer the way the wire carries it."""
     return json.dumps(value, ensure_ascii=False)
+
+
+def complete(
+    session: Session, scope: Scope, rules: InspectionRules, inspection_id: str
+) -> Inspection:
+    """The inspector completes an inspection over REST: the same rules as a synced completion,
+    but unanswered required items are a 422 naming them (nothing is recorded)."""
+    insp = get_inspection(session, scope, inspection_id)
+    if scope.role != "inspector" or insp.inspector_id not in (None, scope.user_id):
+        raise Forbidden(
+            "Only the inspector who ran it completes an inspection.", reason="wrong_role"
+        )
+    if insp.status == "completed":
+        return insp
+    try:
+        lifecycle.transition(insp.status, "completed", scope.role, via="device")
+    except lifecycle.TransitionRefused as exc:
+        raise Invalid(exc.message, reason="invalid_transition") from None
+    cs, row = _plan(session, scope, insp)
+    row["status"] = "completed"
+    cs.device_changed.setdefault("inspections", {})[insp.id] = {"status"}
+    rules.apply(session, cs)
+    missing = [c for c in cs.conflicts if c.kind == "incomplete"]
+    if missing:
+        raise Invalid(
+            f"Cannot complete: {missing[0].detail}.",
+            reason="incomplete",
+            errors={"status": [missing[0].detail]},
+        )
+    writer.write(session, cs)
+    session.expire(insp)
+    return insp

@@ -169,3 +169,24 @@ def test_raise_action_by_hand_is_scoped(env, api):
     created = api.post("/actions", ANA, json=body)
     assert created.status_code == 201
     assert created.get_json()["status"] == "open" and created.get_json()["due_at"]
+
+
+def test_rest_completion_names_unanswered_items_and_applies_the_same_rules(env, device, api):
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "no")
+    phone.sync()
+    refused = api.post(f"/inspections/{iid}/complete", ANA)
+    assert refused.status_code == 422 and refused.get_json()["reason"] == "incomplete"
+    assert "fridge" in refused.get_json()["message"]
+    assert api.get(f"/conflicts?inspection_id={iid}", NORTH).get_json() == []
+    answer(phone, iid, "fridge", 2)
+    phone.sync()
+    assert api.post(f"/inspections/{iid}/complete", NORTH).status_code == 403
+    done = api.post(f"/inspections/{iid}/complete", ANA)
+    assert done.status_code == 200 and done.get_json()["status"] == "completed"
+    view = api.get(f"/inspections/{iid}", NORTH).get_json()
+    assert [a["priority"] for a in view["actions"]] == ["medium"]  # clean failed
+    phone.sync()
+    assert phone.get("inspections", iid)["status"] == "completed"

@@ -69,6 +69,17 @@ def return_for_rework(body, inspection_id):
     return insp
 
 
+@blp.route("/<inspection_id>/complete", methods=["POST"])
+@blp.response(200, InspectionOut)
+@documented(blp, 401, 403, 404, 422)
+@login_required
+def complete(inspection_id):
+    """Complete an inspection (its inspector); unanswered required items are named (422)."""
+    insp = review.complete(db.session(), current_scope(), sync_rules(), inspection_id)
+    db.commit()
+    return insp
+
+
 @blp.route("/<inspection_id>/archive", methods=["POST"])
 @blp.response(200, InspectionOut)
 @documented(blp, 401, 403, 404, 422)
