@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
-from flask import Response, request
 from sqlalchemy import select
 
 from api import db
-from api.blueprints.common import documented, make_blueprint, page
+from api.blueprints.common import csv_response, documented, make_blueprint, page, wants_csv
 from api.security import current_scope, login_required
 from inspections import action_service
 from inspections.review import audit_trail
@@ -58,12 +54,6 @@ def _decorate(actions):
     return actions
 
 
-def _wants_csv(query) -> bool:
-    return query.get("format") == "csv" or (
-        request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
-    )
-
-
 @blp.route("")
 @blp.arguments(ActionQuery, location="query")
 @blp.response(200, ActionOut(many=True))
@@ -79,20 +69,10 @@ def _wants_csv(query) -> bool:
 def ledger(query, pagination_parameters):
     """The corrective-action ledger in your scope; `format=csv` for a spreadsheet."""
     stmt = action_service.ledger(current_scope(), query)
-    if _wants_csv(query):
+    if wants_csv(query):
         rows = _decorate(list(db.session().execute(stmt).scalars()))
         pagination_parameters.item_count = len(rows)  # the CSV carries every row
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        dumped = ActionOut(many=True).dump(rows)
-        for row in dumped:
-            writer.writerow([row.get(c) for c in CSV_COLUMNS])
-        return Response(
-            out.getvalue(),
-            mimetype="text/csv",
-            headers={"Content-Disposition": "attachment; filename=actions.csv"},
-        )
+        return csv_response(ActionOut(many=True).dump(rows), CSV_COLUMNS, "actions")
     return _decorate(page(pagination_parameters, lambda p, n: page_of(db.session(), stmt, p, n)))
 
 

@@ -39,6 +39,34 @@ def documented(blp: Blueprint, *codes: int, auth: bool = True) -> Callable:
     return decorator
 
 
+def wants_csv(query: dict) -> bool:
+    """CSV when asked with format=csv or Accept: text/csv."""
+    from flask import request
+
+    return query.get("format") == "csv" or (
+        request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
+    )
+
+
+def csv_response(rows: list[dict], columns: list[str] | tuple[str, ...], name: str) -> Any:
+    """A CSV download with a header row; None becomes an empty cell."""
+    import csv
+    import io
+
+    from flask import Response
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename={name}.csv"},
+    )
+
+
 def page(pagination: PaginationParameters, fetch: Callable[[int, int], tuple[list, int]]) -> Any:
     """Run a paged fetch and record the total for the X-Pagination header."""
     items, total = fetch(pagination.page, pagination.page_size)

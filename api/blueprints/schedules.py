@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
-from flask import Response, request
+from flask import Response
 
 from api import db
-from api.blueprints.common import documented, make_blueprint, page
+from api.blueprints.common import csv_response, documented, make_blueprint, page, wants_csv
 from api.security import current_scope, login_required
 from inspections import reports, schedule_service
 from org.paging import page_of
@@ -83,25 +80,6 @@ def _period(query):
     return query["start"], query["end"]
 
 
-def _csv(rows, columns, name):
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
-    return Response(
-        out.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f"attachment; filename={name}.csv"},
-    )
-
-
-def _wants_csv(query):
-    return query.get("format") == "csv" or (
-        request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
-    )
-
-
 @report_blp.route("/compliance")
 @report_blp.arguments(ReportQuery, location="query")
 @report_blp.response(200, ComplianceRow(many=True))
@@ -116,8 +94,8 @@ def compliance(query):
     rows = reports.compliance(
         db.session(), current_scope(), start, end, query["group_by"], query, utcnow()
     )
-    if _wants_csv(query):
-        return _csv(rows, [*query["group_by"], *reports.METRICS], "compliance")
+    if wants_csv(query):
+        return csv_response(rows, [*query["group_by"], *reports.METRICS], "compliance")
     return rows
 
 
@@ -157,8 +135,8 @@ def failing_items(query):
     """The most-failed checklist items in the period."""
     start, end = _period(query)
     rows = reports.failing_items(db.session(), current_scope(), start, end, query, query["limit"])
-    if _wants_csv(query):
-        return _csv(rows, ["template_key", "item_key", "failures"], "failing-items")
+    if wants_csv(query):
+        return csv_response(rows, ["template_key", "item_key", "failures"], "failing-items")
     return rows
 
 
