@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import orjson
@@ -117,8 +116,3 @@ def init_app(app: Flask) -> None:
     """Install the provider and the body guard."""
     app.json = OrjsonProvider(app)
     app.before_request(guard_json_body)
-
-
-def iso(value: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC for REST output."""
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None

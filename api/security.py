@@ -178,17 +178,3 @@ def login_required(func: Callable) -> Callable:
         return func(*args, **kwargs)
 
     return wrapper
-
-
-def roles_required(*roles: str) -> Callable[[Callable], Callable]:
-    """Require a valid token and one of the roles."""
-
-    def decorator(func: Callable) -> Callable:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            current_scope().require_role(*roles)
-            return func(*args, **kwargs)
-
-        return wrapper
-
-    return decorator

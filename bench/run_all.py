@@ -1,7 +1,7 @@
 """Run every benchmark and print one line per figure (see each module for what it measures).
 
-    python bench/run_all.py                      # SQLite for sync; reports need PostgreSQL
-    BENCH_DATABASE_URL=postgresql://... python bench/run_all.py
+python bench/run_all.py                      # SQLite for sync; reports need PostgreSQL
+BENCH_DATABASE_URL=postgresql://... python bench/run_all.py
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -256,11 +255,6 @@ def decide(
     writer.write(session, cs)
     session.expire(insp)
     return insp
-
-
-def answers_json(value: Any) -> str:
-    """Encode an answer the way the wire carries it."""
-    return json.dumps(value, ensure_ascii=False)
 
 
 def complete(

@@ -24,11 +24,6 @@ def Id(**kwargs) -> fields.String:
     return fields.String(validate=validate.Regexp(ID_PATTERN, error="Not a valid id."), **kwargs)
 
 
-def Int(**kwargs) -> fields.Integer:
-    """A strict integer: 1.5 and "1" are refused."""
-    return fields.Integer(strict=True, **kwargs)
-
-
 def Text(max_len: int, **kwargs) -> fields.String:
     """A bounded string."""
     return fields.String(validate=validate.Length(max=max_len), **kwargs)
@@ -39,13 +34,6 @@ class Bilingual(Strict):
 
     zh = fields.String(required=True, validate=validate.Length(min=1, max=500))
     en = fields.String(required=True, validate=validate.Length(min=1, max=500))
-
-
-class DeletedOut(Out):
-    """Acknowledges a deletion."""
-
-    id = fields.String()
-    deleted = fields.Boolean()
 
 
 class CommaList(fields.String):

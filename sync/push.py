@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -14,7 +13,7 @@ from store.types import utcnow
 from sync import writer
 from sync.revs import resolve_col_rev
 from sync.scope import Scope
-from sync.tables import PUSHABLE, TABLES
+from sync.tables import TABLES
 from sync.validate import validate_push
 
 # Apply order: parents first, so children can find their inspection in the plan.
@@ -92,11 +91,18 @@ class _Push:
                 self.cs.add_context("inspections", row)
         # Actions that evidence attachments document, for placing those attachments.
         att = changes.get("attachments", {})
-        action_ids = sorted({r.get("action_id") for r in att.get("created", []) + att.get(
-            "updated", []) if r.get("action_id")} - set(self.existing.get("actions", {})))
+        action_ids = sorted(
+            {
+                r.get("action_id")
+                for r in att.get("created", []) + att.get("updated", [])
+                if r.get("action_id")
+            }
+            - set(self.existing.get("actions", {}))
+        )
         self.parent_actions = {
-            r["id"]: r for r in writer.load_rows(self.session, TABLES["actions"].table, "id",
-                                                 action_ids)}
+            r["id"]: r
+            for r in writer.load_rows(self.session, TABLES["actions"].table, "id", action_ids)
+        }
 
     def stale(self, changes: dict[str, dict[str, list]], last: int | None) -> dict[str, list]:
         """Records changed on the server after the device's last pull."""
@@ -163,8 +169,11 @@ class _Push:
         insp = self.inspection((cur or {}).get("inspection_id") or rec.get("inspection_id"))
         action_id = (cur or {}).get("action_id") or rec.get("action_id")
         if name == "attachments" and insp is None and action_id:
-            action = self.cs.after.get("actions", {}).get(action_id) or self.parent_actions.get(
-                action_id) or self.existing.get("actions", {}).get(action_id)
+            action = (
+                self.cs.after.get("actions", {}).get(action_id)
+                or self.parent_actions.get(action_id)
+                or self.existing.get("actions", {}).get(action_id)
+            )
             return (action or {}).get("site_id"), "unknown action"
         return (insp or {}).get("site_id"), "unknown inspection"
 
@@ -376,8 +385,3 @@ def push(
     plan.concurrent_edits()
     writer.write(session, cs)
     return {"ok": True, "conflicts": [c.wire() for c in cs.conflicts]}
-
-
-def pushed_tables() -> Iterable[str]:
-    """Tables a device may push."""
-    return PUSHABLE.keys()
