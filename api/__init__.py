@@ -48,6 +48,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from api import blueprints
 
     blueprints.register(rest)
+    from api import console
+
+    console.init_app(app)
     errors.register(app)
     from api import cli
 

@@ -65,6 +65,10 @@ def load_config(env: dict[str, str] | None = None, instance_path: str | None = N
         "IDEMPOTENCY_RETENTION_DAYS": _int(env, "IDEMPOTENCY_RETENTION_DAYS", 30),
         "UPLOAD_EXPIRY_SECONDS": _int(env, "UPLOAD_EXPIRY_SECONDS", 24 * 3600),
         "PRESIGN_SECONDS": _int(env, "PRESIGN_SECONDS", 900),
+        "CONSOLE_SESSION_SECONDS": _int(env, "CONSOLE_SESSION_SECONDS", 8 * 3600),
+        # Secure cookies need HTTPS; on by default in production, where TLS is expected.
+        "CONSOLE_SECURE_COOKIE": env.get("CONSOLE_SECURE_COOKIE", "1" if production else "0")
+        == "1",
     }
     if production and cfg["DATABASE_URL"].startswith("sqlite"):
         # Several instances cannot share a SQLite file: production needs a server database.

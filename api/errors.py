@@ -10,6 +10,7 @@ from flask import Flask, Response, jsonify
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from api.i18n import error_message, request_language
 from store.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,12 @@ def envelope(
     extra: dict[str, Any] | None = None,
 ) -> Response:
     """Build an error response in the one envelope."""
+    default = _DEFAULT_MESSAGES.get(code, HTTPStatus(code).description)
+    lang = request_language()
     body: dict[str, Any] = {
         "code": code,
         "status": HTTPStatus(code).phrase,
-        "message": message or _DEFAULT_MESSAGES.get(code, HTTPStatus(code).description),
+        "message": error_message(message or default, code, default, lang),
     }
     if errors:
         body["errors"] = errors
@@ -55,6 +58,8 @@ def envelope(
         body.update(extra)
     resp = jsonify(body)
     resp.status_code = code
+    resp.headers["Content-Language"] = lang
+    resp.vary.add("Accept-Language")
     for key, value in (headers or {}).items():
         resp.headers[key] = value
     return resp

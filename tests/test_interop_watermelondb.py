@@ -7,11 +7,9 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.conftest import ANA
 
@@ -30,20 +28,11 @@ def _node() -> str:
     return node
 
 
-@pytest.fixture
-def server(app):
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-
-
-def test_watermelondb_client_scenarios(server, env, api):
+def test_watermelondb_client_scenarios(live_server, env, api):
     node = _node()
     env_vars = {
         **os.environ,
-        "BASE_URL": server,
+        "BASE_URL": live_server,
         "ANA_TOKEN": api.login(ANA)["access_token"],
         "TEMPLATE_ID": env["template"],
         "SITE_ID": env["sites"]["N-HOTEL"],

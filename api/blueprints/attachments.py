@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, redirect, request, url_for
+from flask import request, url_for
 from marshmallow import fields, validate
 
 from api import db
-from api.blueprints.common import documented, make_blueprint
+from api.blueprints.common import binary_content, documented, make_blueprint
+from api.downloads import variant_response
 from api.media import blob_store, limits, recompute_inspection
 from api.security import current_scope, login_required
 from media import uploads
@@ -16,6 +17,9 @@ from schemas.inspections import AttachmentOut
 blp = make_blueprint("attachments", "/attachments", "Photo and signature evidence")
 
 VARIANTS = ("original", "preview", "thumb")
+# What an original can be (photos, signature strokes) and what the derived variants are.
+MIMES = tuple(dict.fromkeys((*uploads.PHOTO_MIMES, *uploads.SIGNATURE_MIMES)))
+BYTES = {"schema": {"type": "string", "format": "binary"}}
 
 
 class UploadIn(Strict):
@@ -74,6 +78,7 @@ def request_upload(body, attachment_id):
 
 
 @blp.route("/<attachment_id>/content", methods=["PUT"])
+@blp.doc(requestBody={"required": True, "content": {mime: BYTES for mime in MIMES}})
 @blp.response(200, UploadOut)
 @documented(blp, 401, 404, 413, 422, 503)
 @login_required
@@ -121,29 +126,13 @@ def get_attachment(attachment_id):
 @blp.response(200)
 @blp.alt_response(302, description="Redirect to a short-lived presigned URL (S3)", success=True)
 @blp.alt_response(304, description="Not modified (ETag)", success=True)
+@binary_content(blp, *MIMES, "application/octet-stream")
 @documented(blp, 401, 404, 503)
 @login_required
 def get_file(query, attachment_id):
     """The bytes of a variant: streamed with an ETag (local) or a presigned redirect (S3)."""
     att = uploads.get_for_download(db.session(), attachment_id, **_ctx())
-    key, mime = uploads.variant_key(att, query["variant"])
-    store = blob_store()
-    url = uploads._guard(store.presign_get, key, current_app.config["PRESIGN_SECONDS"], mime)
-    if url:
-        return redirect(url, code=302)
-    etag = f"{att.sha256}-{query['variant']}"
-    if request.if_none_match and etag in request.if_none_match:
-        return Response(status=304, headers={"ETag": f'"{etag}"'})
-    data = uploads._guard(store.get, key)
-    return Response(
-        data,
-        mimetype=mime,
-        headers={
-            "ETag": f'"{etag}"',
-            "Cache-Control": "private, max-age=86400, immutable",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return variant_response(att, query["variant"])
 
 
 def blueprints():

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from api import db
-from api.blueprints.common import documented, make_blueprint, page
+from api.blueprints.common import binary_content, documented, make_blueprint, page
+from api.downloads import inspection_report
 from api.rules import sync_rules
 from api.security import current_scope, login_required
 from inspections import review
@@ -105,29 +106,12 @@ def audit(inspection_id):
 
 @blp.route("/<inspection_id>/report.pdf")
 @blp.response(200, description="The inspection report as PDF", content_type="application/pdf")
+@binary_content(blp, "application/pdf")
 @documented(blp, 401, 404)
 @login_required
 def report_pdf(inspection_id):
     """The inspection report as PDF: header, answers by section, photos, signatures, actions."""
-    from flask import Response
-
-    from api.documents import inspection_pdf
-    from api.media import blob_store
-    from media import uploads
-
-    view = review.detail(db.session(), current_scope(), inspection_id)
-    images = {}
-    wanted = [a for item in view["items"] for a in item["evidence"]] + view["signatures"]
-    for att in wanted:
-        if att.uploaded:
-            key, _mime = uploads.variant_key(att, "thumb")
-            images[att.id] = uploads._guard(blob_store().get, key)
-    pdf = inspection_pdf(view, images)
-    return Response(
-        pdf,
-        mimetype="application/pdf",
-        headers={"Content-Disposition": f"inline; filename=inspection-{inspection_id}.pdf"},
-    )
+    return inspection_report(current_scope(), inspection_id)
 
 
 def blueprints():

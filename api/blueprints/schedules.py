@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Response
-
 from api import db
-from api.blueprints.common import csv_response, documented, make_blueprint, page, wants_csv
+from api.blueprints.common import (
+    binary_content,
+    csv_alternative,
+    csv_response,
+    documented,
+    make_blueprint,
+    page,
+    wants_csv,
+)
+from api.downloads import compliance_chart_response
 from api.security import current_scope, login_required
 from inspections import reports, schedule_service
 from org.paging import page_of
@@ -82,10 +89,8 @@ def _period(query):
 
 @report_blp.route("/compliance")
 @report_blp.arguments(ReportQuery, location="query")
-@report_blp.response(200, ComplianceRow(many=True))
-@report_blp.alt_response(
-    200, description="CSV with a header row", content_type="text/csv", success=True
-)
+@report_blp.response(200, ComplianceRow(many=True), description="JSON, or CSV with format=csv")
+@csv_alternative(report_blp)
 @documented(report_blp, 401, 422)
 @login_required
 def compliance(query):
@@ -104,31 +109,21 @@ def compliance(query):
 @report_blp.response(
     200, description="A chart of pass rate and average score over time", content_type="image/png"
 )
+@binary_content(report_blp, "image/png", "image/svg+xml")
 @documented(report_blp, 401, 422)
 @login_required
 def compliance_chart(query, fmt):
     """Pass rate and average score over time per group, as a PNG or SVG chart."""
-    from sqlalchemy import select
-
-    from api.documents import compliance_chart as draw
-    from store.models import Region, Site, User
-
     start, end = _period(query)
-    group_by = query["group_by"] or ["week"]
-    rows = reports.compliance(db.session(), current_scope(), start, end, group_by, query, utcnow())
-    session = db.session()
-    names = {
-        i: n
-        for model in (Site, Region, User)
-        for i, n in session.execute(select(model.id, model.name))
-    }
-    data = draw(rows, group_by, fmt, names)
-    return Response(data, mimetype="image/png" if fmt == "png" else "image/svg+xml")
+    return compliance_chart_response(
+        current_scope(), start, end, query["group_by"], query, fmt, utcnow()
+    )
 
 
 @report_blp.route("/failing-items")
 @report_blp.arguments(FailingQuery, location="query")
-@report_blp.response(200, FailingRow(many=True))
+@report_blp.response(200, FailingRow(many=True), description="JSON, or CSV with format=csv")
+@csv_alternative(report_blp)
 @documented(report_blp, 401, 422)
 @login_required
 def failing_items(query):

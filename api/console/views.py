@@ -1,0 +1,514 @@
+"""Console pages: sign-in, review queue, inspection, actions ledger, dashboard."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from marshmallow import ValidationError
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+from wtforms.validators import ValidationError as WTFValidationError
+
+from api import db
+from api.blueprints.common import csv_response
+from api.console.i18n import UI, lang, pick, t
+from api.downloads import compliance_chart_response, inspection_report, variant_response
+from api.extensions import limiter
+from api.i18n import LANGUAGES, error_message
+from api.rules import sync_rules
+from api.security import authenticate, current_scope
+from inspections import action_service, reports, review
+from media import uploads
+from org.paging import page_of
+from schemas.actions import ActionQuery
+from schemas.inspections import InspectionQuery
+from store.enums import REVIEWER_ROLES
+from store.errors import DomainError, Unauthorized
+from store.models import Attachment, Region, Site, TemplateVersion, User
+from store.types import utcnow
+from sync import conflicts
+
+bp = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+PAGE_SIZE = 25
+PUBLIC = {"console.login", "console.static", "console.language"}
+GROUPS = ("region", "site", "template", "inspector", "day", "week", "month")
+
+
+# --- session, language, CSRF --------------------------------------------------------------
+
+
+@bp.before_request
+def _before() -> Any:
+    chosen = session.get("lang")
+    if chosen in LANGUAGES:
+        g.lang = chosen
+    if request.method == "POST":
+        try:
+            validate_csrf(request.form.get("csrf_token"))
+        except (CSRFError, WTFValidationError):
+            return _page_error(400, t("session_expired"))
+    if request.endpoint in PUBLIC:
+        return None
+    user = _session_user()
+    if user is None:
+        return redirect(url_for("console.login", next=request.full_path))
+    g.user = user
+    if user.role not in REVIEWER_ROLES:
+        return _page_error(403, t("for_reviewers"))
+    return None
+
+
+def _session_user() -> User | None:
+    uid, signed_at = session.get("uid"), session.get("at", 0)
+    lifetime = current_app.permanent_session_lifetime.total_seconds()
+    if not uid or time.time() - signed_at > lifetime:
+        return None
+    user = db.session().get(User, uid)
+    return user if user is not None and user.active else None
+
+
+@bp.after_request
+def _headers(resp: Any) -> Any:
+    # Pages and their images come from this origin only; nothing may frame the console.
+    resp.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data: https: http:; style-src 'self'; "
+        "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    )
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if resp.mimetype == "text/html":
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["Content-Language"] = lang()
+    return resp
+
+
+@bp.app_context_processor
+def _globals() -> dict[str, Any]:
+    return {
+        "t": t,
+        "pick": pick,
+        "lang": lang,
+        "csrf_token": generate_csrf,
+        "localtime": localtime,
+        "me": lambda: g.get("user"),
+        "UI": UI,
+    }
+
+
+@bp.errorhandler(DomainError)
+def _domain_error(error: DomainError) -> Any:
+    return _page_error(error.status, error_message(error.message, error.status, None, lang()))
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Any:
+    return _page_error(error.code or 500, error.description or "")
+
+
+def _page_error(status: int, message: str) -> Any:
+    titles = {403: "forbidden", 404: "not_found"}
+    return (
+        render_template(
+            "console/error.html",
+            status=status,
+            title=t(titles.get(status, "error")),
+            message=message,
+        ),
+        status,
+    )
+
+
+def localtime(value: Any, tz: str | None = None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Epoch ms or an aware datetime, shown in the site's time zone."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, int | float):
+        value = dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    try:
+        zone = ZoneInfo(tz or "UTC")
+    except (KeyError, ValueError):
+        zone = ZoneInfo("UTC")
+    return value.astimezone(zone).strftime(fmt)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT"],
+    methods=["POST"],
+    deduct_when=lambda r: r.status_code == 401,
+)
+def login() -> Any:
+    """Sign in with the same account as the API."""
+    error = None
+    status = 200
+    if request.method == "POST":
+        try:
+            user = authenticate(
+                db.session(), request.form.get("email", ""), request.form.get("password", "")
+            )
+        except Unauthorized as exc:
+            error, status = error_message(exc.message, 401, None, lang()), 401
+        else:
+            chosen = session.get("lang")
+            session.clear()  # a fresh session on sign-in: no fixation
+            session.permanent = True
+            session.update(uid=user.id, at=int(time.time()))
+            if chosen:
+                session["lang"] = chosen
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("console/login.html", error=error), status
+
+
+def _safe_next(target: str | None) -> str:
+    """Only ever redirect within the console."""
+    if target and target.startswith("/console/") and not target.startswith("//"):
+        return target
+    return url_for("console.queue")
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Any:
+    """Sign out."""
+    chosen = session.get("lang")
+    session.clear()
+    if chosen:
+        session["lang"] = chosen
+    return redirect(url_for("console.login"))
+
+
+@bp.route("/language/<code>")
+def language(code: str) -> Any:
+    """Switch the console's language."""
+    if code in LANGUAGES:
+        session["lang"] = code
+    return redirect(_safe_next(request.args.get("next")))
+
+
+# --- pages -------------------------------------------------------------------------------
+
+
+def _clean_args(keys: tuple[str, ...]) -> dict[str, str]:
+    return {k: v for k in keys if (v := request.args.get(k, "").strip())}
+
+
+def _load(schema: Any, args: dict[str, str]) -> tuple[dict[str, Any], dict | None]:
+    try:
+        return schema.load(args), None
+    except ValidationError as exc:
+        return {}, exc.messages
+
+
+def _choices() -> dict[str, Any]:
+    """Sites, regions and checklists the user may filter by."""
+    scope = current_scope()
+    s = db.session()
+    sites = s.execute(select(Site).where(scope.site_clause(Site.id)).order_by(Site.name)).scalars()
+    versions = s.execute(
+        select(TemplateVersion).order_by(TemplateVersion.template_key, TemplateVersion.version)
+    ).scalars()
+    templates = {v.template_key: v for v in versions}  # latest version's titles
+    regions = s.execute(select(Region).order_by(Region.name)).scalars().all()
+    if not scope.is_hq:
+        regions = [r for r in regions if r.id == scope.region_id]
+    return {"sites": list(sites), "templates": templates, "regions": regions}
+
+
+def _names() -> dict[str, Any]:
+    s = db.session()
+    return {
+        "sites": {x.id: x for x in s.execute(select(Site)).scalars()},
+        "users": {u.id: u.name for u in s.execute(select(User)).scalars()},
+        "versions": {v.id: v for v in s.execute(select(TemplateVersion)).scalars()},
+    }
+
+
+@bp.route("/")
+def queue() -> Any:
+    """The review queue: completed inspections newest first."""
+    keys = (
+        "status",
+        "site_id",
+        "region_id",
+        "template_key",
+        "passed",
+        "critical_failed",
+        "has_conflicts",
+        "media_complete",
+    )
+    args = _clean_args(keys)
+    filters, invalid = _load(InspectionQuery(), args)
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    stmt = review.queue(current_scope(), filters)
+    items, total = page_of(db.session(), stmt, page, PAGE_SIZE)
+    return render_template(
+        "console/queue.html",
+        items=items,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        args=args,
+        invalid=invalid,
+        names=_names(),
+        choices=_choices(),
+    )
+
+
+@bp.route("/inspections/<inspection_id>")
+def inspection(inspection_id: str) -> Any:
+    """One inspection: header, failed items first with photos, signatures, conflicts, audit."""
+    view = review.detail(db.session(), current_scope(), inspection_id)
+    pending = [c for c in view["conflicts"] if c.resolved_at is None]
+    current = {c.id: _current_value(c) for c in pending}
+    return render_template(
+        "console/inspection.html",
+        v=view,
+        pending=pending,
+        current=current,
+        names=_names(),
+    )
+
+
+def _current_value(conflict: Any) -> Any:
+    record = conflicts.current_record(db.session(), conflict) or {}
+    return record.get(conflict.column) if conflict.column else None
+
+
+@bp.route("/inspections/<inspection_id>/decide", methods=["POST"])
+def decide(inspection_id: str) -> Any:
+    """Approve or return for rework (a comment is required to return)."""
+    decision = request.form.get("decision")
+    if decision not in ("approve", "return"):
+        abort(400)
+    try:
+        review.decide(
+            db.session(),
+            current_scope(),
+            sync_rules(),
+            inspection_id,
+            decision,
+            request.form.get("comment"),
+        )
+    except DomainError as exc:
+        if exc.status != 422:
+            raise
+        flash(error_message(exc.message, 422, None, lang()), "error")
+    else:
+        db.commit()
+        flash(t("approved_msg" if decision == "approve" else "returned_msg"), "ok")
+    return redirect(url_for("console.inspection", inspection_id=inspection_id))
+
+
+@bp.route("/conflicts/<conflict_id>/resolve", methods=["POST"])
+def resolve_conflict(conflict_id: str) -> Any:
+    """Keep the server's value or take the device's."""
+    resolution = request.form.get("resolution")
+    if resolution not in ("keep_server", "take_device"):
+        abort(400)
+    row = conflicts.resolve(
+        db.session(), current_scope(), conflict_id, resolution, None, sync_rules()
+    )
+    db.commit()
+    flash(t("conflict_resolved_msg"), "ok")
+    if row.inspection_id:
+        return redirect(url_for("console.inspection", inspection_id=row.inspection_id))
+    return redirect(url_for("console.queue"))
+
+
+@bp.route("/inspections/<inspection_id>/report.pdf")
+def report_pdf(inspection_id: str) -> Any:
+    """The PDF report."""
+    return inspection_report(current_scope(), inspection_id)
+
+
+@bp.route("/files/<attachment_id>/<any(original, preview, thumb):variant>")
+def file(attachment_id: str, variant: str) -> Any:
+    """A photo or signature variant, in scope."""
+    scope = current_scope()
+    att = uploads.get_for_download(
+        db.session(), attachment_id, sees_site=scope.sees_site, user_id=scope.user_id
+    )
+    return variant_response(att, variant)
+
+
+@bp.route("/actions")
+def actions() -> Any:
+    """The corrective-actions ledger: filters, overdue highlighted, evidence, verify/reopen."""
+    args = _clean_args(("site_id", "region_id", "status", "priority", "overdue"))
+    filters, invalid = _load(ActionQuery(), args)
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    stmt = action_service.ledger(current_scope(), filters)
+    items, total = page_of(db.session(), stmt, page, PAGE_SIZE)
+    ids = [a.id for a in items]
+    evidence: dict[str, list[Attachment]] = {}
+    if ids:
+        for att in (
+            db.session()
+            .execute(
+                select(Attachment).where(
+                    Attachment.action_id.in_(ids), Attachment.deleted_at.is_(None)
+                )
+            )
+            .scalars()
+        ):
+            evidence.setdefault(att.action_id, []).append(att)
+    return render_template(
+        "console/actions.html",
+        items=[(a, action_service.is_overdue(a), evidence.get(a.id, [])) for a in items],
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        args=args,
+        invalid=invalid,
+        names=_names(),
+        choices=_choices(),
+    )
+
+
+@bp.route("/actions/<action_id>/transition", methods=["POST"])
+def action_transition(action_id: str) -> Any:
+    """Verify or reopen an action."""
+    target = request.form.get("status")
+    if target not in ("verified", "reopened"):
+        abort(400)
+    try:
+        action_service.transition(
+            db.session(), current_scope(), action_id, target, request.form.get("note") or None
+        )
+    except DomainError as exc:
+        if exc.status != 422:
+            raise
+        flash(error_message(exc.message, 422, None, lang()), "error")
+    else:
+        db.commit()
+        flash(t("action_updated_msg"), "ok")
+    return redirect(
+        request.form.get("back")
+        if _is_console(request.form.get("back"))
+        else url_for("console.actions")
+    )
+
+
+def _is_console(target: str | None) -> bool:
+    return bool(target) and target.startswith("/console/") and not target.startswith("//")
+
+
+def _report_args() -> tuple[dict[str, Any], dict[str, str]]:
+    """Period (dates, end inclusive), filters and grouping from the dashboard's form."""
+    today = utcnow().date()
+    raw = _clean_args(("start", "end", "region_id", "site_id", "template_key"))
+    try:
+        start = dt.date.fromisoformat(raw.get("start", ""))
+    except ValueError:
+        start = today - dt.timedelta(days=27)
+    try:
+        end = dt.date.fromisoformat(raw.get("end", ""))
+    except ValueError:
+        end = today
+    if end < start:
+        start, end = end, start
+    group_by = [gb for gb in request.args.getlist("group_by") if gb in GROUPS] or ["site"]
+    raw.update(start=start.isoformat(), end=end.isoformat())
+    query = {
+        "start": dt.datetime.combine(start, dt.time(), dt.UTC),
+        "end": dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC),
+        "group_by": group_by,
+        **{k: raw[k] for k in ("region_id", "site_id", "template_key") if k in raw},
+    }
+    return query, raw
+
+
+@bp.route("/dashboard")
+def dashboard() -> Any:
+    """The compliance summary with its chart, CSV download and most-failed items."""
+    query, raw = _report_args()
+    scope, s = current_scope(), db.session()
+    rows = reports.compliance(
+        s, scope, query["start"], query["end"], query["group_by"], query, utcnow()
+    )
+    failing = reports.failing_items(s, scope, query["start"], query["end"], query, 10)
+    labels = _item_labels()
+    for row in failing:
+        row["label"] = labels.get((row["template_key"], row["item_key"]))
+    names = {
+        **{i: n for i, n in s.execute(select(Site.id, Site.name))},
+        **{i: n for i, n in s.execute(select(Region.id, Region.name))},
+        **{i: n for i, n in s.execute(select(User.id, User.name))},
+    }
+    qs = request.query_string.decode()
+    return render_template(
+        "console/dashboard.html",
+        rows=rows,
+        failing=failing,
+        group_by=query["group_by"],
+        groups=GROUPS,
+        metrics=reports.METRICS,
+        raw=raw,
+        names=names,
+        choices=_choices(),
+        qs=qs,
+    )
+
+
+def _item_labels() -> dict[tuple[str, str], Any]:
+    from inspections.template_rules import iter_items
+
+    labels: dict[tuple[str, str], Any] = {}
+    for v in (
+        db.session().execute(select(TemplateVersion).order_by(TemplateVersion.version)).scalars()
+    ):
+        for _section, item in iter_items(v.body):
+            labels[(v.template_key, item["key"])] = item.get("label")
+    return labels
+
+
+@bp.route("/dashboard/chart.png")
+def dashboard_chart() -> Any:
+    """The dashboard's chart."""
+    query, _raw = _report_args()
+    return compliance_chart_response(
+        current_scope(), query["start"], query["end"], query["group_by"], query, "png", utcnow()
+    )
+
+
+@bp.route("/dashboard/compliance.csv")
+def dashboard_csv() -> Any:
+    """The dashboard's table as CSV."""
+    query, _raw = _report_args()
+    rows = reports.compliance(
+        db.session(),
+        current_scope(),
+        query["start"],
+        query["end"],
+        query["group_by"],
+        query,
+        utcnow(),
+    )
+    return csv_response(rows, [*query["group_by"], *reports.METRICS], "compliance")

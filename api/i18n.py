@@ -1,0 +1,96 @@
+"""The language a person asked for (zh or en), and Chinese for the API messages people read."""
+
+from __future__ import annotations
+
+import re
+
+from flask import g, has_request_context, request
+
+LANGUAGES = ("en", "zh")
+DEFAULT = "en"
+
+# Exact English messages -> Chinese. Messages with variable parts are matched by PATTERNS.
+MESSAGES_ZH = {
+    "Wrong email or password.": "邮箱或密码错误。",
+    "Sign in first: send 'Authorization: Bearer <access token>'.": "请先登录。",
+    "Your token has expired; refresh it or sign in again.": "登录已过期,请刷新令牌或重新登录。",
+    "The token is not valid.": "令牌无效。",
+    "This account is disabled.": "该账号已停用。",
+    "This account no longer exists or is disabled.": "该账号不存在或已停用。",
+    "This refresh token is no longer valid; sign in again.": "刷新令牌已失效,请重新登录。",
+    "This refresh token was already used; sign in again.": "刷新令牌已被使用,请重新登录。",
+    "The demo password is refused in production; ask HQ for a new one.": "生产环境不接受演示密码,请向总部申请新密码。",
+    "Only regional managers and HQ review inspections.": "只有区域经理和总部可以审核检查。",
+    "The review queue is for regional managers and HQ.": "审核队列仅供区域经理和总部使用。",
+    "Only the inspector who ran it completes an inspection.": "只有执行检查的检查员可以提交完成。",
+    "Say what must be reworked: a comment is required to return an inspection.": "请说明需要整改的内容:退回检查必须填写意见。",
+    "This conflict is already resolved.": "该冲突已处理。",
+    "Resolution must be keep_server, take_device or edit.": "处理方式须为保留服务器值、采用设备值或编辑。",
+    "This attachment's bytes have not been uploaded yet.": "该附件的文件尚未上传。",
+    "The photo store cannot be reached right now; retry shortly.": "照片存储暂时无法连接,请稍后重试。",
+    "The database cannot be reached right now; retry shortly.": "数据库暂时无法连接,请稍后重试。",
+    "The period must end after it starts.": "结束时间必须晚于开始时间。",
+    "This template is archived.": "该模板已归档。",
+    "Say where: site_id or inspection_id.": "请指明门店(site_id)或检查(inspection_id)。",
+    "The action's site must be its inspection's site.": "整改项的门店必须与其检查的门店一致。",
+}
+
+PATTERNS_ZH = (
+    (
+        re.compile(
+            r"^No (corrective action|inspection|conflict|attachment|site|region|user|"
+            r"schedule|template|template version|assignment) with that id\.$"
+        ),
+        "未找到该记录(或不在您的权限范围内)。",
+    ),
+    (re.compile(r"^This needs the role .*; you are .*\.$"), "您的角色无权执行此操作。"),
+    (
+        re.compile(r"^You may not change this .*: its site is outside your scope\.$"),
+        "您无权修改该记录:其门店不在您的权限范围内。",
+    ),
+    (re.compile(r"^Cannot complete: (.*)$"), "无法完成:{0}"),
+    (re.compile(r"^Invalid input: (.*)$"), "输入无效:{0}"),
+    (re.compile(r"^Uploads are limited to (\d+) bytes\.$"), "上传文件不得超过 {0} 字节。"),
+)
+
+STATUS_ZH = {
+    400: "请求无法解析,请检查请求内容是否为有效的 JSON。",
+    401: "请先登录。",
+    403: "您无权执行此操作。",
+    404: "未找到该地址或记录。",
+    405: "该地址不支持此请求方法。",
+    409: "请求与记录当前状态冲突。",
+    413: "请求内容超出服务允许的大小。",
+    415: "请以 JSON 格式发送请求内容。",
+    422: "部分字段无效,详见 errors。",
+    429: "请求过于频繁,请稍后再试。",
+    500: "服务器内部错误,已记录。",
+    503: "服务暂时不可用,请稍后重试。",
+}
+
+
+def request_language() -> str:
+    """The language of this request: the console's choice, else Accept-Language, else English."""
+    if not has_request_context():
+        return DEFAULT
+    chosen = g.get("lang")
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(LANGUAGES, default=DEFAULT) or DEFAULT
+
+
+def error_message(message: str, status: int, default_en: str | None, lang: str) -> str:
+    """The error message in `lang`; an untranslated detail falls back to the status message
+    followed by the English detail, so nothing actionable is lost."""
+    if lang != "zh":
+        return message
+    if message in MESSAGES_ZH:
+        return MESSAGES_ZH[message]
+    for pattern, template in PATTERNS_ZH:
+        match = pattern.match(message)
+        if match:
+            return template.format(*match.groups())
+    generic = STATUS_ZH.get(status)
+    if generic is None:
+        return message
+    return generic if message == default_en else f"{generic}({message})"

@@ -1,0 +1,220 @@
+"""The console over HTTP: sign-in, cookie flags, CSRF, scope, decisions, languages."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from api.config import DEMO_PASSWORD
+from store.models import Action, Conflict, Inspection
+from tests.conftest import ANA, HQ_EMAIL, NORTH
+from tests.console.conftest import csrf_from
+
+
+def sign_in(client, email: str, lang: str = "en") -> None:
+    """Sign in through the login form."""
+    page = client.get("/console/login", headers={"Accept-Language": lang})
+    resp = client.post(
+        "/console/login",
+        data={"email": email, "password": DEMO_PASSWORD, "csrf_token": csrf_from(page.text)},
+    )
+    assert resp.status_code == 302, resp.text
+
+
+def form_token(client, path: str) -> str:
+    return csrf_from(client.get(path).text)
+
+
+def test_login_sets_a_scoped_httponly_samesite_cookie(client, demo_org):
+    page = client.get("/console/login")
+    resp = client.post(
+        "/console/login",
+        data={"email": NORTH, "password": DEMO_PASSWORD, "csrf_token": csrf_from(page.text)},
+    )
+    assert resp.status_code == 302 and resp.headers["Location"] == "/console/"
+    cookie = resp.headers["Set-Cookie"]
+    assert cookie.startswith("console_session=")
+    for flag in ("HttpOnly", "Path=/console", "SameSite=Lax"):
+        assert flag in cookie
+    assert "frame-ancestors 'none'" in client.get("/console/").headers["Content-Security-Policy"]
+
+
+def test_login_without_csrf_or_with_a_wrong_password_is_refused(client, demo_org):
+    no_token = client.post("/console/login", data={"email": NORTH, "password": DEMO_PASSWORD})
+    assert no_token.status_code == 400
+    assert client.get("/console/").status_code == 302  # still signed out
+    page = client.get("/console/login", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    wrong = client.post(
+        "/console/login",
+        data={"email": NORTH, "password": "nope", "csrf_token": csrf_from(page.text)},
+        headers={"Accept-Language": "zh-CN"},
+    )
+    assert wrong.status_code == 401 and "邮箱或密码错误" in wrong.text
+
+
+def test_signed_out_visitors_go_to_login_and_next_stays_in_the_console(client, demo_org):
+    resp = client.get("/console/actions")
+    assert resp.status_code == 302 and "/console/login?next=" in resp.headers["Location"]
+    page = client.get("/console/login")
+    sent = client.post(
+        "/console/login?next=//evil.example/x",
+        data={"email": NORTH, "password": DEMO_PASSWORD, "csrf_token": csrf_from(page.text)},
+    )
+    assert sent.headers["Location"] == "/console/"
+
+
+def test_inspectors_are_sent_to_the_app(client, demo_org):
+    sign_in(client, ANA)
+    resp = client.get("/console/")
+    assert resp.status_code == 403 and "mobile app" in resp.text
+
+
+def test_the_cookie_never_authenticates_the_api(client, demo_org):
+    sign_in(client, HQ_EMAIL)
+    assert client.get("/console/").status_code == 200
+    resp = client.get("/api/v1/inspections")
+    assert resp.status_code == 401 and resp.get_json()["reason"] == "not_authenticated"
+
+
+def test_an_old_session_expires(app, client, demo_org):
+    sign_in(client, NORTH)
+    with client.session_transaction() as sess:
+        sess["at"] = int(time.time()) - app.config["CONSOLE_SESSION_SECONDS"] - 1
+    assert client.get("/console/").status_code == 302
+
+
+def test_queue_shows_badges_and_hides_other_regions(client, synced):
+    sign_in(client, NORTH)
+    page = client.get("/console/")
+    assert page.status_code == 200
+    assert f'data-inspection="{synced["iid"]}"' in page.text
+    assert f'data-inspection="{synced["south"]}"' not in page.text
+    assert "Critical" in page.text and "North Grand Hotel" in page.text
+    filtered = client.get("/console/?passed=true")
+    assert f'data-inspection="{synced["iid"]}"' not in filtered.text
+    bad = client.get("/console/?passed=maybe")
+    assert bad.status_code == 200 and "invalid" in bad.text
+
+
+def test_inspection_page_and_its_files_are_scoped(client, synced):
+    sign_in(client, NORTH)
+    page = client.get(f"/console/inspections/{synced['iid']}")
+    assert page.status_code == 200
+    assert "Floor clean" in page.text and "Grease under the sink" in page.text
+    thumb = client.get(f"/console/files/{synced['att']}/thumb")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
+    pdf = client.get(f"/console/inspections/{synced['iid']}/report.pdf")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    for path in (
+        f"/console/inspections/{synced['south']}",
+        f"/console/files/{synced['south_att']}/thumb",
+        f"/console/inspections/{synced['south']}/report.pdf",
+    ):
+        resp = client.get(path)
+        assert resp.status_code == 404, path
+        assert "South Bay" not in resp.text
+
+
+def test_decisions_need_csrf_a_comment_to_return_and_reach_the_device(client, synced, db):
+    iid = synced["iid"]
+    sign_in(client, NORTH)
+    path = f"/console/inspections/{iid}/decide"
+    assert client.post(path, data={"decision": "return", "comment": "x"}).status_code == 400
+    token = form_token(client, f"/console/inspections/{iid}")
+    empty = client.post(path, data={"decision": "return", "comment": " ", "csrf_token": token})
+    assert empty.status_code == 302
+    assert "comment is required" in client.get(f"/console/inspections/{iid}").text
+    assert db.get(Inspection, iid).status == "completed"
+    south = client.post(
+        f"/console/inspections/{synced['south']}/decide",
+        data={"decision": "approve", "csrf_token": token},
+    )
+    assert south.status_code == 404
+    assert db.get(Inspection, synced["south"]).status == "completed"
+    done = client.post(
+        path, data={"decision": "return", "comment": "Clean under the sink", "csrf_token": token}
+    )
+    assert done.status_code == 302
+    db.expire_all()
+    assert db.get(Inspection, iid).status == "returned"
+    phone = synced["phone"]
+    phone.sync()
+    assert phone.get("inspections", iid)["review_comment"] == "Clean under the sink"
+
+
+def test_conflicts_are_shown_with_both_values_and_resolved(client, synced, db):
+    phone, iid = synced["phone"], synced["iid"]
+    sign_in(client, NORTH)
+    token = form_token(client, f"/console/inspections/{iid}")
+    client.post(
+        f"/console/inspections/{iid}/decide", data={"decision": "approve", "csrf_token": token}
+    )
+    phone.update("inspections", iid, area="Room 9999")  # a locked record: refused as a conflict
+    phone.sync()
+    conflict = db.query(Conflict).filter_by(inspection_id=iid, kind="locked").one()
+    page = client.get(f"/console/inspections/{iid}").text
+    assert f'data-conflict="{conflict.id}"' in page and "Room 9999" in page
+    resolved = client.post(
+        f"/console/conflicts/{conflict.id}/resolve",
+        data={"resolution": "keep_server", "csrf_token": token},
+    )
+    assert resolved.status_code == 302
+    db.expire_all()
+    assert db.get(Conflict, conflict.id).resolution == "keep_server"
+    assert f'data-conflict="{conflict.id}"' not in client.get(f"/console/inspections/{iid}").text
+
+
+def test_actions_ledger_highlights_overdue_and_reopens(client, synced, db):
+    sign_in(client, HQ_EMAIL)
+    action = db.query(Action).filter_by(inspection_id=synced["iid"], priority="high").one()
+    db.query(Action).filter_by(id=action.id).update({"due_at": 1_000, "status": "resolved"})
+    db.commit()
+    page = client.get("/console/actions?overdue=false")
+    assert f'data-action="{action.id}"' in page.text  # resolved is never overdue
+    db.query(Action).filter_by(id=action.id).update({"status": "open"})
+    db.commit()
+    page = client.get("/console/actions?overdue=true")
+    assert f'data-action="{action.id}" class="overdue"' in page.text
+    db.query(Action).filter_by(id=action.id).update({"status": "verified"})
+    db.commit()
+    token = form_token(client, "/console/actions")
+    resp = client.post(
+        f"/console/actions/{action.id}/transition",
+        data={"status": "reopened", "note": "Still greasy", "csrf_token": token},
+    )
+    assert resp.status_code == 302
+    db.expire_all()
+    assert db.get(Action, action.id).status == "reopened"
+
+
+@pytest.mark.parametrize(
+    ("lang", "word"), [("zh-CN,zh;q=0.9", "审核队列"), ("en-GB", "Review queue")]
+)
+def test_language_follows_the_browser_then_the_switch(client, demo_org, lang, word):
+    page = client.get("/console/login", headers={"Accept-Language": lang})
+    client.post(
+        "/console/login",
+        data={"email": NORTH, "password": DEMO_PASSWORD, "csrf_token": csrf_from(page.text)},
+    )
+    assert word in client.get("/console/", headers={"Accept-Language": lang}).text
+    client.get("/console/language/zh")
+    assert "审核队列" in client.get("/console/", headers={"Accept-Language": "en"}).text
+
+
+def test_dashboard_table_chart_and_csv(client, synced):
+    sign_in(client, HQ_EMAIL)
+    page = client.get("/console/dashboard?group_by=region&group_by=template")
+    assert page.status_code == 200 and 'id="summary"' in page.text
+    assert "North" in page.text and "Floor clean" in page.text  # most-failed item label
+    chart = client.get("/console/dashboard/chart.png?group_by=site")
+    assert chart.status_code == 200 and chart.data.startswith(b"\x89PNG")
+    csv = client.get("/console/dashboard/compliance.csv?group_by=region")
+    assert csv.mimetype == "text/csv" and csv.text.splitlines()[0].startswith("region,")
+
+
+def test_api_errors_speak_the_requested_language(client, demo_org):
+    zh = client.get("/api/v1/inspections", headers={"Accept-Language": "zh-CN"})
+    assert zh.get_json()["message"] == "请先登录。" and zh.headers["Content-Language"] == "zh"
+    en = client.get("/api/v1/inspections", headers={"Accept-Language": "en"})
+    assert en.get_json()["message"].startswith("Sign in first")
