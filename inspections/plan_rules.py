@@ -16,6 +16,7 @@ from inspections import lifecycle, scoring
 from inspections.canonical import content_sha256
 from inspections.evidence import missing_evidence
 from store.changeset import AuditNote, ChangeSet, ConflictNote, Row
+from store.db import one_of
 from store.models import Action, Attachment, Conflict, Occurrence, Response
 from store.models import TemplateVersion as Version
 from store.types import new_id
@@ -38,7 +39,7 @@ def _rows(session: Session, model: type, column: str, ids: list[str]) -> list[Ro
     if not ids:
         return []
     table = model.__table__
-    stmt = select(table).where(table.c[column].in_(ids))
+    stmt = select(table).where(one_of(session, table.c[column], ids))
     return [dict(r) for r in session.execute(stmt).mappings()]
 
 
@@ -400,7 +401,7 @@ class InspectionRules:
         open_conflicts = dict(
             session.execute(
                 select(Conflict.inspection_id, func.count())
-                .where(Conflict.inspection_id.in_(ids), Conflict.resolved_at.is_(None))
+                .where(one_of(session, Conflict.inspection_id, ids), Conflict.resolved_at.is_(None))
                 .group_by(Conflict.inspection_id)
             ).all()
         )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import ColumnElement, Engine, any_, bindparam, create_engine, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -65,3 +66,12 @@ def is_postgres(engine_or_session: Engine | Session) -> bool:
         else engine_or_session
     )
     return bind.dialect.name == "postgresql"
+
+
+def one_of(session: Session, column: Any, values: Any) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL one array parameter, because a statement with
+    thousands of placeholders costs the driver more to prepare than the database to run."""
+    values = list(values)
+    if is_postgres(session):
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import JSON, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from store.changeset import ChangeSet, Row
+from store.db import is_postgres, one_of
 from store.models import AuditEvent, Conflict
 from store.types import new_id, utcnow
 from sync.revs import next_pending, updated_col_revs
@@ -48,11 +49,41 @@ def load_rows(
     col = table.c[column]
     for start in range(0, len(values), 5000):
         chunk = values[start : start + 5000]
-        stmt = select(table).where(col.in_(chunk))
+        stmt = select(table).where(one_of(session, col, chunk))
         if lock:
             stmt = stmt.with_for_update()
         out.extend(dict(r) for r in session.execute(stmt).mappings())
     return out
+
+
+COPY_MIN_ROWS = 50
+
+
+def insert_rows(session: Session, table: Table, rows: list[Row]) -> None:
+    """Insert rows of uniform keys: COPY on PostgreSQL for a batch (several times faster than
+    an executemany of INSERTs), else one executemany. Columns that are NULL in every row are
+    left to the database."""
+    if not is_postgres(session) or len(rows) < COPY_MIN_ROWS:
+        session.execute(insert(table), rows)
+        return
+    from psycopg import sql
+    from psycopg.types.json import Json
+
+    columns = [c for c in rows[0] if any(r[c] is not None for r in rows)]
+    json_cols = {c for c in columns if isinstance(table.c[c].type, JSON)}
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    session.flush()
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(
+                [
+                    Json(row[c]) if c in json_cols and row[c] is not None else row[c]
+                    for c in columns
+                ]
+            )
 
 
 def write(session: Session, cs: ChangeSet) -> int:
@@ -95,7 +126,7 @@ def write(session: Session, cs: ChangeSet) -> int:
                 row["server_rev"] = rev
                 rev -= 1
         if inserts:
-            session.execute(insert(table), inserts)
+            insert_rows(session, table, inserts)
         for cols, group in updates.items():
             stmt = (
                 update(table)

@@ -210,7 +210,8 @@ def _wait_for_open_transaction(url: str, limit: float = 20.0) -> None:
                 busy = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                     "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
-                    "AND query ILIKE '%INSERT INTO responses%'"
+                    "AND (query ILIKE '%INSERT INTO responses%' "
+                    "OR query ILIKE '%COPY \"responses\"%')"
                 ).fetchone()[0]
                 if busy:
                     return
