@@ -57,12 +57,14 @@ def _serialiser(spec: TableSpec):
     return names, convert
 
 
-def _pg_columns(spec: TableSpec) -> str | None:
-    """The select list that PostgreSQL turns into the same JSON object as the Python
-    serialiser, or None for a table with JSON columns (those keep the Python path: the
-    database's JSON text is not orjson's)."""
-    if any(col.kind == "json" for col in spec.columns.values()):
-        return None
+def _pg_renders(spec: TableSpec) -> bool:
+    """Whether PostgreSQL renders this table's rows exactly as the Python serialiser does
+    (not for JSON columns: the database's JSON text is not orjson's)."""
+    return not any(col.kind == "json" for col in spec.columns.values())
+
+
+def _pg_wire_columns(spec: TableSpec) -> str:
+    """The wire columns as PostgreSQL should read them (UTC datetimes as epoch ms)."""
     parts = []
     for name in ("id", "server_rev", *spec.wire_columns):
         if isinstance(spec.table.c[name].type, UTCDateTime):
@@ -149,10 +151,20 @@ class Page:
 
 def pull(session: Session, scope: Scope, req: PullRequest) -> dict[str, Any]:
     """One page of changes; the caller runs it in a snapshot (REPEATABLE READ) transaction."""
-    top, purged = session.execute(
-        select(SyncCounter.value, SyncCounter.purged_rev).where(SyncCounter.id == 1)
-    ).one()
     cursor = req.cursor
+    low = -1 if cursor is None or cursor <= 0 else cursor
+    counter = SyncCounter.__table__.c
+    # Whether this user's assignments or refused records moved since the cursor: most pulls
+    # have neither, and then skip those lookups.
+    moved = [
+        select(1)
+        .where(t.c.user_id == scope.user_id, t.c.server_rev > low, t.c.server_rev <= counter.value)
+        .exists()
+        for t in (SiteAssignment.__table__, Conflict.__table__)
+    ]
+    top, purged, assignments_moved, conflicts_moved = session.execute(
+        select(counter.value, counter.purged_rev, *moved).where(counter.id == 1)
+    ).one()
     replacement = cursor is not None and cursor > 0 and cursor < purged
     first = cursor is None or cursor <= 0 or replacement
     low = -1 if first else cursor
@@ -161,7 +173,7 @@ def pull(session: Session, scope: Scope, req: PullRequest) -> dict[str, Any]:
         end, has_more = _page_pg(session, scope, page, low, top, first, req.limit)
     else:
         end, has_more = _page_generic(session, scope, page, low, top, first, req.limit)
-    if not first:
+    if not first and (assignments_moved or conflicts_moved):
         _scope_changes(session, scope, page, low, end)
     if req.migration:
         _dump_tables(session, scope, page, req.migration["tables"], None, end)
@@ -194,41 +206,42 @@ def _page_generic(
 
 
 def _pg_page_sql(scoped: bool, first: bool) -> str:
-    """One statement for a whole page. Each table's next revs come in rev order from an index
-    (per site in scope, so a site's rows are never all sorted), PostgreSQL merges and cuts the
-    page, and only the page's live rows are then rendered as JSON."""
-    keys, docs = [], []
+    """One statement for a whole page. Each table's next rows come in rev order from an index
+    (walked per site in scope, so no site's rows are sorted wholesale), only those rows are
+    rendered as JSON, and PostgreSQL merges and cuts the page."""
+    parts = []
     for index, (name, spec) in enumerate(TABLES.items()):
         where = ["t.server_rev > %(low)s", "t.server_rev <= %(top)s"]
         if first:
             where.append("t.deleted_at IS NULL")
-        column = _SITE_COLUMN.get(name)
         table = spec.table.name
+        if _pg_renders(spec):
+            read = (
+                f"t.server_rev AS rev, t.deleted_at IS NOT NULL AS gone, {_pg_wire_columns(spec)}"
+            )
+            names = ", ".join(f"k.{n}" for n in ("id", "server_rev", *spec.wire_columns))
+            doc = f"(SELECT row_to_json(d)::text FROM (SELECT {names}) d)"
+        else:
+            read = "t.server_rev AS rev, t.deleted_at IS NOT NULL AS gone, t.id"
+            doc = "NULL"
+        column = _SITE_COLUMN.get(name)
         if scoped and column is not None:
             where.append(f"t.{column} = s.site")
-            keys.append(
-                f"(SELECT k.rev, {index} AS tab, k.id FROM unnest(%(sites)s::text[]) AS s(site) "
-                f"CROSS JOIN LATERAL (SELECT t.server_rev AS rev, t.id FROM {table} t "
-                f"WHERE {' AND '.join(where)} ORDER BY t.server_rev LIMIT %(n)s) k "
-                f"ORDER BY k.rev LIMIT %(n)s)"
+            rows = (
+                f"(SELECT k.* FROM unnest(%(sites)s::text[]) AS s(site) CROSS JOIN LATERAL "
+                f"(SELECT {read} FROM {table} t WHERE {' AND '.join(where)} "
+                f"ORDER BY t.server_rev LIMIT %(n)s) k ORDER BY k.rev LIMIT %(n)s)"
             )
         else:
-            keys.append(
-                f"(SELECT t.server_rev AS rev, {index} AS tab, t.id FROM {table} t "
-                f"WHERE {' AND '.join(where)} ORDER BY t.server_rev LIMIT %(n)s)"
+            rows = (
+                f"(SELECT {read} FROM {table} t WHERE {' AND '.join(where)} "
+                f"ORDER BY t.server_rev LIMIT %(n)s)"
             )
-        columns = _pg_columns(spec)
-        doc = "NULL" if columns is None else "row_to_json(d)::text"
-        lateral = "" if columns is None else f" CROSS JOIN LATERAL (SELECT {columns}) d"
-        docs.append(
-            f"SELECT p.rev, p.tab, p.id, t.deleted_at IS NOT NULL AS gone, "
-            f"CASE WHEN t.deleted_at IS NULL THEN {doc} END AS doc "
-            f"FROM page p JOIN {table} t ON t.id = p.id{lateral} WHERE p.tab = {index}"
+        parts.append(
+            f"(SELECT k.rev, {index} AS tab, k.id, k.gone, "
+            f"CASE WHEN k.gone THEN NULL ELSE {doc} END AS doc FROM {rows} k)"
         )
-    return (
-        f"WITH page AS MATERIALIZED ({' UNION ALL '.join(keys)} ORDER BY rev LIMIT %(n)s) "
-        f"{' UNION ALL '.join(docs)} ORDER BY rev"
-    )
+    return " UNION ALL ".join(parts) + " ORDER BY rev LIMIT %(n)s"
 
 
 _PG_SQL = {(s, f): _pg_page_sql(s, f) for s in (True, False) for f in (True, False)}
@@ -245,7 +258,8 @@ def _page_pg(
         params["sites"] = sorted(scope.site_ids or ())
     # The driver's own cursor: SQLAlchemy's result layer adds nothing to five plain columns.
     raw = session.connection().connection.driver_connection
-    rows = raw.execute(_PG_SQL[(scoped, first)], params).fetchall()
+    # Never prepared: a generic plan cannot know how far the cursor is, custom plans can.
+    rows = raw.execute(_PG_SQL[(scoped, first)], params, prepare=False).fetchall()
     cut, has_more = rows[:limit], len(rows) > limit
     python_side: dict[str, list[str]] = {}
     for _rev, tab, record_id, gone, doc in cut:

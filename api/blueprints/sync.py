@@ -18,7 +18,7 @@ from api.security import current_scope, current_user, login_required
 from schemas.common import Strict
 from store.enums import INSPECTOR, REGIONAL_MANAGER
 from store.errors import DomainError
-from store.models import DeviceState, User
+from store.models import DeviceState
 from store.types import utcnow
 from sync import idempotency, pull, push, revs
 from sync.scope import scope_for
@@ -89,24 +89,23 @@ def _note_device(user_id: str, column: str, **extra: int | None) -> None:
 
 
 def _do_pull(args: dict) -> Response:
-    g.device_id = _device_id()
+    # The token's user, the scope, the page and its cursor all come from one snapshot: the
+    # request's transaction, REPEATABLE READ on PostgreSQL (SQLite's transaction is one).
+    session = db.session()
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     user = current_user()
+    g.device_id = _device_id()
     limit_max = current_app.config["SYNC_PULL_LIMIT"]
     limit = min(args.get("limit") or limit_max, limit_max)
     req = pull.PullRequest(
         args.get("last_pulled_at"), limit, pull.parse_migration(args.get("migration"))
     )
-    # A page, its cursor and the scope come from one snapshot: a fresh transaction that is
-    # REPEATABLE READ on PostgreSQL (SQLite's transaction already is one).
-    session = db.session()
-    session.rollback()
+    result = pull.pull(session, scope_for(session, user), req)
     if session.get_bind().dialect.name == "postgresql":
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         # The only write is the device bookkeeping below; losing it in a crash just makes the
         # next push's base older (more conflicts recorded, none missed), so skip the flush wait.
         session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    scope = scope_for(session, session.get(User, user.id))
-    result = pull.pull(session, scope, req)
     _note_device(
         user.id, "last_pull_at", last_pulled_rev=result["timestamp"], pull_start_rev=req.cursor
     )
@@ -114,23 +113,10 @@ def _do_pull(args: dict) -> Response:
     return _json(result)
 
 
-def authenticated(func):
-    """Require a valid access token (the pull computes the scope inside its snapshot)."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        current_user()
-        return func(*args, **kwargs)
-
-    return wrapper
-
-
 @blp.route("/pull", methods=["GET"])
 @blp.arguments(PullArgs, location="query")
 @blp.response(200)
 @documented(blp, 400, 401, 422)
-@authenticated
 def pull_get(args):
     """Changes since `last_pulled_at` in your scope, paged (`has_more`), with the new cursor."""
     return _do_pull(args)
@@ -140,7 +126,6 @@ def pull_get(args):
 @blp.arguments(PullArgs)
 @blp.response(200)
 @documented(blp, 400, 401, 422)
-@authenticated
 def pull_post(args):
     """The same pull with its parameters in a JSON body."""
     return _do_pull(args)
