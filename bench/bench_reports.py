@@ -1,6 +1,7 @@
 """Compliance summary at HQ scale: 1,000,000 responses (200 sites, 10 regions, 5 templates,
 one year) on PostgreSQL; the summary grouped by region x template x week, timed next to the
-same figures computed by a plain GROUP BY join over the responses, in the same run.
+same figures computed by a plain GROUP BY join over the responses, in the same run, and checked
+against both that join and the summary computed from the inspections without the rollups.
 
     BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench python bench/bench_reports.py
 """
@@ -184,6 +185,47 @@ GROUP BY 1, 2, 3
 """
 
 
+def fill_rollups(app) -> int:
+    """The daily rollups from the COPYed inspections, as the 0002 migration backfills them."""
+    from sqlalchemy import text
+
+    from store import rollups
+
+    with app.extensions["db_sessions"]() as session:
+        cells = rollups.rebuild(session)
+        session.commit()
+    with app.extensions["db_engine"].connect() as conn:
+        conn.execute(text("ANALYZE inspection_daily"))
+        conn.execute(text("ANALYZE region_daily"))
+        conn.commit()
+    return cells
+
+
+def check(rows, scratch, plain) -> None:
+    """Exit unless the rollup answer equals the from-scratch one and the plain join's."""
+    if rows != scratch:
+        sys.exit("the rollup answer differs from the one computed from the inspections")
+    theirs = {}
+    for region, template, week, completed, average, passed, critical in plain:
+        year, number, _ = week.astimezone(dt.UTC).isocalendar()
+        theirs[(region, template, f"{year}-W{number:02d}")] = (completed, passed, critical, average)
+    ours = {(r["region"], r["template"], r["week"]): r for r in rows}
+    if set(ours) != set(theirs):
+        sys.exit("the rollup answer and the plain join have different groups")
+    for key, r in ours.items():
+        completed, passed, critical, average = theirs[key]
+        # The join averages the answers (0 or 1, 50 per inspection); we round the mean score
+        # percent to one decimal, so the two agree to within that rounding.
+        same = (
+            r["inspections_completed"] == completed
+            and r["pass_rate"] == round(passed / completed, 3)
+            and r["critical_failures"] == critical
+            and abs(r["average_score"] - average) <= 0.05 + 1e-9
+        )
+        if not same:
+            sys.exit(f"group {key} differs: ours {r}, plain join {theirs[key]}")
+
+
 def main() -> None:
     url = database_url()
     if not url.startswith("postgresql"):
@@ -192,6 +234,9 @@ def main() -> None:
     t0 = time.perf_counter()
     seed(app.config["DATABASE_URL"])
     print(f"seeded {RESPONSES:,} responses in {time.perf_counter() - t0:.1f} s", flush=True)
+    t0 = time.perf_counter()
+    cells = fill_rollups(app)
+    print(f"filled the daily rollups ({cells:,} cells) in {time.perf_counter() - t0:.2f} s")
     end = START + dt.timedelta(days=365)
     from inspections import reports
     from sync.scope import Scope
@@ -212,6 +257,12 @@ def main() -> None:
             base.append(time.perf_counter() - start)
     o, b = statistics.median(ours), statistics.median(base)
     print(f"groups: ours {len(rows)}, plain join {len(plain)}")
+    with factory() as session:
+        scratch = reports.compliance(
+            session, scope, START, end, ["region", "template", "week"], {}, end, use_rollups=False
+        )
+    check(rows, scratch, plain)
+    print("same figures as from the inspections and as the plain join")
     print(
         f"compliance region x template x week over {RESPONSES:,} responses: "
         f"ours {o * 1000:.1f} ms (target <= 50 ms), plain GROUP BY join {b * 1000:.1f} ms, "

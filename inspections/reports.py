@@ -1,8 +1,9 @@
 """Compliance summaries for HQ and regional managers.
 
 They read the per-inspection summary the sync engine keeps on every inspection row (score,
-passed, critical_failed, times) plus occurrences and actions, never the responses, so a
-summary over a million answers reads tens of thousands of rows, not a million.
+passed, critical_failed, times) through its daily rollups (store/rollups.py: a few rows per day
+for HQ, one per site, template and inspector otherwise), plus occurrences and actions; never
+the responses, so a summary over a million answers reads thousands of rows, not a million.
 """
 
 from __future__ import annotations
@@ -10,12 +11,23 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from store.models import Action, Inspection, Occurrence, Response, Site, TemplateVersion
+from store import rollups
+from store.models import (
+    Action,
+    Inspection,
+    InspectionDaily,
+    Occurrence,
+    RegionDaily,
+    Response,
+    Site,
+    TemplateVersion,
+)
 from sync.scope import Scope
 
 GROUPS = ("region", "site", "template", "inspector", "day", "week", "month")
@@ -35,51 +47,13 @@ METRICS = (
 )
 
 
-_PG_FORMATS = {"day": "YYYY-MM-DD", "week": 'IYYY-"W"IW', "month": "YYYY-MM"}
-_SQLITE_FORMATS = {"day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}
-
-
-def _sql_keys(session: Session, group_by: list[str]) -> tuple[list[Any], list[str]]:
-    """SQL expressions producing each group key as the report shows it; SQLite has no ISO
-    week, so weeks come as days there and are folded in Python (`kinds` says which)."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    when = Inspection.completed_received_at
-    columns, kinds = [], []
-    for g in group_by:
-        if g in _PG_FORMATS:
-            if postgres:
-                columns.append(func.to_char(func.timezone("UTC", when), _PG_FORMATS[g]))
-                kinds.append(g)
-            else:
-                columns.append(func.strftime(_SQLITE_FORMATS[g], when))
-                kinds.append("day" if g == "week" else g)
-        else:
-            columns.append(
-                {
-                    "region": Site.region_id,
-                    "site": Inspection.site_id,
-                    "template": TemplateVersion.template_key,
-                    "inspector": Inspection.inspector_id,
-                }[g]
-            )
-            kinds.append(g)
-    return columns, kinds
-
-
-def _as_date(value: Any) -> dt.datetime:
-    """A day from either database, as a UTC datetime at midnight."""
-    if isinstance(value, str):
-        value = dt.date.fromisoformat(value)
-    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
-
-
 def _bucket(when: dt.datetime, unit: str) -> str:
+    day = when.astimezone(dt.UTC).date()
     if unit == "day":
-        return when.date().isoformat()
+        return day.isoformat()
     if unit == "week":
-        year, week, _ = when.isocalendar()
-        return f"{year}-W{week:02d}"
-    return f"{when.year}-{when.month:02d}"
+        return rollups.week_label(day)
+    return rollups.month_label(day)
 
 
 def _key(group_by: list[str], row: dict[str, Any], when: dt.datetime | None) -> tuple:
@@ -119,6 +93,153 @@ def _lookups(session: Session) -> tuple[dict[str, str], dict[str, str]]:
     return regions, templates
 
 
+def _whole_days(start: dt.datetime, end: dt.datetime) -> tuple[dt.date, dt.date] | None:
+    """The UTC days lying wholly inside [start, end), as [first, last), or None if none does."""
+    start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    first = start.date()
+    if start != _midnight(first):
+        first += dt.timedelta(days=1)
+    last = end.date()
+    return (first, last) if first < last else None
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def _inspection_groups(
+    session: Session,
+    scope: Scope,
+    start: dt.datetime,
+    end: dt.datetime,
+    group_by: list[str],
+    filters: dict[str, Any],
+    use_rollups: bool,
+) -> Iterator[tuple[tuple, rollups.Measures]]:
+    """(group key, counted, passed, critical, scored, score tenths) of the completed inspections."""
+    # Whole UTC days come from a daily rollup; the ragged ends of the period (and all of it
+    # when use_rollups is off, the from-scratch reference) from the inspections themselves.
+    days = _whole_days(start, end) if use_rollups else None
+    if days is None:
+        yield from _from_inspections(session, scope, start, end, group_by, filters)
+        return
+    first, last = _midnight(days[0]), _midnight(days[1])
+    if start < first:
+        yield from _from_inspections(session, scope, start, first, group_by, filters)
+    yield from _from_rollup(session, scope, days[0], days[1], group_by, filters)
+    if last < end:
+        yield from _from_inspections(session, scope, last, end, group_by, filters)
+
+
+def _from_inspections(
+    session: Session,
+    scope: Scope,
+    start: dt.datetime,
+    end: dt.datetime,
+    group_by: list[str],
+    filters: dict[str, Any],
+) -> Iterator[tuple[tuple, rollups.Measures]]:
+    """One entry per inspection, with the measures the rollups sum (store/rollups.py)."""
+    stmt = (
+        select(
+            Site.region_id,
+            Inspection.site_id,
+            TemplateVersion.template_key,
+            Inspection.inspector_id,
+            Inspection.completed_received_at,
+            Inspection.passed,
+            Inspection.critical_failed,
+            Inspection.score_percent,
+        )
+        .join(Site, Site.id == Inspection.site_id)
+        .join(TemplateVersion, TemplateVersion.id == Inspection.template_id)
+        .where(
+            Inspection.deleted_at.is_(None),
+            Inspection.status.in_(rollups.COUNTED_STATUSES),
+            Inspection.completed_received_at >= start,
+            Inspection.completed_received_at < end,
+        )
+    )
+    stmt = _filters(
+        stmt,
+        Inspection,
+        scope,
+        filters,
+        Inspection.site_id,
+        Inspection.template_id,
+        Inspection.inspector_id,
+    )
+    for region, site, template, inspector, when, passed, critical, percent in session.execute(stmt):
+        dims = {"region": region, "site": site, "template": template, "inspector": inspector}
+        yield _key(group_by, dims, when), rollups.measures(passed, critical, percent)
+
+
+def _from_rollup(
+    session: Session,
+    scope: Scope,
+    first: dt.date,
+    last: dt.date,
+    group_by: list[str],
+    filters: dict[str, Any],
+) -> Iterator[tuple[tuple, rollups.Measures]]:
+    """Per group, the sums of the rollup cells of days [first, last), grouped in the database."""
+    # region_daily has a few rows a day but no sites: it serves whoever sees every site and
+    # neither filters nor groups by one (HQ); everyone else reads inspection_daily.
+    by_region = scope.site_ids is None and not filters.get("site_id") and "site" not in group_by
+    t = RegionDaily if by_region else InspectionDaily
+    region = RegionDaily.region_id if by_region else Site.region_id
+    columns = {
+        "region": region,
+        "site": InspectionDaily.site_id,
+        "template": TemplateVersion.template_key,
+        "inspector": t.inspector_id,
+        "day": t.day,
+        "week": t.week,
+        "month": t.month,
+    }
+    keys = [columns[g] for g in group_by]
+    # The joins drop what a report's joins drop: unknown template versions (and, on
+    # inspection_daily, unknown sites; region_daily only ever holds known ones).
+    stmt = (
+        select(*keys, *(func.sum(getattr(t, m)) for m in rollups.MEASURES))
+        .select_from(t)
+        .join(TemplateVersion, TemplateVersion.id == t.template_id)
+        .where(t.day >= first, t.day < last)
+    )
+    if not by_region:
+        stmt = stmt.join(Site, Site.id == InspectionDaily.site_id)
+        stmt = stmt.where(scope.site_clause(InspectionDaily.site_id))
+        if filters.get("site_id"):
+            stmt = stmt.where(InspectionDaily.site_id == filters["site_id"])
+    if filters.get("region_id"):
+        stmt = stmt.where(region == filters["region_id"])
+    if filters.get("template_key"):
+        stmt = stmt.where(TemplateVersion.template_key == filters["template_key"])
+    if filters.get("inspector_id"):
+        stmt = stmt.where(t.inspector_id == filters["inspector_id"])
+    if keys:
+        stmt = stmt.group_by(*keys)
+    width = len(keys)
+    convert = "day" in group_by or "inspector" in group_by
+    for row in session.execute(stmt):
+        n, passed, critical, scored, tenths = row[width:]
+        if not n:
+            continue  # an aggregate without GROUP BY answers one row even when nothing matched
+        key = tuple(row[:width])
+        if convert:
+            key = tuple(_rollup_key(g, v) for g, v in zip(group_by, key, strict=True))
+        yield key, (int(n), int(passed), int(critical), int(scored), int(tenths))
+
+
+def _rollup_key(group: str, value: Any) -> Any:
+    """A rollup column's value as the report shows it."""
+    if group == "day":
+        return value.isoformat()
+    if group == "inspector":
+        return value or None  # the rollups hold '' for no inspector
+    return value
+
+
 def compliance(
     session: Session,
     scope: Scope,
@@ -127,13 +248,13 @@ def compliance(
     group_by: list[str],
     filters: dict[str, Any],
     now: dt.datetime,
+    use_rollups: bool = True,
 ) -> list[dict[str, Any]]:
-    """Per group: the metrics of domain.md for inspections, occurrences and actions in
-    [start, end)."""
+    """Per group: domain.md's metrics for inspections, occurrences and actions in [start, end)."""
     regions, templates = _lookups(session)
     groups: dict[tuple, dict[str, Any]] = defaultdict(
         lambda: {
-            "score_sum": 0.0,
+            "score_tenths": 0,
             "score_n": 0,
             "completed": 0,
             "passed": 0,
@@ -156,56 +277,15 @@ def compliance(
             "inspector": inspector_id,
         }
 
-    # Inspections are the big table: the database groups them by exactly the requested keys,
-    # so Python only sees one row per output group (per day for weeks on SQLite).
-    columns, keys = _sql_keys(session, group_by)
-    n_passed = func.sum(case((Inspection.passed.is_(True), 1), else_=0))
-    n_critical = func.sum(case((Inspection.critical_failed.is_(True), 1), else_=0))
-    stmt = (
-        select(
-            *columns,
-            func.count(),
-            n_passed,
-            n_critical,
-            func.sum(Inspection.score_percent),
-            func.count(Inspection.score_percent),
-        )
-        .select_from(Inspection)
-        .join(Site, Site.id == Inspection.site_id)
-        .join(TemplateVersion, TemplateVersion.id == Inspection.template_id)
-        .where(
-            Inspection.deleted_at.is_(None),
-            Inspection.status.in_(("completed", "approved", "archived")),
-            Inspection.completed_received_at >= start,
-            Inspection.completed_received_at < end,
-        )
-    )
-    stmt = _filters(
-        stmt,
-        Inspection,
-        scope,
-        filters,
-        Inspection.site_id,
-        Inspection.template_id,
-        Inspection.inspector_id,
-    )
-    if columns:
-        stmt = stmt.group_by(*columns)
-    for row in session.execute(stmt):
-        values = list(row[: len(columns)])
-        n, passed, crit, score_sum, score_n = row[len(columns) :]
-        if not n:
-            continue  # an aggregate without GROUP BY answers one row even when nothing matched
-        key = tuple(
-            _bucket(_as_date(v), g) if g == "week" and k == "day" else v
-            for v, g, k in zip(values, group_by, keys, strict=True)
-        )
+    for key, (n, passed, critical, scored, tenths) in _inspection_groups(
+        session, scope, start, end, group_by, filters, use_rollups
+    ):
         g = groups[key]
         g["completed"] += n
-        g["passed"] += passed or 0
-        g["critical"] += crit or 0
-        g["score_sum"] += score_sum or 0.0
-        g["score_n"] += score_n or 0
+        g["passed"] += passed
+        g["critical"] += critical
+        g["score_tenths"] += tenths
+        g["score_n"] += scored
     stmt = select(
         Occurrence.site_id,
         Occurrence.template_id,
@@ -264,7 +344,9 @@ def compliance(
                 "occurrences_scheduled": g["scheduled"],
                 "completion_rate": _ratio(g["done"], g["scheduled"]),
                 "occurrences_missed": g["missed"],
-                "average_score": round(g["score_sum"] / g["score_n"], 1) if g["score_n"] else None,
+                "average_score": round(g["score_tenths"] / (10 * g["score_n"]), 1)
+                if g["score_n"]
+                else None,
                 "pass_rate": _ratio(g["passed"], g["completed"]),
                 "critical_failures": g["critical"],
                 "actions_opened": g["opened"],

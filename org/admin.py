@@ -8,6 +8,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from org.paging import page_of
+from store import rollups
 from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER
 from store.errors import Invalid, NotFound
 from store.models import Region, Site, SiteAssignment, User
@@ -141,9 +142,12 @@ def update_site(db: Session, scope: Scope, site_id: str, data: dict) -> Site:
     if "region_id" in data:
         _require_region(db, data["region_id"])
     _unique(db, Site, {"code": data.get("code")}, exclude_id=site.id)
+    old_region = site.region_id
     for key, value in data.items():
         setattr(site, key, value)
     db.flush()
+    # Reports group a site's inspections under its current region.
+    rollups.move_site(db, site.id, old_region, site.region_id)
     return site
 
 

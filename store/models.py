@@ -9,10 +9,12 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     Float,
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -305,6 +307,56 @@ class Action(Synced, Base):
     verified_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     source: Mapped[str] = mapped_column(String(16), default="manual")
+
+
+# --- report rollups ---------------------------------------------------------------------
+
+
+class InspectionDaily(Base):
+    """Completed inspections summed per UTC day x site x template version x inspector."""
+
+    # Kept by store/rollups.py in the transaction that changes an inspection, so compliance
+    # reports read one row per cell instead of one per inspection.
+
+    __tablename__ = "inspection_daily"
+    # Day first: reports ask for a period, and the primary key then serves the range scan.
+    __table_args__ = (
+        PrimaryKeyConstraint("day", "site_id", "template_id", "inspector_id"),
+        Index("ix_inspection_daily_site_day", "site_id", "day"),
+    )
+    day: Mapped[dt.date] = mapped_column(Date)
+    site_id: Mapped[str] = mapped_column(ID)
+    template_id: Mapped[str] = mapped_column(ID)
+    # '' for an inspection without inspector: primary key columns cannot hold NULL.
+    inspector_id: Mapped[str] = mapped_column(ID)
+    # The report buckets of `day`, stored because SQLite has no ISO week to group by.
+    week: Mapped[str] = mapped_column(String(8))
+    month: Mapped[str] = mapped_column(String(7))
+    completed: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[int] = mapped_column(Integer)
+    critical_failed: Mapped[int] = mapped_column(Integer)
+    scored: Mapped[int] = mapped_column(Integer)
+    # score_percent has one decimal: summing tenths as integers is exact and cannot drift
+    # under the increments and decrements the cell receives.
+    score_tenths: Mapped[int] = mapped_column(BigInteger)
+
+
+class RegionDaily(Base):
+    """inspection_daily summed per region (the site's current one): what HQ-wide reports read."""
+
+    __tablename__ = "region_daily"
+    __table_args__ = (PrimaryKeyConstraint("day", "region_id", "template_id", "inspector_id"),)
+    day: Mapped[dt.date] = mapped_column(Date)
+    region_id: Mapped[str] = mapped_column(ID)
+    template_id: Mapped[str] = mapped_column(ID)
+    inspector_id: Mapped[str] = mapped_column(ID)
+    week: Mapped[str] = mapped_column(String(8))
+    month: Mapped[str] = mapped_column(String(7))
+    completed: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[int] = mapped_column(Integer)
+    critical_failed: Mapped[int] = mapped_column(Integer)
+    scored: Mapped[int] = mapped_column(Integer)
+    score_tenths: Mapped[int] = mapped_column(BigInteger)
 
 
 # --- sync bookkeeping -------------------------------------------------------------------

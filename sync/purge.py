@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from store import rollups
 from store.models import SyncCounter
 from store.types import utcnow
 from sync.tables import TABLES
@@ -33,6 +34,12 @@ def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
         .where(SyncCounter.id == 1, SyncCounter.purged_rev < highest)
         .values(purged_rev=highest)
     )
+    sites = TABLES["sites"].table
+    doomed = session.execute(
+        select(sites.c.id, sites.c.region_id).where(
+            sites.c.deleted_at < cutoff, sites.c.server_rev <= highest
+        )
+    ).all()
     removed = 0
     for spec in TABLES.values():
         table = spec.table
@@ -40,4 +47,7 @@ def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
             delete(table).where(table.c.deleted_at < cutoff, table.c.server_rev <= highest)
         )
         removed += result.rowcount or 0
+    # Reports join inspections to their site: a purged site's live ones leave the regions.
+    for site_id, region_id in doomed:
+        rollups.move_site(session, site_id, region_id, None)
     return removed

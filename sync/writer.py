@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from store import rollups
 from store.changeset import ChangeSet, Row
 from store.db import is_postgres, one_of
 from store.models import AuditEvent, Conflict
@@ -125,6 +126,11 @@ def write(session: Session, cs: ChangeSet) -> int:
             for row in group:
                 row["server_rev"] = rev
                 rev -= 1
+        if name == "inspections":
+            # Before the statements: the rollups read the rows they are about to replace.
+            rollups.record_writes(
+                session, inserts, {row["_id"]: row for group in updates.values() for row in group}
+            )
         if inserts:
             insert_rows(session, table, inserts)
         for cols, group in updates.items():
