@@ -258,8 +258,8 @@ def _page_pg(
         params["sites"] = sorted(scope.site_ids or ())
     # The driver's own cursor: SQLAlchemy's result layer adds nothing to five plain columns.
     raw = session.connection().connection.driver_connection
-    # Never prepared: a generic plan cannot know how far the cursor is, custom plans can.
-    rows = raw.execute(_PG_SQL[(scoped, first)], params, prepare=False).fetchall()
+    # Prepared: the caller asks for generic plans (see the pull view).
+    rows = raw.execute(_PG_SQL[(scoped, first)], params, prepare=True).fetchall()
     cut, has_more = rows[:limit], len(rows) > limit
     python_side: dict[str, list[str]] = {}
     for _rev, tab, record_id, gone, doc in cut:
