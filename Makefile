@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test install install-dev migrate seed lint format bench serve-prod clean
+.PHONY: run test install install-dev migrate seed lint format bench reliability serve-prod clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ format: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/run_all.py
+
+# Fault and load scenarios against gunicorn + a private PostgreSQL cluster (about 6 minutes;
+# RELIABILITY_SECONDS=30 for a shorter run; see bench/reliability/run.py).
+reliability: install-dev
+	$(BIN)/python -m bench.reliability $(SCENARIOS)
 
 serve-prod: install
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $${WORKERS:-4} --access-logfile - wsgi:app

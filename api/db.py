@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, g
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import make_engine, make_session_factory
@@ -40,6 +41,13 @@ def commit() -> None:
 
 def _close(_exc: BaseException | None) -> None:
     db = g.pop("db", None)
-    if db is not None:
+    if db is None:
+        return
+    try:
         db.rollback()
-        db.close()
+    except DBAPIError:
+        # The connection died under the request (database restarted): the error handler has
+        # answered 503 already; drop the connection instead of turning that into a 500.
+        db.invalidate()
+        return
+    db.close()

@@ -6,8 +6,9 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from flask import Flask, Response, jsonify
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from api.i18n import error_message, request_language
@@ -117,7 +118,7 @@ def handle_domain(error: DomainError) -> Response:
     )
 
 
-def handle_db_unavailable(error: DBAPIError) -> Response:
+def handle_db_unavailable(error: OperationalError | psycopg.OperationalError) -> Response:
     """Lost or refused database connections: fail fast and tell the client when to retry."""
     log.warning("database unavailable: %s", error)
     return envelope(
@@ -128,9 +129,9 @@ def handle_db_unavailable(error: DBAPIError) -> Response:
     )
 
 
-def handle_integrity(error: IntegrityError) -> Response:
+def handle_integrity(error: IntegrityError | psycopg.IntegrityError) -> Response:
     """A uniqueness or reference rule the service did not check first."""
-    log.info("integrity error: %s", error.orig)
+    log.info("integrity error: %s", getattr(error, "orig", error))
     return envelope(
         409,
         "This change clashes with an existing record (a duplicate or a missing reference).",
@@ -152,4 +153,8 @@ def register(app: Flask) -> None:
     app.register_error_handler(DomainError, handle_domain)
     app.register_error_handler(OperationalError, handle_db_unavailable)
     app.register_error_handler(IntegrityError, handle_integrity)
+    # The sync engine's hot paths (pull pages, COPY on push) use the driver's own connection,
+    # so a lost database or a duplicate row surfaces as the driver's error, not SQLAlchemy's.
+    app.register_error_handler(psycopg.OperationalError, handle_db_unavailable)
+    app.register_error_handler(psycopg.IntegrityError, handle_integrity)
     app.register_error_handler(Exception, handle_unexpected)

@@ -3,6 +3,7 @@ locks, lifecycle, scoring, completion checks, corrective actions, evidence and f
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections import defaultdict
 from typing import Any
@@ -58,12 +59,19 @@ class InspectionRules:
 
     def __init__(self, policy: action_rules.ActionPolicy | None = None) -> None:
         self.policy = policy or action_rules.ActionPolicy()
+        self._index: dict[str, dict[str, list[Row]]] = {}
 
     # --- entry point ----------------------------------------------------------------------
 
     def apply(self, session: Session, cs: ChangeSet) -> None:
         """Amend the plan in place."""
-        self._index: dict[str, dict[str, list[Row]]] = {}
+        # One object serves every request thread of a worker (gthread): the per-plan state
+        # (the children index) lives on a copy, never on the shared object.
+        run = copy.copy(self)
+        run._index = {}
+        run._apply(session, cs)
+
+    def _apply(self, session: Session, cs: ChangeSet) -> None:
         ids = self._touched(cs)
         if ids:
             self._load_context(session, cs, ids)

@@ -1,0 +1,1 @@
+"""Fault and load scenarios against gunicorn and a private PostgreSQL (make reliability)."""
