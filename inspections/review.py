@@ -232,6 +232,8 @@ def decide(
     try:
         lifecycle.transition(insp.status, target, scope.role, via="review")
     except lifecycle.TransitionRefused as exc:
+        if exc.reason == "wrong_role":  # who may, not what state: a 403 like every role rule
+            raise Forbidden(exc.message, reason=exc.reason) from None
         raise Invalid(exc.message, reason="invalid_transition") from None
     cs, row = _plan(session, scope, insp)
     old = row["status"]

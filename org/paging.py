@@ -13,5 +13,10 @@ def page_of(db: Session, stmt: Select, page: int, page_size: int) -> tuple[list[
     total = db.execute(
         select(func.count()).select_from(stmt.order_by(None).subquery())
     ).scalar_one()
-    items = db.execute(stmt.limit(page_size).offset((page - 1) * page_size)).scalars().all()
+    offset = (page - 1) * page_size
+    if offset >= total:
+        # Past the end: nothing to fetch, and a huge page number never reaches the database
+        # as an OFFSET it cannot hold.
+        return [], total
+    items = db.execute(stmt.limit(page_size).offset(offset)).scalars().all()
     return list(items), total

@@ -20,12 +20,19 @@ CATEGORIES = (
 KEY = validate.Regexp(r"^[a-z0-9_]{2,64}$", error="Use 2-64 lowercase letters, digits or '_'.")
 
 
+class Title(Bilingual):
+    """A template's title: stored in 200-character columns, so no longer than that."""
+
+    zh = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    en = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
 class TemplateIn(Strict):
     """A new template draft."""
 
     template_key = fields.String(required=True, validate=KEY)
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
-    title = fields.Nested(Bilingual, required=True)
+    title = fields.Nested(Title, required=True)
     description = fields.Nested(Bilingual, allow_none=True)
     pass_threshold = fields.Float(
         load_default=80.0, validate=validate.Range(0, 100), allow_nan=False
@@ -37,7 +44,7 @@ class TemplatePatch(Strict):
     """Changes to a draft."""
 
     category = fields.String(validate=validate.OneOf(CATEGORIES))
-    title = fields.Nested(Bilingual)
+    title = fields.Nested(Title)
     description = fields.Nested(Bilingual, allow_none=True)
     pass_threshold = fields.Float(validate=validate.Range(0, 100), allow_nan=False)
     body = fields.Dict()

@@ -22,7 +22,7 @@ from store.db import normalise_url
 from store.models import Base, SyncCounter
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
-pytest_plugins = ["tests.sync_env"]
+pytest_plugins = ["tests.sync_env", "tests.authz_world"]
 
 
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:

@@ -98,7 +98,7 @@ def test_review_role_rules(completed, api):
     assert api.post(f"/inspections/{iid}/approve", SOUTH, json={}).status_code == 404
     assert api.get(f"/inspections/{iid}", SOUTH).status_code == 404
     assert api.get(f"/inspections/{iid}", BEN).status_code == 200  # Ben has N-HOTEL
-    assert api.post(f"/inspections/{iid}/archive", NORTH).status_code == 422
+    assert api.post(f"/inspections/{iid}/archive", NORTH).status_code == 403  # HQ only
     assert api.post(f"/inspections/{iid}/approve", HQ_EMAIL, json={}).status_code == 200
     # Approving again is a harmless retry; returning an approved inspection is refused.
     assert api.post(f"/inspections/{iid}/approve", NORTH, json={}).status_code == 200

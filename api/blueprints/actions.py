@@ -5,7 +5,14 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from api import db
-from api.blueprints.common import csv_response, documented, make_blueprint, page, wants_csv
+from api.blueprints.common import (
+    csv_alternative,
+    csv_response,
+    documented,
+    make_blueprint,
+    page,
+    wants_csv,
+)
 from api.security import current_scope, login_required
 from inspections import action_service
 from inspections.review import audit_trail
@@ -56,13 +63,8 @@ def _decorate(actions):
 
 @blp.route("")
 @blp.arguments(ActionQuery, location="query")
-@blp.response(200, ActionOut(many=True))
-@blp.alt_response(
-    200,
-    description="CSV when format=csv or Accept: text/csv",
-    content_type="text/csv",
-    success=True,
-)
+@blp.response(200, ActionOut(many=True), description="JSON, or CSV with format=csv")
+@csv_alternative(blp)
 @blp.paginate()
 @documented(blp, 401, 422)
 @login_required

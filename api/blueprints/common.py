@@ -16,10 +16,11 @@ AUTH = [{"bearerAuth": []}]
 
 
 class _Parser(FlaskParser):
-    """webargs reads the body the app already parsed strictly (api.jsonio), not its own way:
-    stdlib json would let through what orjson refuses or cannot write back (e.g. 2**70)."""
+    """webargs reading the body api.jsonio already parsed strictly."""
 
     def _raw_load_json(self, req: Any) -> Any:
+        # webargs' own stdlib parse would accept what orjson refuses or cannot write back
+        # (2**70 became a 500 when the answer was serialised).
         body = g.get("json_body")
         return super()._raw_load_json(req) if body is None else body
 
@@ -58,9 +59,7 @@ def documented(blp: Blueprint, *codes: int, auth: bool = True) -> Callable:
 
 def csv_alternative(blp: Blueprint) -> Callable:
     """Document text/csv next to the JSON of the 200 answer (format=csv or Accept: text/csv)."""
-    return blp.doc(
-        responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
-    )
+    return blp.doc(responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
 
 
 def binary_content(blp: Blueprint, *mimes: str) -> Callable:

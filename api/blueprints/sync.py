@@ -15,7 +15,7 @@ from api.blueprints.common import documented, make_blueprint
 from api.jsonio import dumps
 from api.rules import sync_rules
 from api.security import current_scope, current_user, login_required
-from schemas.common import Strict
+from schemas.common import Out, Strict
 from store.enums import INSPECTOR, REGIONAL_MANAGER
 from store.errors import DomainError
 from store.models import DeviceState
@@ -26,6 +26,13 @@ from sync.scope import scope_for
 blp = make_blueprint("sync", "/sync", "Offline sync (WatermelonDB protocol)")
 
 MAX_DEVICE_ID = 128
+DEVICE_HEADER = {
+    "in": "header",
+    "name": "X-Device-Id",
+    "required": True,
+    "description": "A stable per-install id",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_DEVICE_ID},
+}
 
 
 class MissingDevice(DomainError):
@@ -35,22 +42,63 @@ class MissingDevice(DomainError):
     reason = "missing_device_id"
 
 
-class PullArgs(Strict):
-    """Pull parameters (query string, or a JSON body for POST)."""
+def _whole(low: int, high: int, *, strict: bool) -> fields.Integer:
+    """An optional whole number; strict refuses 2.5 (marshmallow would truncate it to 2)."""
+    return fields.Integer(
+        strict=strict, allow_none=True, load_default=None, validate=validate.Range(low, high)
+    )
 
-    last_pulled_at = fields.Integer(
-        strict=False, allow_none=True, load_default=None, validate=validate.Range(min=0, max=2**62)
-    )
-    schema_version = fields.Integer(
-        strict=False, allow_none=True, load_default=None, validate=validate.Range(min=0, max=10**6)
-    )
+
+class PullArgs(Strict):
+    """Pull parameters in the query string (numbers arrive as text)."""
+
+    last_pulled_at = _whole(0, 2**62, strict=False)
+    schema_version = _whole(0, 10**6, strict=False)
     migration = fields.Raw(allow_none=True, load_default=None)
-    limit = fields.Integer(
-        strict=False,
-        allow_none=True,
-        load_default=None,
-        validate=validate.Range(min=1, max=100_000),
-    )
+    limit = _whole(1, 100_000, strict=False)
+
+
+class PullBodyArgs(PullArgs):
+    """The same parameters as a JSON body: numbers must be JSON integers."""
+
+    last_pulled_at = _whole(0, 2**62, strict=True)
+    schema_version = _whole(0, 10**6, strict=True)
+    limit = _whole(1, 100_000, strict=True)
+
+
+class TableChanges(Out):
+    """One table's changes in a pull (creations are sent as updates)."""
+
+    created = fields.List(fields.Dict(), required=True)
+    updated = fields.List(fields.Dict(), required=True)
+    deleted = fields.List(fields.String(), required=True)
+
+
+class PullOut(Out):
+    """A page of changes and the cursor to send next time."""
+
+    changes = fields.Dict(keys=fields.String(), values=fields.Nested(TableChanges), required=True)
+    timestamp = fields.Integer(required=True)
+    has_more = fields.Boolean(required=True)
+    experimentalStrategy = fields.String(metadata={"description": "'replacement' on a reset"})
+
+
+class PushConflict(Out):
+    """A refused or overwritten change, as the device learns of it."""
+
+    kind = fields.String(required=True)
+    table = fields.String(required=True)
+    id = fields.String(required=True)
+    column = fields.String(allow_none=True)
+    detail = fields.String(allow_none=True)
+
+
+class PushOut(Out):
+    """The push was applied; what was refused comes back as conflicts."""
+
+    ok = fields.Boolean(required=True)
+    conflicts = fields.List(fields.Nested(PushConflict), required=True)
+    timestamp = fields.Integer(required=True)
 
 
 class PushBody(Strict):
@@ -121,8 +169,9 @@ def _do_pull(args: dict) -> Response:
 
 
 @blp.route("/pull", methods=["GET"])
+@blp.doc(parameters=[DEVICE_HEADER])
 @blp.arguments(PullArgs, location="query")
-@blp.response(200)
+@blp.response(200, PullOut)
 @documented(blp, 400, 401, 422)
 def pull_get(args):
     """Changes since `last_pulled_at` in your scope, paged (`has_more`), with the new cursor."""
@@ -130,8 +179,9 @@ def pull_get(args):
 
 
 @blp.route("/pull", methods=["POST"])
-@blp.arguments(PullArgs)
-@blp.response(200)
+@blp.doc(parameters=[DEVICE_HEADER])
+@blp.arguments(PullBodyArgs, required=False)
+@blp.response(200, PullOut)
 @documented(blp, 400, 401, 422)
 def pull_post(args):
     """The same pull with its parameters in a JSON body."""
@@ -139,8 +189,9 @@ def pull_post(args):
 
 
 @blp.route("/push", methods=["POST"])
+@blp.doc(parameters=[DEVICE_HEADER])
 @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": PushBody}}})
-@blp.response(200)
+@blp.response(200, PushOut)
 @documented(blp, 400, 401, 403, 409, 413, 422)
 @login_required
 def push_changes():
