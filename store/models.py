@@ -312,7 +312,22 @@ class Action(Synced, Base):
 # --- report rollups ---------------------------------------------------------------------
 
 
-class InspectionDaily(Base):
+class DailyCounts:
+    """The figures a rollup cell keeps, and the report buckets of its day."""
+
+    # Stored because SQLite has no ISO week to group by.
+    week: Mapped[str] = mapped_column(String(8))
+    month: Mapped[str] = mapped_column(String(7))
+    completed: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[int] = mapped_column(Integer)
+    critical_failed: Mapped[int] = mapped_column(Integer)
+    scored: Mapped[int] = mapped_column(Integer)
+    # score_percent has one decimal: summing tenths as integers is exact and cannot drift
+    # under the increments and decrements the cell receives.
+    score_tenths: Mapped[int] = mapped_column(BigInteger)
+
+
+class InspectionDaily(DailyCounts, Base):
     """Completed inspections summed per UTC day x site x template version x inspector."""
 
     # Kept by store/rollups.py in the transaction that changes an inspection, so compliance
@@ -329,19 +344,9 @@ class InspectionDaily(Base):
     template_id: Mapped[str] = mapped_column(ID)
     # '' for an inspection without inspector: primary key columns cannot hold NULL.
     inspector_id: Mapped[str] = mapped_column(ID)
-    # The report buckets of `day`, stored because SQLite has no ISO week to group by.
-    week: Mapped[str] = mapped_column(String(8))
-    month: Mapped[str] = mapped_column(String(7))
-    completed: Mapped[int] = mapped_column(Integer)
-    passed: Mapped[int] = mapped_column(Integer)
-    critical_failed: Mapped[int] = mapped_column(Integer)
-    scored: Mapped[int] = mapped_column(Integer)
-    # score_percent has one decimal: summing tenths as integers is exact and cannot drift
-    # under the increments and decrements the cell receives.
-    score_tenths: Mapped[int] = mapped_column(BigInteger)
 
 
-class RegionDaily(Base):
+class RegionDaily(DailyCounts, Base):
     """inspection_daily summed per region (the site's current one): what HQ-wide reports read."""
 
     __tablename__ = "region_daily"
@@ -350,13 +355,6 @@ class RegionDaily(Base):
     region_id: Mapped[str] = mapped_column(ID)
     template_id: Mapped[str] = mapped_column(ID)
     inspector_id: Mapped[str] = mapped_column(ID)
-    week: Mapped[str] = mapped_column(String(8))
-    month: Mapped[str] = mapped_column(String(7))
-    completed: Mapped[int] = mapped_column(Integer)
-    passed: Mapped[int] = mapped_column(Integer)
-    critical_failed: Mapped[int] = mapped_column(Integer)
-    scored: Mapped[int] = mapped_column(Integer)
-    score_tenths: Mapped[int] = mapped_column(BigInteger)
 
 
 # --- sync bookkeeping -------------------------------------------------------------------

@@ -296,6 +296,20 @@ def inspection(inspection_id: str) -> Any:
     )
 
 
+def _attempt(change: Any, done: str) -> None:
+    """Make a change and commit it; a refusal the person can fix (422) becomes a message on
+    the page they return to, anything else the error page."""
+    try:
+        change()
+    except DomainError as exc:
+        if exc.status != 422:
+            raise
+        flash(error_message(exc.message, 422, None, lang()), "error")
+    else:
+        db.commit()
+        flash(t(done), "ok")
+
+
 def _current_value(conflict: Any) -> Any:
     record = conflicts.current_record(db.session(), conflict) or {}
     return record.get(conflict.column) if conflict.column else None
@@ -307,22 +321,17 @@ def decide(inspection_id: str) -> Any:
     decision = request.form.get("decision")
     if decision not in ("approve", "return"):
         abort(400)
-    try:
-        review.decide(
+    _attempt(
+        lambda: review.decide(
             db.session(),
             current_scope(),
             sync_rules(),
             inspection_id,
             decision,
             request.form.get("comment"),
-        )
-    except DomainError as exc:
-        if exc.status != 422:
-            raise
-        flash(error_message(exc.message, 422, None, lang()), "error")
-    else:
-        db.commit()
-        flash(t("approved_msg" if decision == "approve" else "returned_msg"), "ok")
+        ),
+        "approved_msg" if decision == "approve" else "returned_msg",
+    )
     return redirect(url_for("console.inspection", inspection_id=inspection_id))
 
 
@@ -398,17 +407,12 @@ def action_transition(action_id: str) -> Any:
     target = request.form.get("status")
     if target not in ("verified", "reopened"):
         abort(400)
-    try:
-        action_service.transition(
+    _attempt(
+        lambda: action_service.transition(
             db.session(), current_scope(), action_id, target, request.form.get("note") or None
-        )
-    except DomainError as exc:
-        if exc.status != 422:
-            raise
-        flash(error_message(exc.message, 422, None, lang()), "error")
-    else:
-        db.commit()
-        flash(t("action_updated_msg"), "ok")
+        ),
+        "action_updated_msg",
+    )
     return redirect(
         request.form.get("back")
         if _is_console(request.form.get("back"))
