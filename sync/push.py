@@ -33,6 +33,18 @@ class StalePush(Conflict):
     reason = "stale_push"
 
 
+# What an upload that came before its record learnt about the bytes.
+_UPLOAD_LEARNT = (
+    "uploaded",
+    "uploaded_by",
+    "width",
+    "height",
+    "exif_captured_at",
+    "exif_latitude",
+    "exif_longitude",
+)
+
+
 def _to_db(spec_name: str, col: str, value: Any) -> Any:
     """Wire value -> stored value ('' ids mean null; ms numbers become ints)."""
     kind = TABLES[spec_name].columns[col].kind
@@ -266,19 +278,16 @@ class _Push:
             row["kind"] = row.get("kind") or "photo"
         row["id"] = rec["id"]
         if pending is not None:
-            # Bytes arrived before this record: keep what the upload learnt, take the rest.
+            # Bytes arrived before this record: keep what the upload learnt, take the rest;
+            # but only for the uploader's own record describing those very bytes, or anyone
+            # who guessed the id could claim evidence they never sent.
             after = self.cs.add_context(name, pending)
-            keep = {
-                k: pending[k]
-                for k in (
-                    "uploaded",
-                    "width",
-                    "height",
-                    "exif_captured_at",
-                    "exif_latitude",
-                    "exif_longitude",
-                )
-            }
+            same = pending.get("uploaded_by") == self.scope.user_id and (
+                pending.get("sha256") == row.get("sha256")
+                and pending.get("byte_size") == row.get("byte_size")
+            )
+            keep = {k: pending[k] if same else None for k in _UPLOAD_LEARNT}
+            keep["uploaded"] = bool(same and pending["uploaded"])
             after.update(row, pending_upload=False, **keep)
             self.cs.device_changed.setdefault(name, {})[rec["id"]] = set(row)
             return

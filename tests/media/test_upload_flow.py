@@ -197,6 +197,36 @@ def test_upload_before_the_record_syncs(env, device, client, db):
     assert db.get(Inspection, iid).media_complete is True
 
 
+def test_early_bytes_are_not_claimed_by_another_record(env, device, client, db):
+    phone, ben = device(ANA), device(BEN)
+    iid, rid = _failed_photo_inspection(phone, env)
+    theirs, mine = jpeg(300, 200), jpeg(320, 240)
+    guessed = uuid.uuid4().hex[:16]
+    # Ben uploads bytes for an id nobody has pushed yet...
+    assert _upload(client, ben, guessed, theirs).status_code == 200
+    # ...then Ana's phone pushes a record with that id describing other bytes.
+    phone.create(
+        "attachments",
+        id=guessed,
+        inspection_id=iid,
+        response_id=rid,
+        kind="photo",
+        sha256=hashlib.sha256(mine).hexdigest(),
+        mime="image/jpeg",
+        byte_size=len(mine),
+    )
+    phone.sync()
+    db.expire_all()
+    row = db.get(Attachment, guessed)
+    assert row.sha256 == hashlib.sha256(mine).hexdigest()
+    assert row.uploaded is False and row.width is None and row.pending_upload is False
+    assert db.get(Inspection, iid).media_complete is False
+    # Ana's own bytes then complete it as usual.
+    assert _upload(client, phone, guessed, mine).status_code == 200
+    db.expire_all()
+    assert db.get(Attachment, guessed).uploaded is True
+
+
 def test_out_of_scope_attachment_is_404(env, device, client, api):
     phone = device(ANA)
     iid, rid = _failed_photo_inspection(phone, env)
