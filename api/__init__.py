@@ -39,6 +39,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"))
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from api.security import require_token
+
+    # First of all: an API request without a valid token is refused before its body is read.
+    app.before_request(require_token)
     jsonio.init_app(app)
     db.init_app(app)
     from api import media

@@ -139,10 +139,17 @@ def rotate_refresh(db: Session, token: str) -> dict[str, Any]:
     return issue_tokens(db, user, family=row.family)
 
 
-def current_user() -> User:
-    """The signed-in user of this request (Unauthorized if none)."""
-    user = getattr(g, "user", None)
-    if user is None:
+# API endpoints anyone may call; every other /api/v1 endpoint needs a valid access token.
+PUBLIC_ENDPOINTS = frozenset(
+    {"auth.login", "auth.refresh", "health.health", "api-docs.openapi_json"}
+    | {"api-docs.openapi_swagger_ui"}
+)
+
+
+def _token_claims() -> dict[str, Any]:
+    """The verified claims of the request's bearer token (checked once per request)."""
+    claims = g.get("token_claims")
+    if claims is None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -151,6 +158,24 @@ def current_user() -> User:
                 reason="not_authenticated",
             )
         claims = _decode(token.strip(), "access")
+        g.token_claims = claims
+    return claims
+
+
+def require_token() -> None:
+    """Before any API view: no valid token, no further look at the request (401 before a
+    body is validated), without touching the database."""
+    if request.endpoint is None or not request.path.startswith("/api/"):
+        return
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        _token_claims()
+
+
+def current_user() -> User:
+    """The signed-in user of this request (Unauthorized if none)."""
+    user = getattr(g, "user", None)
+    if user is None:
+        claims = _token_claims()
         user = session().get(User, claims["sub"])
         if user is None or not user.active:
             raise Unauthorized(

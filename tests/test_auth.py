@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import jwt
+import pytest
 
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
 
@@ -135,3 +136,34 @@ def test_demo_password_is_refused_in_production(app, demo_org):
     assert resp.status_code == 401
     assert resp.get_json()["reason"] == "demo_password_refused"
     prod.extensions["db_engine"].dispose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v1/inspections/x/return", b'{"comment": 5}'),
+        ("POST", "/api/v1/sync/push", b"{not json"),
+        ("POST", "/api/v1/templates", b'{"template_key": []}'),
+    ],
+)
+def test_no_token_is_refused_before_the_body_is_read(client, demo_org, method, path, body):
+    resp = client.open(path, method=method, data=body, content_type="application/json")
+    assert resp.status_code == 401 and resp.get_json()["reason"] == "not_authenticated"
+    forged = client.open(
+        path,
+        method=method,
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": "Bearer not.a.token"},
+    )
+    assert forged.status_code == 401 and forged.get_json()["reason"] == "token_invalid"
+
+
+def test_public_endpoints_need_no_token(client, demo_org):
+    assert client.get("/api/v1/health").status_code == 200
+    assert client.get("/api/v1/openapi.json").status_code == 200
+    assert (
+        client.post("/api/v1/auth/login", json={"email": "x@y.z", "password": "no"}).status_code
+        == 401
+    )
+    assert client.get("/api/v1/no-such-thing").status_code == 404
