@@ -40,7 +40,7 @@ from schemas.actions import ActionQuery
 from schemas.inspections import InspectionQuery
 from store.enums import REVIEWER_ROLES
 from store.errors import DomainError, Unauthorized
-from store.models import Attachment, Region, Site, TemplateVersion, User
+from store.models import Attachment, Region, Site, SiteAssignment, TemplateVersion, User
 from store.types import utcnow
 from sync import conflicts
 
@@ -238,7 +238,18 @@ def _choices() -> dict[str, Any]:
     regions = s.execute(select(Region).order_by(Region.name)).scalars().all()
     if not scope.is_hq:
         regions = [r for r in regions if r.id == scope.region_id]
-    return {"sites": list(sites), "templates": templates, "regions": regions}
+    inspectors = select(User).where(User.role == "inspector").order_by(User.name)
+    if not scope.is_hq:
+        assigned = select(SiteAssignment.user_id).where(
+            scope.site_clause(SiteAssignment.site_id), SiteAssignment.revoked_at.is_(None)
+        )
+        inspectors = inspectors.where(User.id.in_(assigned))
+    return {
+        "sites": list(sites),
+        "templates": templates,
+        "regions": regions,
+        "inspectors": list(s.execute(inspectors).scalars()),
+    }
 
 
 def _names() -> dict[str, Any]:
@@ -262,9 +273,20 @@ def queue() -> Any:
         "critical_failed",
         "has_conflicts",
         "media_complete",
+        "inspector_id",
     )
-    args = _clean_args(keys)
-    filters, invalid = _load(InspectionQuery(), args)
+    args = _clean_args((*keys, "from", "to"))
+    query = {k: v for k, v in args.items() if k in keys}
+    # The form's dates are whole days (UTC), the end day included.
+    for field, name, shift in (("completed_from", "from", 0), ("completed_to", "to", 1)):
+        if name in args:
+            try:
+                day = dt.date.fromisoformat(args[name]) + dt.timedelta(days=shift)
+            except ValueError:
+                query[field] = args[name]  # let the schema name the bad value
+            else:
+                query[field] = f"{day.isoformat()}T00:00:00+00:00"
+    filters, invalid = _load(InspectionQuery(), query)
     page = max(1, request.args.get("page", 1, type=int) or 1)
     stmt = review.queue(current_scope(), filters)
     items, total = page_of(db.session(), stmt, page, PAGE_SIZE)

@@ -22,6 +22,16 @@ def sign_in(client, email: str, lang: str = "en") -> None:
     assert resp.status_code == 302, resp.text
 
 
+def demo_users(client) -> dict[str, str]:
+    """Ids of the demo accounts by first name."""
+    from store.models import User
+
+    with client.application.app_context():
+        from api import db
+
+        return {u.email.split(".")[0]: u.id for u in db.session().query(User)}
+
+
 def form_token(client, path: str) -> str:
     return csrf_from(client.get(path).text)
 
@@ -93,6 +103,15 @@ def test_queue_shows_badges_and_hides_other_regions(client, synced):
     assert "Critical" in page.text and "North Grand Hotel" in page.text
     filtered = client.get("/console/?passed=true")
     assert f'data-inspection="{synced["iid"]}"' not in filtered.text
+    ana = demo_users(client)["ana"]
+    for query, shown in (
+        (f"inspector_id={ana}", True),
+        ("from=2026-01-01&to=2099-12-31", True),
+        ("to=2020-01-01", False),
+    ):
+        page = client.get(f"/console/?{query}").text
+        assert (f'data-inspection="{synced["iid"]}"' in page) is shown, query
+    assert "Ben Wang" in page and "South Bay" not in page  # Ben works a north site too
     bad = client.get("/console/?passed=maybe")
     assert bad.status_code == 200 and "invalid" in bad.text
 
