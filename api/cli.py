@@ -96,4 +96,10 @@ def register(app: Flask) -> None:
         demo.wipe(session)
         demo.seed(session, hash_password, DEMO_PASSWORD)
         db.commit()
-        click.echo(f"demo organisation seeded; password for every account: {DEMO_PASSWORD}")
+        from api.demo_activity import seed_activity
+
+        made = seed_activity(current_app)
+        click.echo(
+            f"demo organisation seeded with {len(made)} synced inspections; "
+            f"password for every account: {DEMO_PASSWORD}"
+        )
