@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, event, inspect, select, update
+from sqlalchemy import Table, event, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from store.models import (
@@ -103,10 +103,38 @@ def _on_before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
             )
 
 
+def _on_before_commit(session: Session) -> None:
+    """Staged rows only reach their table through `stamp`: committing without it would drop
+    them silently, so refuse."""
+    if session.info.get("staged_tables"):
+        raise RuntimeError("staged rows were not stamped: commit through api.db.commit()")
+
+
 def install(session_cls: Any) -> None:
-    """Register the flush hook on a Session class or sessionmaker."""
+    """Register the flush and commit hooks on a Session class or sessionmaker."""
     if not event.contains(session_cls, "before_flush", _on_before_flush):
         event.listen(session_cls, "before_flush", _on_before_flush)
+    if not event.contains(session_cls, "before_commit", _on_before_commit):
+        event.listen(session_cls, "before_commit", _on_before_commit)
+
+
+_STAGE_PREFIX = "stage_"
+
+
+def stage(session: Session, table: Table) -> str:
+    """The name of this connection's staging copy of `table` (PostgreSQL): a temporary table
+    emptied at every commit, filled by a batch insert and moved into place by `stamp`."""
+    name = f"{_STAGE_PREFIX}{table.name}"
+    conn = session.connection()
+    created = conn.info.setdefault("staging_tables", set())
+    if name not in created:
+        conn.exec_driver_sql(
+            f'CREATE TEMPORARY TABLE IF NOT EXISTS "{name}" '
+            f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
+        )
+        created.add(name)
+    session.info.setdefault("staged_tables", set()).add(table.name)
+    return name
 
 
 def stamp(session: Session) -> int | None:
@@ -123,6 +151,7 @@ def stamp(session: Session) -> int | None:
         .returning(SyncCounter.value)
     ).scalar_one()
     base = top - count
+    staged = session.info.pop("staged_tables", set())
     for model in REVVED_MODELS:
         table = model.__table__
         if table.name not in tables:
@@ -133,6 +162,18 @@ def stamp(session: Session) -> int | None:
             .values(server_rev=base - table.c.server_rev),
             execution_options={"synchronize_session": False},
         )
+        if table.name in staged:
+            columns = ", ".join(f'"{c.name}"' for c in table.columns)
+            revved = ", ".join(
+                f"{base} - server_rev" if c.name == "server_rev" else f'"{c.name}"'
+                for c in table.columns
+            )
+            session.execute(
+                text(
+                    f'INSERT INTO "{table.name}" ({columns}) '
+                    f'SELECT {revved} FROM "{_STAGE_PREFIX}{table.name}"'
+                )
+            )
     # Loaded objects still hold their pending revs; reload them on next access.
     session.expire_all()
     return top

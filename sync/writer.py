@@ -13,7 +13,7 @@ from store.changeset import ChangeSet, Row
 from store.db import is_postgres, one_of
 from store.models import AuditEvent, Conflict
 from store.types import new_id, utcnow
-from sync.revs import next_pending, updated_col_revs
+from sync.revs import next_pending, stage, updated_col_revs
 from sync.tables import TABLES
 
 # Bookkeeping columns: never counted as a change of the record itself.
@@ -61,9 +61,10 @@ COPY_MIN_ROWS = 50
 
 
 def insert_rows(session: Session, table: Table, rows: list[Row]) -> None:
-    """Insert rows of uniform keys: COPY on PostgreSQL for a batch (several times faster than
-    an executemany of INSERTs), else one executemany. Columns that are NULL in every row are
-    left to the database."""
+    """Insert rows of uniform keys: one executemany, or on PostgreSQL for a batch a COPY into
+    the table's staging copy, moved into place when the revs are stamped (so each row is
+    written once, not inserted then rewritten). Staged rows are not visible to this
+    transaction before it commits; the batch writers (sync pushes) read nothing back."""
     if not is_postgres(session) or len(rows) < COPY_MIN_ROWS:
         session.execute(insert(table), rows)
         return
@@ -73,7 +74,7 @@ def insert_rows(session: Session, table: Table, rows: list[Row]) -> None:
     columns = [c for c in rows[0] if any(r[c] is not None for r in rows)]
     json_cols = {c for c in columns if isinstance(table.c[c].type, JSON)}
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+        sql.Identifier(stage(session, table)), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     session.flush()
     raw = session.connection().connection.driver_connection

@@ -211,7 +211,7 @@ def _wait_for_open_transaction(url: str, limit: float = 20.0) -> None:
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                     "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
                     "AND (query ILIKE '%INSERT INTO responses%' "
-                    "OR query ILIKE '%COPY \"responses\"%')"
+                    "OR query ILIKE '%COPY \"%responses\"%')"
                 ).fetchone()[0]
                 if busy:
                     return
