@@ -4,6 +4,8 @@ Commit order must equal rev order, or a puller could pass a cursor beyond a tran
 commits late. Every writer therefore takes the deployment's counter row lock as the last step
 before COMMIT, turns its pending revs into real ones, and commits, which releases the lock.
 Validation and row writes happen before, outside the lock, so pushers only queue for the stamp.
+On PostgreSQL a batch insert goes to a temporary staging copy of its table and is moved into
+place by the stamp with its final revs, so a pushed row is written once instead of twice.
 
 Per-column revs (`col_revs`) record, for each column changed after the row was created, the rev
 of that change and the device that made it ([rev, device_id]; device None for the server). The
