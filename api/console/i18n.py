@@ -79,6 +79,11 @@ UI: dict[str, tuple[str, str]] = {
     "keep_server": ("Keep server value", "保留服务器值"),
     "take_device": ("Take device value", "采用设备值"),
     "resolved": ("Resolved", "已处理"),
+    "edit_value": ("Write this value", "改为此值"),
+    "bad_value": (
+        "That value is not valid for this field (numbers and yes/no as JSON, e.g. 4 or true).",
+        "该值不适用于此字段(数字和是/否请写成 JSON,例如 4 或 true)。",
+    ),
     "audit": ("Audit trail", "审计记录"),
     "when": ("When", "时间"),
     "who": ("Who", "操作人"),

@@ -7,6 +7,7 @@ import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from flask import (
     Blueprint,
     abort,
@@ -43,6 +44,7 @@ from store.errors import DomainError, Unauthorized
 from store.models import Attachment, Region, Site, SiteAssignment, TemplateVersion, User
 from store.types import utcnow
 from sync import conflicts
+from sync.tables import TABLES
 
 bp = Blueprint(
     "console",
@@ -359,18 +361,39 @@ def decide(inspection_id: str) -> Any:
 
 @bp.route("/conflicts/<conflict_id>/resolve", methods=["POST"])
 def resolve_conflict(conflict_id: str) -> Any:
-    """Keep the server's value or take the device's."""
+    """Keep the server's value, take the device's, or write an edited one."""
     resolution = request.form.get("resolution")
-    if resolution not in ("keep_server", "take_device"):
+    if resolution not in ("keep_server", "take_device", "edit"):
         abort(400)
-    row = conflicts.resolve(
-        db.session(), current_scope(), conflict_id, resolution, None, sync_rules()
+    conflict = conflicts.get(db.session(), current_scope(), conflict_id)
+    back = (
+        url_for("console.inspection", inspection_id=conflict.inspection_id)
+        if conflict.inspection_id
+        else url_for("console.queue")
     )
-    db.commit()
-    flash(t("conflict_resolved_msg"), "ok")
-    if row.inspection_id:
-        return redirect(url_for("console.inspection", inspection_id=row.inspection_id))
-    return redirect(url_for("console.queue"))
+    value = None
+    if resolution == "edit":
+        try:
+            value = _typed(conflict, request.form.get("value", ""))
+        except ValueError:
+            flash(t("bad_value"), "error")
+            return redirect(back)
+    _attempt(
+        lambda: conflicts.resolve(
+            db.session(), current_scope(), conflict_id, resolution, value, sync_rules()
+        ),
+        "conflict_resolved_msg",
+    )
+    return redirect(back)
+
+
+def _typed(conflict: Any, text: str) -> Any:
+    """The edited value as its column's type: text as typed, anything else as JSON."""
+    spec = TABLES.get(conflict.table_name)
+    column = spec.columns.get(conflict.column or "") if spec else None
+    if column is not None and column.kind in ("str", "text", "id"):
+        return text
+    return orjson.loads(text)
 
 
 @bp.route("/inspections/<inspection_id>/report.pdf")

@@ -10,6 +10,7 @@ from api.config import DEMO_PASSWORD
 from store.models import Action, Conflict, Inspection
 from tests.conftest import ANA, HQ_EMAIL, NORTH
 from tests.console.conftest import csrf_from
+from tests.sync_env import new_inspection
 
 
 def sign_in(client, email: str, lang: str = "en") -> None:
@@ -237,3 +238,33 @@ def test_api_errors_speak_the_requested_language(client, demo_org):
     assert zh.get_json()["message"] == "请先登录。" and zh.headers["Content-Language"] == "zh"
     en = client.get("/api/v1/inspections", headers={"Accept-Language": "en"})
     assert en.get_json()["message"].startswith("Sign in first")
+
+
+def test_a_field_conflict_can_be_resolved_with_an_edited_value(client, env, device, db):
+    a, b = device(ANA, "a"), device(ANA, "b")
+    a.sync()
+    iid = new_inspection(a, env)
+    a.sync()
+    b.sync()
+    b.update("inspections", iid, notes="from b")
+    b.sync()
+    a.update("inspections", iid, notes="from a")
+    a.sync()  # a's edit wins; b's overwritten value is kept as a conflict
+    conflict = db.query(Conflict).filter_by(record_id=iid, kind="concurrent_edit").one()
+    sign_in(client, NORTH)
+    page = client.get(f"/console/inspections/{iid}").text
+    assert f'data-conflict="{conflict.id}"' in page and 'name="value"' in page
+    token = csrf_from(page)
+    path = f"/console/conflicts/{conflict.id}/resolve"
+    done = client.post(
+        path, data={"resolution": "edit", "value": "both: a and b", "csrf_token": token}
+    )
+    assert done.status_code == 302
+    db.expire_all()
+    assert db.get(Inspection, iid).notes == "both: a and b"
+    assert db.get(Conflict, conflict.id).resolution == "edit"
+    again = client.post(path, data={"resolution": "keep_server", "csrf_token": token})
+    assert again.status_code == 302  # already resolved: a message, nothing changes
+    assert "already resolved" in client.get(f"/console/inspections/{iid}").text
+    b.sync()
+    assert b.get("inspections", iid)["notes"] == "both: a and b"
