@@ -127,14 +127,12 @@ def stage(session: Session, table: Table) -> str:
     """The name of this connection's staging copy of `table` (PostgreSQL): a temporary table
     emptied at every commit, filled by a batch insert and moved into place by `stamp`."""
     name = f"{_STAGE_PREFIX}{table.name}"
-    conn = session.connection()
-    created = conn.info.setdefault("staging_tables", set())
-    if name not in created:
-        conn.exec_driver_sql(
-            f'CREATE TEMPORARY TABLE IF NOT EXISTS "{name}" '
-            f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
-        )
-        created.add(name)
+    # Asked every time, not remembered per connection: a transaction that created the table
+    # and then rolled back took the table with it.
+    session.connection().exec_driver_sql(
+        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{name}" '
+        f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
+    )
     session.info.setdefault("staged_tables", set()).add(table.name)
     return name
 
