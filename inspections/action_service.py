@@ -53,6 +53,23 @@ def is_overdue(action: Action, at_ms: int | None = None) -> bool:
     return action_rules.is_overdue(action.status, due, at)
 
 
+def decorate(session: Session, actions: list[Action]) -> list[Action]:
+    """Give each action its derived `overdue` flag and its `evidence` attachments (one query)."""
+    evidence: dict[str, list[Attachment]] = {}
+    ids = [a.id for a in actions]
+    if ids:
+        rows = session.execute(
+            select(Attachment).where(Attachment.action_id.in_(ids), Attachment.deleted_at.is_(None))
+        ).scalars()
+        for att in rows:
+            evidence.setdefault(att.action_id, []).append(att)
+    at = now_ms()
+    for a in actions:
+        a.overdue = is_overdue(a, at)
+        a.evidence = evidence.get(a.id, [])
+    return actions
+
+
 def get(session: Session, scope: Scope, action_id: str) -> Action:
     """One action in scope (404 otherwise)."""
     action = session.get(Action, action_id)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from api import db
 from api.blueprints.common import (
     csv_alternative,
@@ -19,7 +17,6 @@ from inspections.review import audit_trail
 from org.paging import page_of
 from schemas.actions import ActionIn, ActionOut, ActionQuery, TransitionIn
 from schemas.inspections import AuditOut
-from store.models import Attachment
 
 blp = make_blueprint("actions", "/actions", "Corrective actions (整改)")
 
@@ -39,28 +36,6 @@ CSV_COLUMNS = (
 )
 
 
-def _decorate(actions):
-    """Add the derived overdue flag and the evidence attachments."""
-    ids = [a.id for a in actions]
-    evidence: dict[str, list] = {}
-    if ids:
-        rows = (
-            db.session()
-            .execute(
-                select(Attachment).where(
-                    Attachment.action_id.in_(ids), Attachment.deleted_at.is_(None)
-                )
-            )
-            .scalars()
-        )
-        for att in rows:
-            evidence.setdefault(att.action_id, []).append(att)
-    for a in actions:
-        a.overdue = action_service.is_overdue(a)
-        a.evidence = evidence.get(a.id, [])
-    return actions
-
-
 @blp.route("")
 @blp.arguments(ActionQuery, location="query")
 @blp.response(200, ActionOut(many=True), description="JSON, or CSV with format=csv")
@@ -72,10 +47,12 @@ def ledger(query, pagination_parameters):
     """The corrective-action ledger in your scope; `format=csv` for a spreadsheet."""
     stmt = action_service.ledger(current_scope(), query)
     if wants_csv(query):
-        rows = _decorate(list(db.session().execute(stmt).scalars()))
+        rows = action_service.decorate(db.session(), list(db.session().execute(stmt).scalars()))
         pagination_parameters.item_count = len(rows)  # the CSV carries every row
         return csv_response(ActionOut(many=True).dump(rows), CSV_COLUMNS, "actions")
-    return _decorate(page(pagination_parameters, lambda p, n: page_of(db.session(), stmt, p, n)))
+    return action_service.decorate(
+        db.session(), page(pagination_parameters, lambda p, n: page_of(db.session(), stmt, p, n))
+    )
 
 
 @blp.route("", methods=["POST"])
@@ -87,7 +64,9 @@ def raise_action(body):
     """Raise a corrective action by hand."""
     action_id = action_service.create(db.session(), current_scope(), body)
     db.commit()
-    return _decorate([action_service.get(db.session(), current_scope(), action_id)])[0]
+    return action_service.decorate(
+        db.session(), [action_service.get(db.session(), current_scope(), action_id)]
+    )[0]
 
 
 @blp.route("/<action_id>")
@@ -96,7 +75,9 @@ def raise_action(body):
 @login_required
 def get_action(action_id):
     """Show an action with its evidence."""
-    return _decorate([action_service.get(db.session(), current_scope(), action_id)])[0]
+    return action_service.decorate(
+        db.session(), [action_service.get(db.session(), current_scope(), action_id)]
+    )[0]
 
 
 @blp.route("/<action_id>/transition", methods=["POST"])
@@ -110,7 +91,7 @@ def transition(body, action_id):
         db.session(), current_scope(), action_id, body["status"], body.get("note")
     )
     db.commit()
-    return _decorate([action])[0]
+    return action_service.decorate(db.session(), [action])[0]
 
 
 @blp.route("/<action_id>/audit")

@@ -29,7 +29,12 @@ from wtforms.validators import ValidationError as WTFValidationError
 from api import db
 from api.blueprints.common import csv_response
 from api.console.i18n import UI, lang, pick, t
-from api.downloads import compliance_chart_response, inspection_report, variant_response
+from api.downloads import (
+    compliance_chart_response,
+    display_names,
+    inspection_report,
+    variant_response,
+)
 from api.extensions import limiter
 from api.i18n import LANGUAGES, error_message
 from api.rules import sync_rules
@@ -41,7 +46,7 @@ from schemas.actions import ActionQuery
 from schemas.inspections import InspectionQuery
 from store.enums import REVIEWER_ROLES
 from store.errors import DomainError, Unauthorized
-from store.models import Attachment, Region, Site, SiteAssignment, TemplateVersion, User
+from store.models import Region, Site, SiteAssignment, TemplateVersion, User
 from store.types import utcnow
 from sync import conflicts
 from sync.tables import TABLES
@@ -254,13 +259,31 @@ def _choices() -> dict[str, Any]:
     }
 
 
-def _names() -> dict[str, Any]:
+def _names(
+    site_ids: Any = (), user_ids: Any = (), version_ids: Any = ()
+) -> dict[str, dict[str, Any]]:
+    """Sites, user names and template versions of the ids a page shows (not whole tables)."""
     s = db.session()
+
+    def load(model: Any, ids: Any) -> dict[str, Any]:
+        wanted = {i for i in ids if i}
+        if not wanted:
+            return {}
+        return {x.id: x for x in s.execute(select(model).where(model.id.in_(wanted))).scalars()}
+
+    users = load(User, user_ids)
     return {
-        "sites": {x.id: x for x in s.execute(select(Site)).scalars()},
-        "users": {u.id: u.name for u in s.execute(select(User)).scalars()},
-        "versions": {v.id: v for v in s.execute(select(TemplateVersion)).scalars()},
+        "sites": load(Site, site_ids),
+        "users": {i: u.name for i, u in users.items()},
+        "versions": load(TemplateVersion, version_ids),
     }
+
+
+def _paged(stmt: Any) -> dict[str, Any]:
+    """One page of a statement (`page` from the query string) with the pager's figures."""
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    items, total = page_of(db.session(), stmt, page, PAGE_SIZE)
+    return {"items": items, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE))}
 
 
 @bp.route("/")
@@ -289,18 +312,18 @@ def queue() -> Any:
             else:
                 query[field] = f"{day.isoformat()}T00:00:00+00:00"
     filters, invalid = _load(InspectionQuery(), query)
-    page = max(1, request.args.get("page", 1, type=int) or 1)
-    stmt = review.queue(current_scope(), filters)
-    items, total = page_of(db.session(), stmt, page, PAGE_SIZE)
+    listing = _paged(review.queue(current_scope(), filters))
+    shown = listing["items"]
     return render_template(
         "console/queue.html",
-        items=items,
-        total=total,
-        page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        **listing,
         args=args,
         invalid=invalid,
-        names=_names(),
+        names=_names(
+            [i.site_id for i in shown],
+            [i.inspector_id for i in shown],
+            [i.template_id for i in shown],
+        ),
         choices=_choices(),
     )
 
@@ -316,7 +339,7 @@ def inspection(inspection_id: str) -> Any:
         v=view,
         pending=pending,
         current=current,
-        names=_names(),
+        names=_names(user_ids=[e.actor_id for e in view["audit"]]),
     )
 
 
@@ -417,31 +440,14 @@ def actions() -> Any:
     """The corrective-actions ledger: filters, overdue highlighted, evidence, verify/reopen."""
     args = _clean_args(("site_id", "region_id", "status", "priority", "overdue"))
     filters, invalid = _load(ActionQuery(), args)
-    page = max(1, request.args.get("page", 1, type=int) or 1)
-    stmt = action_service.ledger(current_scope(), filters)
-    items, total = page_of(db.session(), stmt, page, PAGE_SIZE)
-    ids = [a.id for a in items]
-    evidence: dict[str, list[Attachment]] = {}
-    if ids:
-        for att in (
-            db.session()
-            .execute(
-                select(Attachment).where(
-                    Attachment.action_id.in_(ids), Attachment.deleted_at.is_(None)
-                )
-            )
-            .scalars()
-        ):
-            evidence.setdefault(att.action_id, []).append(att)
+    listing = _paged(action_service.ledger(current_scope(), filters))
+    action_service.decorate(db.session(), listing["items"])
     return render_template(
         "console/actions.html",
-        items=[(a, action_service.is_overdue(a), evidence.get(a.id, [])) for a in items],
-        total=total,
-        page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        **listing,
         args=args,
         invalid=invalid,
-        names=_names(),
+        names=_names(site_ids=[a.site_id for a in listing["items"]]),
         choices=_choices(),
     )
 
@@ -506,11 +512,6 @@ def dashboard() -> Any:
     labels = _item_labels()
     for row in failing:
         row["label"] = labels.get((row["template_key"], row["item_key"]))
-    names = {
-        **{i: n for i, n in s.execute(select(Site.id, Site.name))},
-        **{i: n for i, n in s.execute(select(Region.id, Region.name))},
-        **{i: n for i, n in s.execute(select(User.id, User.name))},
-    }
     qs = request.query_string.decode()
     return render_template(
         "console/dashboard.html",
@@ -520,7 +521,7 @@ def dashboard() -> Any:
         groups=GROUPS,
         metrics=reports.METRICS,
         raw=raw,
-        names=names,
+        names=display_names(),
         choices=_choices(),
         qs=qs,
     )
