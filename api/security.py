@@ -146,7 +146,7 @@ PUBLIC_ENDPOINTS = frozenset(
 )
 
 
-def _token_claims() -> dict[str, Any]:
+def token_claims() -> dict[str, Any]:
     """The verified claims of the request's bearer token (checked once per request)."""
     claims = g.get("token_claims")
     if claims is None:
@@ -168,14 +168,14 @@ def require_token() -> None:
     if request.endpoint is None or not request.path.startswith("/api/"):
         return
     if request.endpoint not in PUBLIC_ENDPOINTS:
-        _token_claims()
+        token_claims()
 
 
 def current_user() -> User:
     """The signed-in user of this request (Unauthorized if none)."""
     user = getattr(g, "user", None)
     if user is None:
-        claims = _token_claims()
+        claims = token_claims()
         user = session().get(User, claims["sub"])
         if user is None or not user.active:
             raise Unauthorized(

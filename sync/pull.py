@@ -19,7 +19,7 @@ from sync.scope import Scope
 from sync.tables import TABLES, TableSpec
 
 # Tables whose rows hang off a site through a site_id column (templates are for everyone).
-_SITE_COLUMN = {
+SITE_COLUMN = {
     "sites": "id",
     "occurrences": "site_id",
     "inspections": "site_id",
@@ -57,28 +57,11 @@ def _serialiser(spec: TableSpec):
     return names, convert
 
 
-def _pg_renders(spec: TableSpec) -> bool:
-    """Whether PostgreSQL renders this table's rows exactly as the Python serialiser does
-    (not for JSON columns: the database's JSON text is not orjson's)."""
-    return not any(col.kind == "json" for col in spec.columns.values())
-
-
-def _pg_wire_columns(spec: TableSpec) -> str:
-    """The wire columns as PostgreSQL should read them (UTC datetimes as epoch ms)."""
-    parts = []
-    for name in ("id", "server_rev", *spec.wire_columns):
-        if isinstance(spec.table.c[name].type, UTCDateTime):
-            parts.append(f"floor(extract(epoch from t.{name}) * 1000)::bigint AS {name}")
-        else:
-            parts.append(f"t.{name}")
-    return ", ".join(parts)
-
-
 _SERIALISERS = {name: _serialiser(spec) for name, spec in TABLES.items()}
 
 
 def _scoped(spec: TableSpec, stmt: Select, scope: Scope, sites: frozenset[str] | None) -> Select:
-    column = _SITE_COLUMN.get(spec.name)
+    column = SITE_COLUMN.get(spec.name)
     if column is None:
         return stmt
     if sites is not None:
@@ -144,6 +127,15 @@ class Page:
             self.ids[name].add(record_id)
             self.changes[name]["updated"].append(record)
 
+    def update_many(
+        self, name: str, record_ids: list[str], records: orjson.Fragment | None
+    ) -> None:
+        """Add records rendered as one fragment of comma-separated JSON objects (orjson writes
+        it verbatim between the list's brackets); their ids must not be in the page yet."""
+        self.ids[name].update(record_ids)
+        if records is not None:
+            self.changes[name]["updated"].append(records)
+
     def delete(self, name: str, record_id: str) -> None:
         """Add a deletion."""
         self.changes[name]["deleted"].append(record_id)
@@ -169,11 +161,25 @@ def pull(session: Session, scope: Scope, req: PullRequest) -> dict[str, Any]:
     first = cursor is None or cursor <= 0 or replacement
     low = -1 if first else cursor
     page = Page()
-    if session.get_bind().dialect.name == "postgresql":
-        end, has_more = _page_pg(session, scope, page, low, top, first, req.limit)
-    else:
-        end, has_more = _page_generic(session, scope, page, low, top, first, req.limit)
-    if not first and (assignments_moved or conflicts_moved):
+    end, has_more = _page_generic(session, scope, page, low, top, first, req.limit)
+    moved = assignments_moved or conflicts_moved
+    return finish(session, scope, page, req, low, end, has_more, first, moved, replacement)
+
+
+def finish(
+    session: Session,
+    scope: Scope,
+    page: Page,
+    req: PullRequest,
+    low: int,
+    end: int,
+    has_more: bool,
+    first: bool,
+    moved: bool,
+    replacement: bool,
+) -> dict[str, Any]:
+    """Add what access changes and migrations bring to a cut page, and shape the answer."""
+    if not first and moved:
         _scope_changes(session, scope, page, low, end)
     if req.migration:
         _dump_tables(session, scope, page, req.migration["tables"], None, end)
@@ -181,6 +187,13 @@ def pull(session: Session, scope: Scope, req: PullRequest) -> dict[str, Any]:
     if replacement:
         result["experimentalStrategy"] = "replacement"
     return result
+
+
+def render_rows(session: Session, page: Page, name: str, ids: list[str]) -> None:
+    """Add these records of one table as updated, rendered in Python."""
+    spec = TABLES[name]
+    for row in session.execute(_select(spec).where(one_of(session, spec.table.c.id, ids))):
+        page.update(name, row[0], _SERIALISERS[name][1](row[:-1]))
 
 
 def _page_generic(
@@ -205,78 +218,6 @@ def _page_generic(
     return (cut[-1][0] if has_more else top), has_more
 
 
-def _pg_page_sql(scoped: bool, first: bool) -> str:
-    """One statement for a whole page. Each table's next rows come in rev order from an index
-    (walked per site in scope, so no site's rows are sorted wholesale), only those rows are
-    rendered as JSON, and PostgreSQL merges and cuts the page."""
-    parts = []
-    for index, (name, spec) in enumerate(TABLES.items()):
-        where = ["t.server_rev > %(low)s", "t.server_rev <= %(top)s"]
-        if first:
-            where.append("t.deleted_at IS NULL")
-        table = spec.table.name
-        if _pg_renders(spec):
-            read = (
-                f"t.server_rev AS rev, t.deleted_at IS NOT NULL AS gone, {_pg_wire_columns(spec)}"
-            )
-            names = ", ".join(f"k.{n}" for n in ("id", "server_rev", *spec.wire_columns))
-            doc = f"(SELECT row_to_json(d)::text FROM (SELECT {names}) d)"
-        else:
-            read = "t.server_rev AS rev, t.deleted_at IS NOT NULL AS gone, t.id"
-            doc = "NULL"
-        column = _SITE_COLUMN.get(name)
-        if scoped and column is not None:
-            where.append(f"t.{column} = s.site")
-            rows = (
-                f"(SELECT k.* FROM unnest(%(sites)s::text[]) AS s(site) CROSS JOIN LATERAL "
-                f"(SELECT {read} FROM {table} t WHERE {' AND '.join(where)} "
-                f"ORDER BY t.server_rev LIMIT %(n)s) k ORDER BY k.rev LIMIT %(n)s)"
-            )
-        else:
-            rows = (
-                f"(SELECT {read} FROM {table} t WHERE {' AND '.join(where)} "
-                f"ORDER BY t.server_rev LIMIT %(n)s)"
-            )
-        parts.append(
-            f"(SELECT k.rev, {index} AS tab, k.id, k.gone, "
-            f"CASE WHEN k.gone THEN NULL ELSE {doc} END AS doc FROM {rows} k)"
-        )
-    return " UNION ALL ".join(parts) + " ORDER BY rev LIMIT %(n)s"
-
-
-_PG_SQL = {(s, f): _pg_page_sql(s, f) for s in (True, False) for f in (True, False)}
-_NAMES = list(TABLES)
-
-
-def _page_pg(
-    session: Session, scope: Scope, page: Page, low: int, top: int, first: bool, limit: int
-) -> tuple[int, bool]:
-    """The page in one round trip; rows arrive as ready JSON, embedded as orjson fragments."""
-    scoped = scope.site_ids is not None
-    params: dict[str, Any] = {"low": low, "top": top, "n": limit + 1}
-    if scoped:
-        params["sites"] = sorted(scope.site_ids or ())
-    # The driver's own cursor: SQLAlchemy's result layer adds nothing to five plain columns.
-    raw = session.connection().connection.driver_connection
-    # Prepared: the caller asks for generic plans (see the pull view).
-    rows = raw.execute(_PG_SQL[(scoped, first)], params, prepare=True).fetchall()
-    cut, has_more = rows[:limit], len(rows) > limit
-    python_side: dict[str, list[str]] = {}
-    for _rev, tab, record_id, gone, doc in cut:
-        name = _NAMES[tab]
-        if gone:
-            page.delete(name, record_id)
-        elif doc is None:
-            python_side.setdefault(name, []).append(record_id)
-        else:
-            page.update(name, record_id, orjson.Fragment(doc))
-    for name, ids in python_side.items():
-        spec = TABLES[name]
-        for row in session.execute(_select(spec).where(one_of(session, spec.table.c.id, ids))):
-            page.update(name, row[0], _SERIALISERS[name][1](row[:-1]))
-    return (cut[-1][0] if has_more else top), has_more
-
-
 def _dump_tables(
     session: Session,
     scope: Scope,
@@ -288,7 +229,7 @@ def _dump_tables(
     """Add every live record of these tables (in scope, or of `sites`) as updated."""
     for name in names:
         spec = TABLES[name]
-        if sites is not None and name not in _SITE_COLUMN:
+        if sites is not None and name not in SITE_COLUMN:
             continue
         stmt = _select(spec).where(
             spec.table.c.deleted_at.is_(None), spec.table.c.server_rev <= end
@@ -313,9 +254,9 @@ def _scope_changes(session: Session, scope: Scope, page: Page, low: int, end: in
         granted = frozenset(s for s, revoked in rows if revoked is None and scope.sees_site(s))
         revoked = frozenset(s for s, r in rows if r is not None and not scope.sees_site(s))
         if granted:
-            _dump_tables(session, scope, page, list(_SITE_COLUMN), granted, end)
+            _dump_tables(session, scope, page, list(SITE_COLUMN), granted, end)
         if revoked:
-            for name, column in _SITE_COLUMN.items():
+            for name, column in SITE_COLUMN.items():
                 table = TABLES[name].table
                 ids = session.execute(
                     select(table.c.id).where(one_of(session, table.c[column], sorted(revoked)))

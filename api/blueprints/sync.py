@@ -6,7 +6,6 @@ import time
 
 from flask import Response, current_app, g, request
 from marshmallow import fields, validate
-from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -14,13 +13,13 @@ from api import db
 from api.blueprints.common import documented, make_blueprint
 from api.jsonio import dumps
 from api.rules import sync_rules
-from api.security import current_scope, current_user, login_required
+from api.security import current_scope, current_user, login_required, token_claims
 from schemas.common import Out, Strict
 from store.enums import INSPECTOR, REGIONAL_MANAGER
 from store.errors import DomainError
 from store.models import DeviceState
 from store.types import utcnow
-from sync import idempotency, pull, push, revs
+from sync import idempotency, pull, pull_pg, push, revs
 from sync.scope import scope_for
 
 blp = make_blueprint("sync", "/sync", "Offline sync (WatermelonDB protocol)")
@@ -137,33 +136,25 @@ def _note_device(user_id: str, column: str, **extra: int | None) -> None:
 
 
 def _do_pull(args: dict) -> Response:
-    # The token's user, the scope, the page and its cursor all come from one snapshot: the
-    # request's transaction, REPEATABLE READ on PostgreSQL (SQLite's transaction is one).
-    session = db.session()
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        # One round trip for both settings of this transaction. The only write is the device
-        # bookkeeping below: losing it in a crash just makes the next push's base older (more
-        # conflicts recorded, none missed), so the commit need not wait for the flush. The
-        # page statement is prepared once and planned once: its plan does not depend on how
-        # far the cursor is (index walks with a LIMIT), and planning it costs more than it runs.
-        session.execute(
-            text(
-                "SELECT set_config('synchronous_commit', 'off', true), "
-                "set_config('plan_cache_mode', 'force_generic_plan', true)"
-            )
-        )
-    user = current_user()
     g.device_id = _device_id()
     limit_max = current_app.config["SYNC_PULL_LIMIT"]
     limit = min(args.get("limit") or limit_max, limit_max)
     req = pull.PullRequest(
         args.get("last_pulled_at"), limit, pull.parse_migration(args.get("migration"))
     )
-    result = pull.pull(session, scope_for(session, user), req)
-    _note_device(
-        user.id, "last_pull_at", last_pulled_rev=result["timestamp"], pull_start_rev=req.cursor
-    )
+    # The token's user, the scope, the page and its cursor all come from one snapshot: the
+    # request's transaction, REPEATABLE READ on PostgreSQL (SQLite's transaction is one).
+    session = db.session()
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        claims = token_claims()
+        result = pull_pg.pull(session, claims["sub"], claims.get("role", ""), g.device_id, req)
+    else:
+        user = current_user()
+        result = pull.pull(session, scope_for(session, user), req)
+        _note_device(
+            user.id, "last_pull_at", last_pulled_rev=result["timestamp"], pull_start_rev=req.cursor
+        )
     db.commit()
     return _json(result)
 

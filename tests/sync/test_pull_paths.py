@@ -1,53 +1,152 @@
-"""PostgreSQL builds pull pages in one statement; it must give exactly the generic path's page."""
+"""On PostgreSQL a pull is one statement; it must answer exactly what the generic path does."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
+from sqlalchemy import text
 
 from api import db as api_db
-from store.models import User
-from sync import pull, revs
+from store.errors import Unauthorized
+from store.models import DeviceState, User
+from sync import pull, pull_pg
 from sync.scope import scope_for
-from tests.conftest import ANA, HQ_EMAIL, NORTH, TEST_DATABASE_URL
+from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, TEST_DATABASE_URL
 from tests.sync_env import answer, new_inspection
 
 pytestmark = pytest.mark.skipif(
     not (TEST_DATABASE_URL or "").startswith("postgres"),
-    reason="the one-statement page is PostgreSQL's; SQLite always takes the generic path",
+    reason="the one-statement pull is PostgreSQL's; SQLite always takes the generic path",
 )
 
 
-def _page(session, scope, builder, low, top, first, limit):
-    page = pull.Page()
-    end, more = builder(session, scope, page, low, top, first, limit)
-    changes = orjson.loads(orjson.dumps(page.changes))
-    for table in changes.values():
+def _normal(result: dict) -> dict:
+    """The answer as a device parses it, each table's records in id order."""
+    parsed = orjson.loads(orjson.dumps(result))
+    for table in parsed["changes"].values():
         table["updated"].sort(key=lambda r: r["id"])
         table["deleted"].sort()
-    return changes, end, more
+    return parsed
 
 
-def test_postgres_page_equals_the_generic_page(app, env, device):
+def _both(app, email, cursor, limit=1000, migration=None, token_role=None):
+    """The one-statement pull and the generic pull, from one snapshot, and the device row the
+    statement wrote."""
+    with app.app_context():
+        session = api_db.session()
+        user_id, role = session.query(User.id, User.role).filter_by(email=email).one()
+        session.rollback()
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        req = pull.PullRequest(cursor, limit, migration)
+        fast = pull_pg.pull(session, user_id, token_role or role, "compare", req)
+        slow = pull.pull(session, scope_for(session, session.get(User, user_id)), req)
+        state = session.get(DeviceState, (user_id, "compare"))
+        assert (state.last_pulled_rev, state.pull_start_rev) == (fast["timestamp"], cursor)
+        session.rollback()
+    return _normal(fast), _normal(slow)
+
+
+@pytest.fixture
+def history(env, device):
+    """Creations, an update with awkward text, answers and a deletion across two sites."""
     phone = device(ANA, "phone")
     phone.sync()
-    iid = new_inspection(phone, env, latitude=31.2304, notes="第一次 «quoted» \\ \"x\"")
+    iid = new_inspection(phone, env, latitude=31.2304, notes='第一次 «quoted» \\ "x"')
     answer(phone, iid, "clean", "no", note="Grease\nunder the sink")
     answer(phone, iid, "fridge", 9.5)
     gone = new_inspection(phone, env, site="N-CANTEEN")
     phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
     phone.sync()
     phone.delete("inspections", gone)
+    return phone.sync()["timestamp"]
+
+
+def test_one_statement_pull_equals_the_generic_pull(app, history):
+    top = history
+    for email in (ANA, NORTH, HQ_EMAIL):
+        for cursor in (None, 0, 3, top - 6, top):
+            for limit in (1, 5, 1000):
+                fast, slow = _both(app, email, cursor, limit)
+                assert fast == slow, (email, cursor, limit)
+        fast, slow = _both(app, email, top - 6, 5, migration={"tables": ["actions", "sites"]})
+        assert fast == slow
+        assert len(fast["changes"]["sites"]["updated"]) >= 2
+
+
+def test_pages_follow_each_other_like_the_generic_pages(app, history):
+    for email in (ANA, HQ_EMAIL):
+        cursor, seen = 0, 0
+        while True:
+            fast, slow = _both(app, email, cursor, 4)
+            assert fast == slow
+            seen += sum(len(t["updated"]) + len(t["deleted"]) for t in fast["changes"].values())
+            cursor = fast["timestamp"]
+            if not fast["has_more"]:
+                break
+        assert seen > 8
+
+
+def test_access_changes_and_refusals_join_the_page(app, api, env, device, history):
+    top = history
+    ben = device(BEN)
+    ben.sync()
+    new_inspection(ben, env, site="S-HOTEL")
+    ben.sync()
+    grant = api.post(
+        "/assignments",
+        HQ_EMAIL,
+        json={"user_id": env["users"][ANA], "site_id": env["sites"]["S-HOTEL"]},
+    )
+    fast, slow = _both(app, ANA, top)
+    assert fast == slow
+    assert "S-HOTEL" in {s["code"] for s in fast["changes"]["sites"]["updated"]}
+    after_grant = fast["timestamp"]
+    api.delete(f"/assignments/{grant.get_json()['id']}", HQ_EMAIL)
+    phone = device(ANA, "elsewhere")
     phone.sync()
+    new_inspection(phone, env, site="S-HOTEL")  # refused: out of scope again
+    assert [c["kind"] for c in phone.sync()["conflicts"]] == ["out_of_scope"]
+    fast, slow = _both(app, ANA, after_grant)
+    assert fast == slow
+    assert fast["changes"]["inspections"]["deleted"]
+
+
+def test_a_cursor_older_than_purged_tombstones_gets_a_replacement(app, history):
+    engine = app.extensions["db_engine"]
+    with engine.begin() as conn:
+        old = conn.execute(text("SELECT purged_rev FROM sync_counter WHERE id = 1")).scalar_one()
+        conn.execute(
+            text("UPDATE sync_counter SET purged_rev = :r WHERE id = 1"), {"r": history - 2}
+        )
+    try:
+        fast, slow = _both(app, ANA, history - 4)
+        assert fast == slow
+        assert fast["experimentalStrategy"] == "replacement"
+        assert all(not t["deleted"] for t in fast["changes"].values())
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE sync_counter SET purged_rev = :r WHERE id = 1"), {"r": old})
+
+
+def test_the_database_role_wins_over_the_token(app, history):
+    # A token issued before a role change claims the old role; the scope is today's.
+    fast, slow = _both(app, ANA, None, token_role="hq")
+    assert fast == slow
+    assert {s["code"] for s in fast["changes"]["sites"]["updated"]} == {"N-HOTEL", "N-CANTEEN"}
+    fast, slow = _both(app, HQ_EMAIL, None, token_role="inspector")
+    assert fast == slow
+    assert len(fast["changes"]["sites"]["updated"]) == 4
+
+
+def test_a_disabled_account_gets_nothing(app, history, db):
+    db.execute(text("UPDATE users SET active = false WHERE email = :e"), {"e": ANA})
+    db.commit()
     with app.app_context():
         session = api_db.session()
-        top = revs.current_rev(session)
-        for email in (ANA, NORTH, HQ_EMAIL):
-            user = session.query(User).filter_by(email=email).one()
-            scope = scope_for(session, user)
-            for low, first in ((-1, True), (3, False), (top - 6, False)):
-                for limit in (1, 5, 1000):
-                    fast = _page(session, scope, pull._page_pg, low, top, first, limit)
-                    slow = _page(session, scope, pull._page_generic, low, top, first, limit)
-                    assert fast == slow, (email, low, limit)
+        user_id = session.query(User.id).filter_by(email=ANA).scalar()
         session.rollback()
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        with pytest.raises(Unauthorized):
+            pull_pg.pull(session, user_id, "inspector", "compare", pull.PullRequest(None, 10, None))
+        session.rollback()
+        assert session.get(DeviceState, (user_id, "compare")) is None

@@ -1,0 +1,196 @@
+"""A pull on PostgreSQL in one statement: the token's user, their scope, the counter, the page
+(rendered as JSON by the database) and the device's bookkeeping, in one round trip.
+
+The caller runs it in a REPEATABLE READ transaction, so whatever the rare cases need next (access
+granted or revoked since the cursor, refused records, migrations, templates rendered in Python)
+reads the same snapshot as the statement did.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER
+from store.errors import Unauthorized
+from sync.pull import SITE_COLUMN, Page, PullRequest, finish, render_rows
+from sync.scope import Scope
+from sync.tables import TABLES, TableSpec
+
+_NAMES = list(TABLES)
+
+
+# Rows carry their wire JSON, rendered by the database when they are written (the generated
+# column `sync_doc`, migration 0003), except templates: PostgreSQL's text for their JSON column
+# is not orjson's, so Python renders those.
+_PYTHON_SIDE = frozenset(
+    n for n, spec in TABLES.items() if any(c.kind == "json" for c in spec.columns.values())
+)
+
+
+def _branch(index: int, name: str, spec: TableSpec, scoped: bool, first: bool) -> str:
+    """One table's next rows after the cursor, in rev order from an index (walked per site in
+    scope, so no site's rows are sorted wholesale)."""
+    where = ["t.server_rev > %(low)s", "t.server_rev <= (SELECT top FROM counter)"]
+    if first:
+        where.append("t.deleted_at IS NULL")
+    doc = "NULL" if name in _PYTHON_SIDE else "t.sync_doc"
+    read = f"t.server_rev rev, {index} tab, t.id, t.deleted_at IS NOT NULL gone, {doc} doc"
+    table = spec.table.name
+    column = SITE_COLUMN.get(name)
+    if scoped and column is not None:
+        where.append(f"t.{column} = s.site")
+        return (
+            f"(SELECT k.* FROM scope s CROSS JOIN LATERAL "
+            f"(SELECT {read} FROM {table} t WHERE {' AND '.join(where)} "
+            f"ORDER BY t.server_rev LIMIT %(n)s) k ORDER BY k.rev LIMIT %(n)s)"
+        )
+    return (
+        f"(SELECT {read} FROM {table} t WHERE {' AND '.join(where)} "
+        f"ORDER BY t.server_rev LIMIT %(n)s)"
+    )
+
+
+def statement(scoped: bool, first: bool) -> str:
+    """The whole pull as one statement (scoped: the user is not HQ; first: no cursor). The page
+    holds one row more than asked when there is more: then it ends at the row before that one,
+    else at the counter."""
+    branches = " UNION ALL ".join(
+        _branch(i, name, spec, scoped, first) for i, (name, spec) in enumerate(TABLES.items())
+    )
+    if scoped:
+        scope = f"""
+        scope(site) AS (
+            SELECT a.site_id FROM site_assignments a JOIN me ON a.user_id = me.id
+             WHERE me.role = '{INSPECTOR}' AND a.revoked_at IS NULL
+            UNION ALL
+            SELECT s.id FROM sites s JOIN me ON s.region_id = me.region_id
+             WHERE me.role = '{REGIONAL_MANAGER}' AND s.deleted_at IS NULL
+        ),"""
+        sites = "(SELECT array_agg(site) FROM scope)"
+    else:
+        scope, sites = "", "NULL::text[]"
+    return f"""
+    WITH me AS (
+        SELECT u.id, u.role, u.region_id FROM users u WHERE u.id = %(user)s AND u.active
+    ),{scope}
+    counter AS (
+        SELECT c.value AS top, c.purged_rev AS purged,
+               EXISTS (SELECT 1 FROM site_assignments a WHERE a.user_id = %(user)s
+                        AND a.server_rev > %(low)s AND a.server_rev <= c.value)
+            OR EXISTS (SELECT 1 FROM conflicts f WHERE f.user_id = %(user)s
+                        AND f.server_rev > %(low)s AND f.server_rev <= c.value) AS moved
+        FROM sync_counter c WHERE c.id = 1
+    ),
+    page AS (
+        SELECT u.*, row_number() OVER (ORDER BY u.rev) AS k
+        FROM ({branches} ORDER BY rev LIMIT %(n)s) u
+    ),
+    cut AS (
+        SELECT count(*) = %(n)s AS has_more, max(p.rev) FILTER (WHERE p.k < %(n)s) AS last
+        FROM page p
+    ),
+    meta AS (
+        SELECT c.top, c.purged, c.moved,
+               (SELECT role FROM me) AS role, (SELECT region_id FROM me) AS region_id,
+               {sites} AS sites,
+               CASE WHEN x.has_more THEN x.last ELSE c.top END AS end_rev, x.has_more
+        FROM counter c, cut x
+    ),
+    device AS (
+        INSERT INTO device_states (user_id, device_id, last_pull_at, last_pulled_rev,
+                                   pull_start_rev)
+        SELECT me.id, %(device)s, now(), m.end_rev, %(start)s::bigint FROM me, meta m
+        ON CONFLICT (user_id, device_id) DO UPDATE SET
+            last_pull_at = excluded.last_pull_at,
+            last_pulled_rev = excluded.last_pulled_rev,
+            pull_start_rev = excluded.pull_start_rev
+    )
+    SELECT 0 AS k, NULL::int AS tab, NULL AS id, NULL::boolean AS gone, row_to_json(m)::text
+    FROM meta m
+    UNION ALL
+    SELECT p.k, p.tab, p.id, p.gone, p.doc FROM page p WHERE p.k < %(n)s
+    """
+
+
+# Whitespace collapsed: psycopg caches its parse of statements up to 4 kB only.
+_STATEMENTS = {
+    (s, f): re.sub(r"\s+", " ", statement(s, f)) for s in (True, False) for f in (True, False)
+}
+# One round trip for the transaction's settings, sent with the statement. The only write is the
+# device bookkeeping: losing it in a crash just makes the next push's base older (more conflicts
+# recorded, none missed), so the commit need not wait for the flush. The statement is prepared
+# and planned once: its plan does not depend on how far the cursor is (index walks with a
+# LIMIT), and planning seven branches costs more than running them.
+_SETTINGS = (
+    "SELECT set_config('synchronous_commit', 'off', true), "
+    "set_config('plan_cache_mode', 'force_generic_plan', true)"
+)
+
+
+def _run(
+    raw: Any, params: dict[str, Any], scoped: bool, first: bool
+) -> tuple[dict[str, Any], list[tuple]]:
+    """The statement's summary (row k = 0, as JSON) and its page rows."""
+    with raw.pipeline():
+        raw.execute(_SETTINGS)
+        cursor = raw.execute(_STATEMENTS[(scoped, first)], params, prepare=True)
+    rows = cursor.fetchall()
+    meta = next(orjson.loads(row[4]) for row in rows if row[0] == 0)
+    return meta, [row for row in rows if row[0] != 0]
+
+
+def pull(
+    session: Session, user_id: str, token_role: str, device_id: str, req: PullRequest
+) -> dict[str, Any]:
+    """One page of changes for this user and device; the session's transaction must be
+    REPEATABLE READ and not yet begun."""
+    raw = session.connection().connection.driver_connection
+    cursor = req.cursor
+    first = cursor is None or cursor <= 0
+    params = {
+        "user": user_id,
+        "low": -1 if first else cursor,
+        "n": req.limit + 1,
+        "device": device_id,
+        "start": cursor,
+    }
+    scoped = token_role != HQ
+    meta, rows = _run(raw, params, scoped, first)
+    role = meta["role"]
+    if role is None:
+        raise Unauthorized(
+            "This account no longer exists or is disabled.", reason="account_disabled"
+        )
+    replacement = not first and cursor < meta["purged"]
+    if (role != HQ) != scoped or replacement:
+        # The role changed since the token was issued, or the cursor is older than purged
+        # tombstones: the same snapshot again with the right statement.
+        scoped, first = role != HQ, first or replacement
+        params["low"] = -1 if first else cursor
+        meta, rows = _run(raw, params, scoped, first)
+    sites = frozenset(meta["sites"] or ()) if scoped else None
+    scope = Scope(user_id, meta["role"], meta["region_id"], sites)
+    page = Page()
+    rendered: dict[int, tuple[list[str], list[str]]] = {}
+    python_side: dict[str, list[str]] = {}
+    for _k, tab, record_id, gone, doc in rows:
+        if gone:
+            page.delete(_NAMES[tab], record_id)
+        elif doc is None:
+            python_side.setdefault(_NAMES[tab], []).append(record_id)
+        else:
+            ids, docs = rendered.setdefault(tab, ([], []))
+            ids.append(record_id)
+            docs.append(doc)
+    for tab, (ids, docs) in rendered.items():
+        page.update_many(_NAMES[tab], ids, orjson.Fragment(",".join(docs)))
+    for name, ids in python_side.items():
+        render_rows(session, page, name, ids)
+    end, has_more, moved = meta["end_rev"], meta["has_more"], meta["moved"]
+    return finish(
+        session, scope, page, req, params["low"], end, has_more, first, moved, replacement
+    )
