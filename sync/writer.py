@@ -81,10 +81,7 @@ def insert_rows(session: Session, table: Table, rows: list[Row]) -> None:
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(
-                [
-                    Json(row[c]) if c in json_cols and row[c] is not None else row[c]
-                    for c in columns
-                ]
+                [Json(row[c]) if c in json_cols and row[c] is not None else row[c] for c in columns]
             )
 
 
