@@ -1,4 +1,5 @@
-"""The request's database session and the unit of work (the only place that commits)."""
+"""The request's database session and the unit of work: commits go through here (except a
+PostgreSQL pull, which sends its COMMIT with its bookkeeping: sync/pull_pg.py)."""
 
 from __future__ import annotations
 

@@ -55,9 +55,8 @@ def _branch(index: int, name: str, spec: TableSpec, scoped: bool, first: bool) -
 
 
 def statement(scoped: bool, first: bool) -> str:
-    """The whole pull as one statement (scoped: the user is not HQ; first: no cursor). The page
-    holds one row more than asked when there is more: then it ends at the row before that one,
-    else at the counter."""
+    """The user, scope and counter as one JSON row (tab NULL), then the page's rows in rev
+    order, one more than asked when there is more (scoped: not HQ; first: no cursor)."""
     branches = " UNION ALL ".join(
         _branch(i, name, spec, scoped, first) for i, (name, spec) in enumerate(TABLES.items())
     )
@@ -84,35 +83,14 @@ def statement(scoped: bool, first: bool) -> str:
             OR EXISTS (SELECT 1 FROM conflicts f WHERE f.user_id = %(user)s
                         AND f.server_rev > %(low)s AND f.server_rev <= c.value) AS moved
         FROM sync_counter c WHERE c.id = 1
-    ),
-    page AS (
-        SELECT u.*, row_number() OVER (ORDER BY u.rev) AS k
-        FROM ({branches} ORDER BY rev LIMIT %(n)s) u
-    ),
-    cut AS (
-        SELECT count(*) = %(n)s AS has_more, max(p.rev) FILTER (WHERE p.k < %(n)s) AS last
-        FROM page p
-    ),
-    meta AS (
-        SELECT c.top, c.purged, c.moved,
-               (SELECT role FROM me) AS role, (SELECT region_id FROM me) AS region_id,
-               {sites} AS sites,
-               CASE WHEN x.has_more THEN x.last ELSE c.top END AS end_rev, x.has_more
-        FROM counter c, cut x
-    ),
-    device AS (
-        INSERT INTO device_states (user_id, device_id, last_pull_at, last_pulled_rev,
-                                   pull_start_rev)
-        SELECT me.id, %(device)s, now(), m.end_rev, %(start)s::bigint FROM me, meta m
-        ON CONFLICT (user_id, device_id) DO UPDATE SET
-            last_pull_at = excluded.last_pull_at,
-            last_pulled_rev = excluded.last_pulled_rev,
-            pull_start_rev = excluded.pull_start_rev
     )
-    SELECT 0 AS k, NULL::int AS tab, NULL AS id, NULL::boolean AS gone, row_to_json(m)::text
-    FROM meta m
+    SELECT NULL::bigint AS rev, NULL::int AS tab, NULL AS id, NULL::boolean AS gone,
+           row_to_json(m)::text AS doc
+    FROM (SELECT c.top, c.purged, c.moved, (SELECT role FROM me) AS role,
+                 (SELECT region_id FROM me) AS region_id, {sites} AS sites
+          FROM counter c) m
     UNION ALL
-    SELECT p.k, p.tab, p.id, p.gone, p.doc FROM page p WHERE p.k < %(n)s
+    SELECT u.rev, u.tab, u.id, u.gone, u.doc FROM ({branches} ORDER BY rev LIMIT %(n)s) u
     """
 
 
@@ -120,44 +98,53 @@ def statement(scoped: bool, first: bool) -> str:
 _STATEMENTS = {
     (s, f): re.sub(r"\s+", " ", statement(s, f)) for s in (True, False) for f in (True, False)
 }
-# One round trip for the transaction's settings, sent with the statement. The only write is the
-# device bookkeeping: losing it in a crash just makes the next push's base older (more conflicts
-# recorded, none missed), so the commit need not wait for the flush. The statement is prepared
-# and planned once: its plan does not depend on how far the cursor is (index walks with a
-# LIMIT), and planning seven branches costs more than running them.
+# Sent with the statement, in one round trip. The statement is prepared and planned once: its
+# plan does not depend on how far the cursor is (index walks with a LIMIT), and planning seven
+# branches costs more than running them.
 _SETTINGS = (
     "SELECT set_config('synchronous_commit', 'off', true), "
     "set_config('plan_cache_mode', 'force_generic_plan', true)"
+)
+# The device's bookkeeping, sent with the COMMIT. Losing it in a crash (the commit does not wait
+# for the flush) only makes the device's next push base older: more conflicts recorded, none
+# missed.
+_NOTE_DEVICE = re.sub(
+    r"\s+",
+    " ",
+    """
+    INSERT INTO device_states (user_id, device_id, last_pull_at, last_pulled_rev, pull_start_rev)
+    VALUES (%(user)s, %(device)s, now(), %(end)s, %(start)s)
+    ON CONFLICT (user_id, device_id) DO UPDATE SET
+        last_pull_at = excluded.last_pull_at,
+        last_pulled_rev = excluded.last_pulled_rev,
+        pull_start_rev = excluded.pull_start_rev
+    """,
 )
 
 
 def _run(
     raw: Any, params: dict[str, Any], scoped: bool, first: bool
 ) -> tuple[dict[str, Any], list[tuple]]:
-    """The statement's summary (row k = 0, as JSON) and its page rows."""
+    """The statement's summary (as JSON) and its page rows."""
     with raw.pipeline():
         raw.execute(_SETTINGS)
         cursor = raw.execute(_STATEMENTS[(scoped, first)], params, prepare=True)
     rows = cursor.fetchall()
-    meta = next(orjson.loads(row[4]) for row in rows if row[0] == 0)
-    return meta, [row for row in rows if row[0] != 0]
+    meta = next(orjson.loads(row[4]) for row in rows if row[1] is None)
+    return meta, [row for row in rows if row[1] is not None]
 
 
 def pull(
     session: Session, user_id: str, token_role: str, device_id: str, req: PullRequest
 ) -> dict[str, Any]:
-    """One page of changes for this user and device; the session's transaction must be
-    REPEATABLE READ and not yet begun."""
+    """One page of changes for this user and device, and the device's bookkeeping, committed.
+    The session's transaction must be REPEATABLE READ and not yet begun: what the rare cases
+    read after the statement (access changes, refusals, migrations, templates) comes from the
+    same snapshot."""
     raw = session.connection().connection.driver_connection
     cursor = req.cursor
     first = cursor is None or cursor <= 0
-    params = {
-        "user": user_id,
-        "low": -1 if first else cursor,
-        "n": req.limit + 1,
-        "device": device_id,
-        "start": cursor,
-    }
+    params = {"user": user_id, "low": -1 if first else cursor, "n": req.limit + 1}
     scoped = token_role != HQ
     meta, rows = _run(raw, params, scoped, first)
     role = meta["role"]
@@ -172,12 +159,15 @@ def pull(
         scoped, first = role != HQ, first or replacement
         params["low"] = -1 if first else cursor
         meta, rows = _run(raw, params, scoped, first)
+    has_more = len(rows) > req.limit
+    rows = rows[: req.limit]
+    end = rows[-1][0] if has_more else meta["top"]
     sites = frozenset(meta["sites"] or ()) if scoped else None
-    scope = Scope(user_id, meta["role"], meta["region_id"], sites)
+    scope = Scope(user_id, role, meta["region_id"], sites)
     page = Page()
     rendered: dict[int, tuple[list[str], list[str]]] = {}
     python_side: dict[str, list[str]] = {}
-    for _k, tab, record_id, gone, doc in rows:
+    for _rev, tab, record_id, gone, doc in rows:
         if gone:
             page.delete(_NAMES[tab], record_id)
         elif doc is None:
@@ -190,7 +180,14 @@ def pull(
         page.update_many(_NAMES[tab], ids, orjson.Fragment(",".join(docs)))
     for name, ids in python_side.items():
         render_rows(session, page, name, ids)
-    end, has_more, moved = meta["end_rev"], meta["has_more"], meta["moved"]
-    return finish(
-        session, scope, page, req, params["low"], end, has_more, first, moved, replacement
+    result = finish(
+        session, scope, page, req, params["low"], end, has_more, first, meta["moved"], replacement
     )
+    # The bookkeeping and the COMMIT in one round trip (psycopg follows the server's
+    # transaction state, so the session's own commit after this finds nothing to do).
+    with raw.pipeline():
+        raw.execute(
+            _NOTE_DEVICE, {"user": user_id, "device": device_id, "end": end, "start": cursor}
+        )
+        raw.execute("COMMIT")
+    return result

@@ -146,6 +146,7 @@ def _do_pull(args: dict) -> Response:
     # request's transaction, REPEATABLE READ on PostgreSQL (SQLite's transaction is one).
     session = db.session()
     if session.get_bind().dialect.name == "postgresql":
+        # One statement, and the device's bookkeeping sent with the COMMIT (sync/pull_pg.py).
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         claims = token_claims()
         result = pull_pg.pull(session, claims["sub"], claims.get("role", ""), g.device_id, req)
@@ -155,7 +156,7 @@ def _do_pull(args: dict) -> Response:
         _note_device(
             user.id, "last_pull_at", last_pulled_rev=result["timestamp"], pull_start_rev=req.cursor
         )
-    db.commit()
+        db.commit()
     return _json(result)
 
 

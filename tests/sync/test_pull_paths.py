@@ -30,8 +30,8 @@ def _normal(result: dict) -> dict:
 
 
 def _both(app, email, cursor, limit=1000, migration=None, token_role=None):
-    """The one-statement pull and the generic pull, from one snapshot, and the device row the
-    statement wrote."""
+    """The one-statement pull and the generic pull of the same data; checks the device row the
+    one-statement pull committed."""
     with app.app_context():
         session = api_db.session()
         user_id, role = session.query(User.id, User.role).filter_by(email=email).one()
