@@ -1,9 +1,11 @@
-"""A pull on PostgreSQL in one statement: the token's user, their scope, the counter, the page
-(rendered as JSON by the database) and the device's bookkeeping, in one round trip.
+"""A pull on PostgreSQL in two round trips: one prepared statement reads the token's user, their
+scope, the counter and the page (rows carry their wire JSON, kept by the database when they are
+written), sent with the transaction's settings; then the device's bookkeeping goes with the
+COMMIT.
 
-The caller runs it in a REPEATABLE READ transaction, so whatever the rare cases need next (access
+The statement runs in a REPEATABLE READ transaction, so whatever the rare cases read next (access
 granted or revoked since the cursor, refused records, migrations, templates rendered in Python)
-reads the same snapshot as the statement did.
+comes from the same snapshot.
 """
 
 from __future__ import annotations
