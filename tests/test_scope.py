@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from store.models import Region, Site, SiteAssignment, User
+from store.models import DeviceState, Region, Site, SiteAssignment, User
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, SOUTH
 
 
@@ -127,5 +127,11 @@ def test_deactivated_user_cannot_use_a_live_token(api, ids, db):
         == 200
     )
     assert api.get("/me", headers=headers).status_code == 401
+    device = {**headers, "X-Device-Id": "ben-phone"}
+    pulled = api.get("/sync/pull?last_pulled_at=0", headers=device)
+    assert pulled.status_code == 401 and pulled.get_json()["reason"] == "account_disabled"
+    pushed = api.post("/sync/push", headers=device, json={"changes": {}, "last_pulled_at": 1})
+    assert pushed.status_code == 401
+    assert db.get(DeviceState, (ids["users"][BEN], "ben-phone")) is None
     db.expire_all()
     assert db.get(User, ids["users"][BEN]).active is False
