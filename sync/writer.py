@@ -95,13 +95,14 @@ def _insert_sqlite(session: Session, table: Table, rows: list[Row]) -> None:
     so they are stored exactly as SQLAlchemy would store them."""
     columns = list(rows[0])
     dialect = session.get_bind().dialect
-    convert = [(i, table.c[c].type.bind_processor(dialect)) for i, c in enumerate(columns)]
-    convert = [(i, process) for i, process in convert if process is not None]
+    processors = [(i, table.c[c].type.bind_processor(dialect)) for i, c in enumerate(columns)]
+    # Most converted values are NULLs (tombstones, col_revs of new rows): converted once.
+    convert = [(i, p, p(None)) for i, p in processors if p is not None]
     values = []
     for row in rows:
         value = [row[c] for c in columns]
-        for i, process in convert:
-            value[i] = process(value[i])
+        for i, process, null in convert:
+            value[i] = null if value[i] is None else process(value[i])
         values.append(value)
     names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" for _ in columns)
