@@ -435,6 +435,9 @@ class DeviceState(Base):
     last_pulled_rev: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # The cursor the device's latest pull started from: what it knew before that pull.
     pull_start_rev: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The cursor handed to the device with has_more: its next pull continues the same sync,
+    # even when that cursor is older than purged tombstones (sync/pull.py).
+    resume_rev: Mapped[int | None] = mapped_column(BigInteger, default=None)
     last_push_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 

@@ -76,12 +76,23 @@ def _select(spec: TableSpec) -> Select:
 
 
 class PullRequest:
-    """Validated pull parameters."""
+    """Validated pull parameters, and the cursor this device was last handed with has_more
+    (`resume`): a pull from it continues a sync, whatever was purged meanwhile."""
 
-    def __init__(self, cursor: int | None, limit: int, migration: dict | None) -> None:
+    def __init__(
+        self, cursor: int | None, limit: int, migration: dict | None, resume: int | None = None
+    ) -> None:
         self.cursor = cursor
         self.limit = limit
         self.migration = migration
+        self.resume = resume
+
+
+def is_replacement(cursor: int | None, purged: int, resume: int | None) -> bool:
+    """A cursor older than purged tombstones may miss deletions: the device gets the whole
+    dataset to replace its own. Not the cursor of a page this device was just handed: the
+    records it has from earlier pages were all live after those tombstones were written."""
+    return cursor is not None and 0 < cursor < purged and cursor != resume
 
 
 def parse_migration(raw: Any) -> dict | None:
@@ -157,7 +168,7 @@ def pull(session: Session, scope: Scope, req: PullRequest) -> dict[str, Any]:
     top, purged, assignments_moved, conflicts_moved = session.execute(
         select(counter.value, counter.purged_rev, *moved).where(counter.id == 1)
     ).one()
-    replacement = cursor is not None and cursor > 0 and cursor < purged
+    replacement = is_replacement(cursor, purged, req.resume)
     first = cursor is None or cursor <= 0 or replacement
     low = -1 if first else cursor
     page = Page()

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER
 from store.errors import Unauthorized
-from sync.pull import SITE_COLUMN, Page, PullRequest, finish, render_rows
+from sync.pull import SITE_COLUMN, Page, PullRequest, finish, is_replacement, render_rows
 from sync.scope import Scope
 from sync.tables import TABLES, TableSpec
 
@@ -69,7 +69,7 @@ def statement(scoped: bool, first: bool) -> str:
              WHERE me.role = '{INSPECTOR}' AND a.revoked_at IS NULL
             UNION ALL
             SELECT s.id FROM sites s JOIN me ON s.region_id = me.region_id
-             WHERE me.role = '{REGIONAL_MANAGER}' AND s.deleted_at IS NULL
+             WHERE me.role = '{REGIONAL_MANAGER}'
         ),"""
         sites = "(SELECT array_agg(site) FROM scope)"
     else:
@@ -89,7 +89,9 @@ def statement(scoped: bool, first: bool) -> str:
     SELECT NULL::bigint AS rev, NULL::int AS tab, NULL AS id, NULL::boolean AS gone,
            row_to_json(m)::text AS doc
     FROM (SELECT c.top, c.purged, c.moved, (SELECT role FROM me) AS role,
-                 (SELECT region_id FROM me) AS region_id, {sites} AS sites
+                 (SELECT region_id FROM me) AS region_id, {sites} AS sites,
+                 (SELECT d.resume_rev FROM device_states d
+                   WHERE d.user_id = %(user)s AND d.device_id = %(device)s) AS resume
           FROM counter c) m
     UNION ALL
     SELECT u.rev, u.tab, u.id, u.gone, u.doc FROM ({branches} ORDER BY rev LIMIT %(n)s) u
@@ -114,12 +116,14 @@ _NOTE_DEVICE = re.sub(
     r"\s+",
     " ",
     """
-    INSERT INTO device_states (user_id, device_id, last_pull_at, last_pulled_rev, pull_start_rev)
-    VALUES (%(user)s, %(device)s, now(), %(end)s, %(start)s)
+    INSERT INTO device_states
+        (user_id, device_id, last_pull_at, last_pulled_rev, pull_start_rev, resume_rev)
+    VALUES (%(user)s, %(device)s, now(), %(end)s, %(start)s, %(resume)s)
     ON CONFLICT (user_id, device_id) DO UPDATE SET
         last_pull_at = excluded.last_pull_at,
         last_pulled_rev = excluded.last_pulled_rev,
-        pull_start_rev = excluded.pull_start_rev
+        pull_start_rev = excluded.pull_start_rev,
+        resume_rev = excluded.resume_rev
     """,
 )
 
@@ -146,7 +150,8 @@ def pull(
     raw = session.connection().connection.driver_connection
     cursor = req.cursor
     first = cursor is None or cursor <= 0
-    params = {"user": user_id, "low": -1 if first else cursor, "n": req.limit + 1}
+    params = {"user": user_id, "device": device_id, "low": -1 if first else cursor}
+    params["n"] = req.limit + 1
     scoped = token_role != HQ
     meta, rows = _run(raw, params, scoped, first)
     role = meta["role"]
@@ -154,7 +159,7 @@ def pull(
         raise Unauthorized(
             "This account no longer exists or is disabled.", reason="account_disabled"
         )
-    replacement = not first and cursor < meta["purged"]
+    replacement = is_replacement(cursor, meta["purged"], meta["resume"])
     if (role != HQ) != scoped or replacement:
         # The role changed since the token was issued, or the cursor is older than purged
         # tombstones: the same snapshot again with the right statement.
@@ -188,8 +193,8 @@ def pull(
     # The bookkeeping and the COMMIT in one round trip (psycopg follows the server's
     # transaction state, so the session's own commit after this finds nothing to do).
     with raw.pipeline():
-        raw.execute(
-            _NOTE_DEVICE, {"user": user_id, "device": device_id, "end": end, "start": cursor}
-        )
+        resume = end if has_more else None
+        note = {"user": user_id, "device": device_id, "end": end, "start": cursor}
+        raw.execute(_NOTE_DEVICE, {**note, "resume": resume})
         raw.execute("COMMIT")
     return result

@@ -72,15 +72,16 @@ def assigned_site_ids(session: Session, user_id: str) -> frozenset[str]:
     return frozenset(rows.scalars())
 
 
-def scope_for(session: Session, user: User) -> Scope:
-    """Compute the scope of a user from their role, region and assignments."""
+def scope_for(session: Session, user: User, *, closed_sites: bool = False) -> Scope:
+    """Compute the scope of a user from their role, region and assignments. A manager's closed
+    sites count only for pulls (`closed_sites`), so their devices receive the closure."""
     if user.role == HQ:
         sites = None
     elif user.role == REGIONAL_MANAGER:
-        rows = session.execute(
-            select(Site.id).where(Site.region_id == user.region_id, Site.deleted_at.is_(None))
-        )
-        sites = frozenset(rows.scalars())
+        stmt = select(Site.id).where(Site.region_id == user.region_id)
+        if not closed_sites:
+            stmt = stmt.where(Site.deleted_at.is_(None))
+        sites = frozenset(session.execute(stmt).scalars())
     elif user.role == INSPECTOR:
         sites = assigned_site_ids(session, user.id)
     else:

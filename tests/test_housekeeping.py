@@ -47,6 +47,34 @@ def test_purge_then_an_old_cursor_gets_a_replacement(app, env, device, db):
     assert "experimentalStrategy" not in fresh
 
 
+def test_paged_syncs_after_a_purge_end_and_converge(app, env, device, db):
+    # After a purge, the cursors handed out mid-way through a first sync (or a replacement)
+    # are older than the purged tombstones too: they must continue the sync, not restart it.
+    a = device(ANA, "a")
+    a.sync()
+    created = [new_inspection(a, env) for _ in range(5)]
+    a.sync()
+    old = device(ANA, "old", limit=2)
+    old.sync()
+    gone = created[0]
+    a.delete("inspections", gone)
+    a.sync()
+    for _ in range(3):
+        new_inspection(a, env)
+    a.sync()
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    db.execute(update(Inspection).where(Inspection.id == gone).values(deleted_at=long_ago))
+    assert app.test_cli_runner().invoke(args=["sync", "purge"]).exit_code == 0
+    fresh = device(ANA, "fresh", limit=2)
+    fresh.sync()
+    old.sync()  # its cursor predates the purge: a replacement, in pages of two
+    whole = device(ANA, "whole")
+    whole.sync()
+    assert old.get("inspections", gone) is None
+    assert fresh.snapshot() == whole.snapshot() == old.snapshot()
+    assert len(whole.live("inspections")) == 7
+
+
 def test_idempotency_records_expire(app, env, device, db, client):
     phone = device(ANA)
     cursor = phone.pull()

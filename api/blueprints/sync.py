@@ -152,9 +152,15 @@ def _do_pull(args: dict) -> Response:
         result = pull_pg.pull(session, claims["sub"], claims.get("role", ""), g.device_id, req)
     else:
         user = current_user()
-        result = pull.pull(session, scope_for(session, user), req)
+        state = session.get(DeviceState, (user.id, g.device_id))
+        req.resume = state.resume_rev if state else None
+        result = pull.pull(session, scope_for(session, user, closed_sites=True), req)
         _note_device(
-            user.id, "last_pull_at", last_pulled_rev=result["timestamp"], pull_start_rev=req.cursor
+            user.id,
+            "last_pull_at",
+            last_pulled_rev=result["timestamp"],
+            pull_start_rev=req.cursor,
+            resume_rev=result["timestamp"] if result["has_more"] else None,
         )
         db.commit()
     return _json(result)

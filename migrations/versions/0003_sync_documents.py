@@ -59,11 +59,12 @@ def _function(table: str, columns: tuple) -> str:
         else f'${n} AS {c}'
         for n, c in enumerate(names, start=1)
     )
-    # IMMUTABLE, as a generated column needs: the output depends only on the arguments (epoch
-    # milliseconds do not depend on the time zone; floats print shortest-exact by default).
+    # IMMUTABLE, as a generated column needs: the output depends only on the arguments. Epoch
+    # milliseconds do not depend on the time zone; floats would depend on the writer's
+    # extra_float_digits, so the function pins it (shortest exact, as the Python path prints).
     return (
         f'CREATE FUNCTION sync_doc_{table}({args}) RETURNS text '
-        f'LANGUAGE sql IMMUTABLE PARALLEL SAFE '
+        f'LANGUAGE sql IMMUTABLE PARALLEL SAFE SET extra_float_digits = 1 '
         f'AS $$ SELECT row_to_json(d)::text FROM (SELECT {fields}) d $$'
     )
 

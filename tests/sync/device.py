@@ -13,6 +13,8 @@ from typing import Any
 
 PUSHABLE = ("inspections", "responses", "attachments", "actions")
 TABLES = ("sites", "templates", "occurrences", *PUSHABLE)
+# A pull that pages on forever is a bug to report, not a test to hang.
+MAX_PAGES = 2000
 
 
 class SyncFailed(Exception):
@@ -90,7 +92,7 @@ class Device:
         cursor = self.last_pulled_at
         merged: dict[str, dict[str, list]] = {t: {"updated": [], "deleted": []} for t in TABLES}
         strategy = None
-        while True:
+        for _page in range(MAX_PAGES):
             params = {} if cursor is None else {"last_pulled_at": cursor}
             if self.limit:
                 params["limit"] = self.limit
@@ -106,6 +108,8 @@ class Device:
             cursor = body["timestamp"]
             if not body.get("has_more"):
                 break
+        else:
+            raise SyncFailed(0, {"message": f"the pull did not end within {MAX_PAGES} pages"})
         self._apply(merged, strategy)
         return cursor
 

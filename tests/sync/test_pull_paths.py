@@ -38,13 +38,17 @@ def _both(app, email, cursor, limit=1000, migration=None, token_role=None):
     with app.app_context():
         session = api_db.session()
         user_id, role = session.query(User.id, User.role).filter_by(email=email).one()
+        before = session.get(DeviceState, (user_id, "compare"))
+        resume = before.resume_rev if before else None
         session.rollback()
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        req = pull.PullRequest(cursor, limit, migration)
+        req = pull.PullRequest(cursor, limit, migration, resume=resume)
         fast = pull_pg.pull(session, user_id, token_role or role, "compare", req)
-        slow = pull.pull(session, scope_for(session, session.get(User, user_id)), req)
+        user = session.get(User, user_id)
+        slow = pull.pull(session, scope_for(session, user, closed_sites=True), req)
         state = session.get(DeviceState, (user_id, "compare"))
         assert (state.last_pulled_rev, state.pull_start_rev) == (fast["timestamp"], cursor)
+        assert state.resume_rev == (fast["timestamp"] if fast["has_more"] else None)
         session.rollback()
     return _normal(fast), _normal(slow)
 
@@ -180,3 +184,16 @@ def test_a_disabled_account_gets_nothing(app, history, db):
             pull_pg.pull(session, user_id, "inspector", "compare", pull.PullRequest(None, 10, None))
         session.rollback()
         assert session.get(DeviceState, (user_id, "compare")) is None
+
+
+def test_documents_do_not_depend_on_the_writers_float_setting(app, history):
+    # float8 prints according to extra_float_digits; the document functions pin it.
+    with app.extensions["db_engine"].begin() as conn:
+        conn.execute(text("SET LOCAL extra_float_digits = 0"))
+        conn.execute(
+            text("UPDATE inspections SET latitude = 31.230400000000003 WHERE latitude IS NOT NULL")
+        )
+        doc = conn.execute(
+            text("SELECT sync_doc FROM inspections WHERE latitude IS NOT NULL")
+        ).scalar_one()
+    assert orjson.loads(doc)["latitude"] == 31.230400000000003

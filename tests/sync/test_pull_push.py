@@ -7,7 +7,7 @@ import json
 from sqlalchemy import func, select
 
 from store.models import Conflict, Inspection, Response
-from tests.sync_env import ANA, BEN, HQ_EMAIL, answer, new_inspection
+from tests.sync_env import ANA, BEN, HQ_EMAIL, NORTH, answer, new_inspection
 
 
 def test_first_pull_is_scoped_and_sends_creations_as_updates(env, device):
@@ -272,6 +272,18 @@ def test_grant_and_revoke_reach_devices(env, device, api):
     ana.sync()
     assert ana.get("inspections", iid) is None
     assert "S-HOTEL" not in {s["code"] for s in ana.live("sites").values()}
+
+
+def test_a_closed_site_leaves_every_device_that_had_it(env, device, api):
+    devices = {email: device(email) for email in (ANA, NORTH, HQ_EMAIL)}
+    canteen = env["sites"]["N-CANTEEN"]
+    for dev in devices.values():
+        dev.sync()
+        assert dev.get("sites", canteen) is not None
+    assert api.delete(f"/sites/{canteen}", HQ_EMAIL).status_code == 204
+    for email, dev in devices.items():
+        dev.sync()
+        assert dev.get("sites", canteen) is None, email
 
 
 def test_paging_converges(env, device):
