@@ -438,6 +438,9 @@ class DeviceState(Base):
     # The cursor handed to the device with has_more: its next pull continues the same sync,
     # even when that cursor is older than purged tombstones (sync/pull.py).
     resume_rev: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The role and region the device last pulled in: when they change, its next pull is a
+    # replacement in the new scope.
+    scope_key: Mapped[str | None] = mapped_column(String(200), default=None)
     last_push_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 

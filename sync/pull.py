@@ -11,7 +11,7 @@ from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
 
 from store.db import one_of
-from store.enums import INSPECTOR
+from store.enums import INSPECTOR, REGIONAL_MANAGER
 from store.errors import Invalid
 from store.models import Conflict, SiteAssignment, SyncCounter
 from store.types import UTCDateTime
@@ -80,19 +80,35 @@ class PullRequest:
     (`resume`): a pull from it continues a sync, whatever was purged meanwhile."""
 
     def __init__(
-        self, cursor: int | None, limit: int, migration: dict | None, resume: int | None = None
+        self,
+        cursor: int | None,
+        limit: int,
+        migration: dict | None,
+        resume: int | None = None,
+        scope_key: str | None = None,
     ) -> None:
         self.cursor = cursor
         self.limit = limit
         self.migration = migration
         self.resume = resume
+        self.scope_key = scope_key  # what this device last pulled in (scope_key())
 
 
-def is_replacement(cursor: int | None, purged: int, resume: int | None) -> bool:
-    """A cursor older than purged tombstones may miss deletions: the device gets the whole
-    dataset to replace its own. Not the cursor of a page this device was just handed: the
-    records it has from earlier pages were all live after those tombstones were written."""
-    return cursor is not None and 0 < cursor < purged and cursor != resume
+def scope_key(role: str, region_id: str | None) -> str:
+    """What a user's scope depends on besides their assignments (those are tracked by rev)."""
+    return f"{role}|{region_id or ''}" if role == REGIONAL_MANAGER else role
+
+
+def is_replacement(
+    cursor: int | None, purged: int, resume: int | None, last_key: str | None, key: str
+) -> bool:
+    """Whether the device gets the whole dataset to replace its own: its cursor is older than
+    purged tombstones (it may miss deletions), or it last pulled in another role or region.
+    Not for the cursor of a page this device was just handed: the records it has from earlier
+    pages were all live after those tombstones were written."""
+    if cursor is None or cursor <= 0:
+        return False
+    return (cursor < purged and cursor != resume) or (last_key is not None and last_key != key)
 
 
 def parse_migration(raw: Any) -> dict | None:
@@ -168,7 +184,8 @@ def pull(session: Session, scope: Scope, req: PullRequest) -> dict[str, Any]:
     top, purged, assignments_moved, conflicts_moved = session.execute(
         select(counter.value, counter.purged_rev, *moved).where(counter.id == 1)
     ).one()
-    replacement = is_replacement(cursor, purged, req.resume)
+    key = scope_key(scope.role, scope.region_id)
+    replacement = is_replacement(cursor, purged, req.resume, req.scope_key, key)
     first = cursor is None or cursor <= 0 or replacement
     low = -1 if first else cursor
     page = Page()

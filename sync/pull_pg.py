@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 
 from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER
 from store.errors import Unauthorized
-from sync.pull import SITE_COLUMN, Page, PullRequest, finish, is_replacement, render_rows
+from sync.pull import (
+    SITE_COLUMN,
+    Page,
+    PullRequest,
+    finish,
+    is_replacement,
+    render_rows,
+    scope_key,
+)
 from sync.scope import Scope
 from sync.tables import TABLES, TableSpec
 
@@ -90,9 +98,9 @@ def statement(scoped: bool, first: bool) -> str:
            row_to_json(m)::text AS doc
     FROM (SELECT c.top, c.purged, c.moved, (SELECT role FROM me) AS role,
                  (SELECT region_id FROM me) AS region_id, {sites} AS sites,
-                 (SELECT d.resume_rev FROM device_states d
-                   WHERE d.user_id = %(user)s AND d.device_id = %(device)s) AS resume
-          FROM counter c) m
+                 d.resume_rev AS resume, d.scope_key
+          FROM counter c LEFT JOIN device_states d
+            ON d.user_id = %(user)s AND d.device_id = %(device)s) m
     UNION ALL
     SELECT u.rev, u.tab, u.id, u.gone, u.doc FROM ({branches} ORDER BY rev LIMIT %(n)s) u
     """
@@ -116,14 +124,15 @@ _NOTE_DEVICE = re.sub(
     r"\s+",
     " ",
     """
-    INSERT INTO device_states
-        (user_id, device_id, last_pull_at, last_pulled_rev, pull_start_rev, resume_rev)
-    VALUES (%(user)s, %(device)s, now(), %(end)s, %(start)s, %(resume)s)
+    INSERT INTO device_states (user_id, device_id, last_pull_at, last_pulled_rev,
+                               pull_start_rev, resume_rev, scope_key)
+    VALUES (%(user)s, %(device)s, now(), %(end)s, %(start)s, %(resume)s, %(key)s)
     ON CONFLICT (user_id, device_id) DO UPDATE SET
         last_pull_at = excluded.last_pull_at,
         last_pulled_rev = excluded.last_pulled_rev,
         pull_start_rev = excluded.pull_start_rev,
-        resume_rev = excluded.resume_rev
+        resume_rev = excluded.resume_rev,
+        scope_key = excluded.scope_key
     """,
 )
 
@@ -159,7 +168,8 @@ def pull(
         raise Unauthorized(
             "This account no longer exists or is disabled.", reason="account_disabled"
         )
-    replacement = is_replacement(cursor, meta["purged"], meta["resume"])
+    key = scope_key(role, meta["region_id"])
+    replacement = is_replacement(cursor, meta["purged"], meta["resume"], meta["scope_key"], key)
     if (role != HQ) != scoped or replacement:
         # The role changed since the token was issued, or the cursor is older than purged
         # tombstones: the same snapshot again with the right statement.
@@ -194,7 +204,7 @@ def pull(
     # transaction state, so the session's own commit after this finds nothing to do).
     with raw.pipeline():
         resume = end if has_more else None
-        note = {"user": user_id, "device": device_id, "end": end, "start": cursor}
+        note = {"user": user_id, "device": device_id, "end": end, "start": cursor, "key": key}
         raw.execute(_NOTE_DEVICE, {**note, "resume": resume})
         raw.execute("COMMIT")
     return result

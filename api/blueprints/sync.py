@@ -153,7 +153,8 @@ def _do_pull(args: dict) -> Response:
     else:
         user = current_user()
         state = session.get(DeviceState, (user.id, g.device_id))
-        req.resume = state.resume_rev if state else None
+        if state is not None:
+            req.resume, req.scope_key = state.resume_rev, state.scope_key
         result = pull.pull(session, scope_for(session, user, closed_sites=True), req)
         _note_device(
             user.id,
@@ -161,6 +162,7 @@ def _do_pull(args: dict) -> Response:
             last_pulled_rev=result["timestamp"],
             pull_start_rev=req.cursor,
             resume_rev=result["timestamp"] if result["has_more"] else None,
+            scope_key=pull.scope_key(user.role, user.region_id),
         )
         db.commit()
     return _json(result)

@@ -39,10 +39,10 @@ def _both(app, email, cursor, limit=1000, migration=None, token_role=None):
         session = api_db.session()
         user_id, role = session.query(User.id, User.role).filter_by(email=email).one()
         before = session.get(DeviceState, (user_id, "compare"))
-        resume = before.resume_rev if before else None
+        known = (before.resume_rev, before.scope_key) if before else (None, None)
         session.rollback()
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        req = pull.PullRequest(cursor, limit, migration, resume=resume)
+        req = pull.PullRequest(cursor, limit, migration, *known)
         fast = pull_pg.pull(session, user_id, token_role or role, "compare", req)
         user = session.get(User, user_id)
         slow = pull.pull(session, scope_for(session, user, closed_sites=True), req)

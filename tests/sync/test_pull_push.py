@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import func, select
 
-from store.models import Conflict, Inspection, Response
+from store.models import Conflict, Inspection, Response, Site
 from tests.sync_env import ANA, BEN, HQ_EMAIL, NORTH, answer, new_inspection
 
 
@@ -284,6 +284,23 @@ def test_a_closed_site_leaves_every_device_that_had_it(env, device, api):
     for email, dev in devices.items():
         dev.sync()
         assert dev.get("sites", canteen) is None, email
+
+
+def test_a_manager_moved_to_another_region_gets_a_replacement(env, device, api, db):
+    phone = device(NORTH)
+    phone.sync()
+    north_sites = {s["code"] for s in phone.live("sites").values()}
+    assert north_sites == {"N-HOTEL", "N-CANTEEN"}
+    ben = device(BEN)
+    ben.sync()
+    south_inspection = new_inspection(ben, env, site="S-HOTEL")
+    ben.sync()
+    south = db.get(Site, env["sites"]["S-HOTEL"]).region_id
+    moved = api.patch(f"/users/{env['users'][NORTH]}", HQ_EMAIL, json={"region_id": south})
+    assert moved.status_code == 200
+    phone.sync()
+    assert {s["code"] for s in phone.live("sites").values()} == {"S-HOTEL", "S-STORE"}
+    assert phone.get("inspections", south_inspection) is not None
 
 
 def test_paging_converges(env, device):
