@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from store.db import make_engine
+from store.db import make_engine, unmapped_columns_left_alone
 from store.models import Base
 
 config = context.config
@@ -27,6 +27,7 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=unmapped_columns_left_alone,
     )
     with context.begin_transaction():
         context.run_migrations()
