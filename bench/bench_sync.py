@@ -290,7 +290,7 @@ def main() -> None:
     with Server(app) as server:
         client = Client(server.port)
         client.login("ana.inspector@demo.example")
-        bench_push(app, client, ids[0], ids[2], repeat=5)
+        bench_push(app, client, ids[0], ids[2], repeat=9)
         bench_pull(app, client, ids[1], ids[2])
     print(json.dumps({"database": app.extensions["db_engine"].dialect.name}))
 

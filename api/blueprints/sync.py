@@ -164,7 +164,8 @@ def _do_pull(args: dict) -> Response:
             resume_rev=result["timestamp"] if result["has_more"] else None,
             scope_key=pull.scope_key(user.role, user.region_id),
         )
-        db.commit()
+    # On PostgreSQL the COMMIT went with the bookkeeping; this closes the session's side of it.
+    db.commit()
     return _json(result)
 
 
