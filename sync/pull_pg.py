@@ -149,38 +149,9 @@ def _run(
     return meta, [row for row in rows if row[1] is not None]
 
 
-def pull(
-    session: Session, user_id: str, token_role: str, device_id: str, req: PullRequest
-) -> dict[str, Any]:
-    """One page of changes for this user and device, and the device's bookkeeping, committed.
-    The session's transaction must be REPEATABLE READ and not yet begun: what the rare cases
-    read after the statement (access changes, refusals, migrations, templates) comes from the
-    same snapshot."""
-    raw = session.connection().connection.driver_connection
-    cursor = req.cursor
-    first = cursor is None or cursor <= 0
-    params = {"user": user_id, "device": device_id, "low": -1 if first else cursor}
-    params["n"] = req.limit + 1
-    scoped = token_role != HQ
-    meta, rows = _run(raw, params, scoped, first)
-    role = meta["role"]
-    if role is None:
-        raise Unauthorized(
-            "This account no longer exists or is disabled.", reason="account_disabled"
-        )
-    key = scope_key(role, meta["region_id"])
-    replacement = is_replacement(cursor, meta["purged"], meta["resume"], meta["scope_key"], key)
-    if (role != HQ) != scoped or replacement:
-        # The role changed since the token was issued, or the cursor is older than purged
-        # tombstones: the same snapshot again with the right statement.
-        scoped, first = role != HQ, first or replacement
-        params["low"] = -1 if first else cursor
-        meta, rows = _run(raw, params, scoped, first)
-    has_more = len(rows) > req.limit
-    rows = rows[: req.limit]
-    end = rows[-1][0] if has_more else meta["top"]
-    sites = frozenset(meta["sites"] or ()) if scoped else None
-    scope = Scope(user_id, role, meta["region_id"], sites)
+def _page(session: Session, rows: list[tuple]) -> Page:
+    """The page of these rows: rendered documents joined per table, tombstones as deletions,
+    templates rendered in Python."""
     page = Page()
     rendered: dict[int, tuple[list[str], list[str]]] = {}
     python_side: dict[str, list[str]] = {}
@@ -197,6 +168,46 @@ def pull(
         page.update_many(_NAMES[tab], ids, orjson.Fragment(",".join(docs)))
     for name, ids in python_side.items():
         render_rows(session, page, name, ids)
+    return page
+
+
+def pull(
+    session: Session, user_id: str, token_role: str, device_id: str, req: PullRequest
+) -> dict[str, Any]:
+    """One page of changes for this user and device, and the device's bookkeeping, committed.
+    The session's transaction must be REPEATABLE READ and not yet begun: what the rare cases
+    read after the statement (access changes, refusals, migrations, templates) comes from the
+    same snapshot."""
+    raw = session.connection().connection.driver_connection
+    cursor = req.cursor
+    first = cursor is None or cursor <= 0
+    params = {
+        "user": user_id,
+        "device": device_id,
+        "low": -1 if first else cursor,
+        "n": req.limit + 1,
+    }
+    scoped = token_role != HQ
+    meta, rows = _run(raw, params, scoped, first)
+    role = meta["role"]
+    if role is None:
+        raise Unauthorized(
+            "This account no longer exists or is disabled.", reason="account_disabled"
+        )
+    key = scope_key(role, meta["region_id"])
+    replacement = is_replacement(cursor, meta["purged"], meta["resume"], meta["scope_key"], key)
+    if (role != HQ) != scoped or replacement:
+        # The role changed since the token was issued, or the device gets a replacement
+        # (purged tombstones, another scope): the same snapshot again, the right statement.
+        scoped, first = role != HQ, first or replacement
+        params["low"] = -1 if first else cursor
+        meta, rows = _run(raw, params, scoped, first)
+    has_more = len(rows) > req.limit
+    rows = rows[: req.limit]
+    end = rows[-1][0] if has_more else meta["top"]
+    sites = frozenset(meta["sites"] or ()) if scoped else None
+    scope = Scope(user_id, role, meta["region_id"], sites)
+    page = _page(session, rows)
     result = finish(
         session, scope, page, req, params["low"], end, has_more, first, meta["moved"], replacement
     )
