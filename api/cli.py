@@ -17,6 +17,7 @@ from api.security import hash_password
 from inspections import schedule_service
 from media import uploads
 from org import demo
+from store.db import without_statement_timeout
 from sync import idempotency, purge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,7 @@ def migrate_database(engine) -> None:
     """Bring the schema to the newest migration."""
     cfg = alembic_config()
     with engine.begin() as conn:
+        without_statement_timeout(conn)  # a migration may rewrite big tables
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
@@ -56,6 +58,7 @@ def register(app: Flask) -> None:
         """Purge tombstones past the horizon and idempotency records past their retention."""
         cfg = current_app.config
         session = db.session()
+        without_statement_timeout(session.connection())
         removed = purge.purge_tombstones(session, dt.timedelta(days=cfg["TOMBSTONE_HORIZON_DAYS"]))
         forgotten = idempotency.purge(session, dt.timedelta(days=cfg["IDEMPOTENCY_RETENTION_DAYS"]))
         db.commit()

@@ -59,6 +59,11 @@ def load_config(env: dict[str, str] | None = None, instance_path: str | None = N
         "MAX_UPLOAD_BYTES": _int(env, "MAX_UPLOAD_BYTES", 40 * 1024 * 1024),
         "MAX_IMAGE_PIXELS": _int(env, "MAX_IMAGE_PIXELS", 60_000_000),
         "MAX_JSON_DEPTH": _int(env, "MAX_JSON_DEPTH", 32),
+        # PostgreSQL: a request's statement (or its wait for a lock) is cancelled after this,
+        # and a session idle inside a transaction is ended (0 = no limit). CLI maintenance
+        # (migrations, purges) lifts the statement limit for itself.
+        "DB_STATEMENT_TIMEOUT_MS": _int(env, "DB_STATEMENT_TIMEOUT_MS", 30_000),
+        "DB_IDLE_IN_TRANSACTION_MS": _int(env, "DB_IDLE_IN_TRANSACTION_MS", 60_000),
         "SYNC_PULL_LIMIT": _int(env, "SYNC_PULL_LIMIT", 1000),
         "SYNC_PUSH_MAX_RECORDS": _int(env, "SYNC_PUSH_MAX_RECORDS", 20000),
         "TOMBSTONE_HORIZON_DAYS": _int(env, "TOMBSTONE_HORIZON_DAYS", 180),

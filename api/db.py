@@ -13,7 +13,11 @@ from sync import revs
 
 def init_app(app: Flask) -> None:
     """Create the engine and session factory for this app."""
-    engine = make_engine(app.config["DATABASE_URL"])
+    engine = make_engine(
+        app.config["DATABASE_URL"],
+        statement_timeout_ms=app.config["DB_STATEMENT_TIMEOUT_MS"],
+        idle_in_transaction_ms=app.config["DB_IDLE_IN_TRANSACTION_MS"],
+    )
     factory = make_session_factory(engine)
     revs.install(factory)
     app.extensions["db_engine"] = engine

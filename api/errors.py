@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 from flask import Flask, Response, jsonify
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from api.i18n import error_message, request_language
@@ -118,15 +118,28 @@ def handle_domain(error: DomainError) -> Response:
     )
 
 
-def handle_db_unavailable(error: OperationalError | psycopg.OperationalError) -> Response:
-    """Lost or refused database connections: fail fast and tell the client when to retry."""
+def handle_db_unavailable(error: Exception) -> Response:
+    """Lost or refused database connections, or a statement over its time limit: fail fast
+    and tell the client when to retry."""
     log.warning("database unavailable: %s", error)
+    if isinstance(getattr(error, "orig", error), psycopg.errors.QueryCanceled):
+        message, reason = "The database took too long to answer; retry shortly.", "database_busy"
+    else:
+        message, reason = "The database cannot be reached right now; retry shortly.", None
     return envelope(
         503,
-        "The database cannot be reached right now; retry shortly.",
-        reason="database_unavailable",
+        message,
+        reason=reason or "database_unavailable",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+def handle_db_internal(error: InternalError | psycopg.InternalError) -> Response:
+    """The server ended a session left idle inside a transaction (its limit) is a lost
+    connection to the client; any other internal database error is ours."""
+    if isinstance(getattr(error, "orig", error), psycopg.errors.IdleInTransactionSessionTimeout):
+        return handle_db_unavailable(error)
+    return handle_unexpected(error)
 
 
 def handle_integrity(error: IntegrityError | psycopg.IntegrityError) -> Response:
@@ -157,4 +170,6 @@ def register(app: Flask) -> None:
     # so a lost database or a duplicate row surfaces as the driver's error, not SQLAlchemy's.
     app.register_error_handler(psycopg.OperationalError, handle_db_unavailable)
     app.register_error_handler(psycopg.IntegrityError, handle_integrity)
+    app.register_error_handler(InternalError, handle_db_internal)
+    app.register_error_handler(psycopg.InternalError, handle_db_internal)
     app.register_error_handler(Exception, handle_unexpected)

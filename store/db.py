@@ -18,8 +18,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine with the per-backend settings sync correctness relies on."""
+def make_engine(
+    url: str, *, statement_timeout_ms: int = 0, idle_in_transaction_ms: int = 0, **kwargs: Any
+) -> Engine:
+    """Create an engine with the per-backend settings sync correctness relies on. On
+    PostgreSQL, optional server-side limits (0 = none): a statement running or waiting for a
+    lock longer than `statement_timeout_ms` is cancelled, and a session left idle inside a
+    transaction longer than `idle_in_transaction_ms` is ended, releasing its locks (a frozen
+    worker must not hold the rev counter's lock, and with it every push, forever)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):
@@ -29,8 +35,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    options = f"-c statement_timeout={int(statement_timeout_ms)}"
+    options += f" -c idle_in_transaction_session_timeout={int(idle_in_transaction_ms)}"
+    kwargs.setdefault("connect_args", {"connect_timeout": 5, "options": options})
     return create_engine(url, **kwargs)
+
+
+def without_statement_timeout(connection: Any) -> None:
+    """For long maintenance work (migrations, purges) in this transaction (PostgreSQL)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
 
 
 def _configure_sqlite(engine: Engine) -> None:

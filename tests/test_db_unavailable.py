@@ -41,7 +41,21 @@ def broken_app(tmp_path):
         session.rollback = dead_rollback
         raise psycopg.OperationalError("server closed the connection unexpectedly")
 
-    for view in (driver_lost, driver_duplicate, lost_with_dead_teardown):
+    def session_ended():
+        raise psycopg.errors.IdleInTransactionSessionTimeout(
+            "terminating connection due to idle-in-transaction timeout"
+        )
+
+    def other_internal():
+        raise psycopg.errors.InternalError_("cache lookup failed")
+
+    for view in (
+        driver_lost,
+        driver_duplicate,
+        lost_with_dead_teardown,
+        session_ended,
+        other_internal,
+    ):
         app.add_url_rule(f"/t/{view.__name__}", view_func=view)
     return app
 
@@ -57,3 +71,11 @@ def test_driver_errors_map_to_503_and_409(broken_app):
 def test_a_dead_connection_at_teardown_keeps_the_503(broken_app):
     resp = broken_app.test_client().get("/t/lost_with_dead_teardown")
     assert resp.status_code == 503 and resp.get_json()["reason"] == "database_unavailable"
+
+
+def test_an_ended_idle_session_is_503_other_internal_errors_500(broken_app):
+    client = broken_app.test_client()
+    ended = client.get("/t/session_ended")
+    assert ended.status_code == 503 and ended.get_json()["reason"] == "database_unavailable"
+    other = client.get("/t/other_internal")
+    assert other.status_code == 500 and other.get_json()["code"] == 500
