@@ -67,7 +67,7 @@ def _key(group_by: list[str], row: dict[str, Any], when: dt.datetime | None) -> 
 
 
 def _filters(
-    stmt, model, scope: Scope, f: dict[str, Any], site_col, template_col=None, inspector_col=None
+    stmt, scope: Scope, f: dict[str, Any], site_col, template_col=None, inspector_col=None
 ):
     stmt = stmt.where(scope.site_clause(site_col))
     if f.get("site_id"):
@@ -161,13 +161,7 @@ def _from_inspections(
         )
     )
     stmt = _filters(
-        stmt,
-        Inspection,
-        scope,
-        filters,
-        Inspection.site_id,
-        Inspection.template_id,
-        Inspection.inspector_id,
+        stmt, scope, filters, Inspection.site_id, Inspection.template_id, Inspection.inspector_id
     )
     for region, site, template, inspector, when, passed, critical, percent in session.execute(stmt):
         dims = {"region": region, "site": site, "template": template, "inspector": inspector}
@@ -295,13 +289,7 @@ def compliance(
         Occurrence.status,
     ).where(Occurrence.deleted_at.is_(None), Occurrence.due_at >= start, Occurrence.due_at < end)
     stmt = _filters(
-        stmt,
-        Occurrence,
-        scope,
-        filters,
-        Occurrence.site_id,
-        Occurrence.template_id,
-        Occurrence.assignee_id,
+        stmt, scope, filters, Occurrence.site_id, Occurrence.template_id, Occurrence.assignee_id
     )
     for site, tpl, who, due, miss, status in session.execute(stmt):
         g = groups[_key(group_by, dims(site, tpl, who), due)]
@@ -324,7 +312,7 @@ def compliance(
         .where(Action.deleted_at.is_(None), Action.created_at >= start, Action.created_at < end)
     )
     stmt = _filters(
-        stmt, Action, scope, filters, Action.site_id, Inspection.template_id, Action.assignee_id
+        stmt, scope, filters, Action.site_id, Inspection.template_id, Action.assignee_id
     )
     for site, tpl, who, created, resolved, status, due in session.execute(stmt):
         g = groups[_key(group_by, dims(site, tpl, who), created)]
@@ -391,12 +379,6 @@ def failing_items(
         .limit(limit)
     )
     stmt = _filters(
-        stmt,
-        Inspection,
-        scope,
-        filters,
-        Inspection.site_id,
-        Inspection.template_id,
-        Inspection.inspector_id,
+        stmt, scope, filters, Inspection.site_id, Inspection.template_id, Inspection.inspector_id
     )
     return [{"template_key": t, "item_key": k, "failures": n} for t, k, n in session.execute(stmt)]

@@ -33,7 +33,7 @@ from store.models import (
 from sync.revs import current_rev
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, SOUTH
 from tests.media.conftest import jpeg
-from tests.sync_env import answer, new_inspection
+from tests.sync_env import answer, new_inspection, photo_record
 
 TOKEN_MAX_AGE = 600  # seconds; access tokens live 900
 EMAILS = (HQ_EMAIL, NORTH, SOUTH, ANA, BEN)
@@ -99,18 +99,6 @@ class World:
         return {"Authorization": f"Bearer {self.tokens[email][0]}", **extra}
 
 
-def _photo_record(dev: Any, iid: str, rid: str, data: bytes) -> str:
-    return dev.create(
-        "attachments",
-        inspection_id=iid,
-        response_id=rid,
-        kind="photo",
-        sha256=hashlib.sha256(data).hexdigest(),
-        mime="image/jpeg",
-        byte_size=len(data),
-    )
-
-
 def _upload(client: Any, dev: Any, att_id: str, data: bytes) -> None:
     sha = hashlib.sha256(data).hexdigest()
     url = f"/api/v1/attachments/{att_id}"
@@ -130,7 +118,7 @@ def _run_inspections(dev: Any, env: dict, site: str, photo: bytes) -> dict[str, 
     done = new_inspection(dev, env, site)
     response = answer(dev, done, "clean", "no")
     answer(dev, done, "fridge", 9)
-    attachment = _photo_record(dev, done, response, photo)
+    attachment = photo_record(dev, done, response, photo)
     dev.update("inspections", done, status="completed", completed_at=1_795_000_000_000)
     ready = new_inspection(dev, env, site)
     ready_response = answer(dev, ready, "clean", "yes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
@@ -110,4 +111,34 @@ def answer(dev: Device, inspection_id: str, key: str, value: Any, **extra: Any) 
     )
 
 
-__all__ = ["ANA", "BEN", "HQ_EMAIL", "NORTH", "answer", "new_inspection", "now_ms"]
+def photo_record(
+    dev: Device,
+    inspection_id: str | None,
+    response_id: str | None,
+    data: bytes,
+    mime: str = "image/jpeg",
+    **extra: Any,
+) -> str:
+    """Create a photo attachment record on a device describing these bytes."""
+    return dev.create(
+        "attachments",
+        inspection_id=inspection_id,
+        response_id=response_id,
+        kind="photo",
+        sha256=hashlib.sha256(data).hexdigest(),
+        mime=mime,
+        byte_size=len(data),
+        **extra,
+    )
+
+
+__all__ = [
+    "ANA",
+    "BEN",
+    "HQ_EMAIL",
+    "NORTH",
+    "answer",
+    "new_inspection",
+    "now_ms",
+    "photo_record",
+]

@@ -12,7 +12,7 @@ from pypdf import PdfReader
 from api.documents import cjk_font_file
 from tests.conftest import ANA, NORTH, SOUTH
 from tests.media.conftest import jpeg
-from tests.sync_env import answer, new_inspection
+from tests.sync_env import answer, new_inspection, photo_record
 
 
 def _inspection_with_photo(device, env, client):
@@ -22,15 +22,7 @@ def _inspection_with_photo(device, env, client):
     rid = answer(phone, iid, "clean", "no")
     answer(phone, iid, "fridge", 9)
     data = jpeg(800, 600)
-    att = phone.create(
-        "attachments",
-        inspection_id=iid,
-        response_id=rid,
-        kind="photo",
-        sha256=hashlib.sha256(data).hexdigest(),
-        mime="image/jpeg",
-        byte_size=len(data),
-    )
+    att = photo_record(phone, iid, rid, data)
     phone.update("inspections", iid, status="completed")
     phone.sync()
     plan = client.post(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 
 import pytest
 
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, SOUTH
 from tests.media.conftest import jpeg
-from tests.sync_env import answer, new_inspection
+from tests.sync_env import answer, new_inspection, photo_record
 
 
 @pytest.fixture
@@ -117,14 +116,7 @@ def test_action_flow_needs_note_and_evidence_and_a_manager_to_verify(completed, 
     refused = api.post(path, ANA, json={"status": "resolved", "note": "fixed"})
     assert refused.status_code == 422 and refused.get_json()["reason"] == "evidence_required"
     data = jpeg(400, 300)
-    att = phone.create(
-        "attachments",
-        action_id=aid,
-        kind="photo",
-        sha256=hashlib.sha256(data).hexdigest(),
-        mime="image/jpeg",
-        byte_size=len(data),
-    )
+    att = photo_record(phone, None, None, data, action_id=aid)
     phone.sync()
     assert api.post(path, ANA, json={"status": "resolved"}).get_json()["reason"] == (
         "note_required"

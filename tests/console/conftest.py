@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import ANA, BEN
 from tests.media.conftest import jpeg
-from tests.media.test_upload_flow import _photo_record, _upload
-from tests.sync_env import answer, new_inspection
+from tests.media.test_upload_flow import _upload
+from tests.sync_env import answer, new_inspection, photo_record
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM_FLAGS = [
@@ -38,7 +38,7 @@ def synced(env, device, client) -> dict[str, Any]:
     rid = answer(phone, iid, "clean", "no", note="Grease under the sink")
     answer(phone, iid, "fridge", 9)
     data = jpeg(1200, 900)
-    att = _photo_record(phone, iid, rid, data)
+    att = photo_record(phone, iid, rid, data)
     phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
     phone.sync()
     assert _upload(client, phone, att, data).status_code == 200
@@ -50,7 +50,7 @@ def synced(env, device, client) -> dict[str, Any]:
     south_rid = answer(ben, south, "clean", "no")
     answer(ben, south, "fridge", 3)
     south_data = jpeg(640, 480)
-    south_att = _photo_record(ben, south, south_rid, south_data)
+    south_att = photo_record(ben, south, south_rid, south_data)
     ben.update("inspections", south, status="completed", completed_at=1_795_000_000_000)
     ben.sync()
     assert _upload(client, ben, south_att, south_data).status_code == 200

@@ -15,22 +15,9 @@ from store.models import Attachment, Blob, Inspection
 from tests.conftest import ANA, BEN, NORTH
 from tests.media.conftest import jpeg, make_bucket, png
 from tests.media.test_images import BAD_FILES, _bomb_png
-from tests.sync_env import answer, new_inspection
+from tests.sync_env import answer, new_inspection, photo_record
 
 SHANGHAI = (31.2304, 121.4737)
-
-
-def _photo_record(dev, iid, rid, data, mime="image/jpeg", **extra):
-    return dev.create(
-        "attachments",
-        inspection_id=iid,
-        response_id=rid,
-        kind="photo",
-        sha256=hashlib.sha256(data).hexdigest(),
-        mime=mime,
-        byte_size=len(data),
-        **extra,
-    )
 
 
 def _upload(client, dev, att_id, data, mime="image/jpeg", complete=True):
@@ -62,7 +49,7 @@ def test_end_to_end_photo_upright_stripped_original_kept(env, device, client, db
     phone = device(ANA)
     iid, rid = _failed_photo_inspection(phone, env)
     data = jpeg(4000, 3000, orientation=6, gps=SHANGHAI, taken="2026:11:20 09:15:00")
-    att = _photo_record(phone, iid, rid, data)
+    att = photo_record(phone, iid, rid, data)
     phone.sync()
     assert db.get(Inspection, iid).media_complete is False  # photo on_fail, not uploaded
     done = _upload(client, phone, att, data)
@@ -110,7 +97,7 @@ def test_bad_files_through_the_api_are_4xx_and_change_nothing(env, device, clien
         )
         assert resp.status_code == 422
         return
-    att = _photo_record(phone, iid, rid, data, mime=mime)
+    att = photo_record(phone, iid, rid, data, mime=mime)
     phone.sync()
     resp = _upload(client, phone, att, data, mime=mime)
     assert 400 <= resp.status_code < 500, resp.get_json()
@@ -128,7 +115,7 @@ def test_wrong_sha_and_wrong_size_are_refused(env, device, client, db):
     phone = device(ANA)
     iid, rid = _failed_photo_inspection(phone, env)
     data = jpeg(300, 200)
-    att = _photo_record(phone, iid, rid, data)
+    att = photo_record(phone, iid, rid, data)
     phone.sync()
     sha = hashlib.sha256(data).hexdigest()
     resp = client.post(
@@ -162,8 +149,8 @@ def test_retries_are_harmless_and_same_bytes_are_stored_once(env, device, client
     phone = device(ANA)
     iid, rid = _failed_photo_inspection(phone, env)
     data = jpeg(640, 480)
-    first = _photo_record(phone, iid, rid, data)
-    second = _photo_record(phone, iid, rid, data)
+    first = photo_record(phone, iid, rid, data)
+    second = photo_record(phone, iid, rid, data)
     phone.sync()
     assert _upload(client, phone, first, data).status_code == 200
     assert _upload(client, phone, first, data).status_code == 200  # whole flow again
@@ -185,7 +172,7 @@ def test_upload_before_the_record_syncs(env, device, client, db):
     phone = device(ANA)
     iid, rid = _failed_photo_inspection(phone, env)
     data = jpeg(500, 400)
-    att = _photo_record(phone, iid, rid, data)
+    att = photo_record(phone, iid, rid, data)
     # Bytes first: the upload creates a pending record nobody else can see yet.
     assert _upload(client, phone, att, data).status_code == 200
     ben = device(BEN)
@@ -205,16 +192,7 @@ def test_early_bytes_are_not_claimed_by_another_record(env, device, client, db):
     # Ben uploads bytes for an id nobody has pushed yet...
     assert _upload(client, ben, guessed, theirs).status_code == 200
     # ...then Ana's phone pushes a record with that id describing other bytes.
-    phone.create(
-        "attachments",
-        id=guessed,
-        inspection_id=iid,
-        response_id=rid,
-        kind="photo",
-        sha256=hashlib.sha256(mine).hexdigest(),
-        mime="image/jpeg",
-        byte_size=len(mine),
-    )
+    photo_record(phone, iid, rid, mine, id=guessed)
     phone.sync()
     db.expire_all()
     row = db.get(Attachment, guessed)
@@ -231,7 +209,7 @@ def test_out_of_scope_attachment_is_404(env, device, client, api):
     phone = device(ANA)
     iid, rid = _failed_photo_inspection(phone, env)
     data = png()
-    att = _photo_record(phone, iid, rid, data, mime="image/png")
+    att = photo_record(phone, iid, rid, data, mime="image/png")
     phone.sync()
     assert _upload(client, phone, att, data, mime="image/png").status_code == 200
     south = api.headers("south.manager@demo.example")
@@ -315,7 +293,7 @@ def test_s3_upload_uses_a_presigned_put_and_redirects_downloads(app, env, s3_end
     phone = Device(s3_client, token, "s3-phone")
     iid, rid = _failed_photo_inspection(phone, env)
     data = jpeg(800, 600)
-    att = _photo_record(phone, iid, rid, data)
+    att = photo_record(phone, iid, rid, data)
     phone.sync()
     sha = hashlib.sha256(data).hexdigest()
     plan = s3_client.post(

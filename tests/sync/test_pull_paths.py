@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import orjson
 import pytest
 from sqlalchemy import text
@@ -15,7 +13,7 @@ from sync import pull, pull_pg
 from sync.scope import scope_for
 from sync.tables import TABLES
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, TEST_DATABASE_URL
-from tests.sync_env import answer, new_inspection
+from tests.sync_env import answer, new_inspection, photo_record
 
 pytestmark = pytest.mark.skipif(
     not (TEST_DATABASE_URL or "").startswith("postgres"),
@@ -62,17 +60,7 @@ def history(env, device):
     rid = answer(phone, iid, "clean", "no", note="Grease\nunder the sink")
     answer(phone, iid, "fridge", 9.5)
     photo = b"not really a jpeg"
-    phone.create(
-        "attachments",
-        inspection_id=iid,
-        response_id=rid,
-        kind="photo",
-        sha256=hashlib.sha256(photo).hexdigest(),
-        mime="image/jpeg",
-        byte_size=len(photo),
-        latitude=31.5,
-        captured_at=1_795_000_000_123,
-    )
+    photo_record(phone, iid, rid, photo, latitude=31.5, captured_at=1_795_000_000_123)
     phone.create(
         "actions",
         inspection_id=iid,
