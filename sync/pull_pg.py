@@ -44,22 +44,26 @@ _PYTHON_SIDE = frozenset(
 def _branch(index: int, name: str, spec: TableSpec, scoped: bool, first: bool) -> str:
     """One table's next rows after the cursor, in rev order from an index (walked per site in
     scope, so no site's rows are sorted wholesale)."""
-    where = ["t.server_rev > %(low)s", "t.server_rev <= (SELECT top FROM counter)"]
-    if first:
-        where.append("t.deleted_at IS NULL")
+    live = " AND t.deleted_at IS NULL" if first else ""
     doc = "NULL" if name in _PYTHON_SIDE else "t.sync_doc"
     read = f"t.server_rev rev, {index} tab, t.id, t.deleted_at IS NOT NULL gone, {doc} doc"
     table = spec.table.name
     column = SITE_COLUMN.get(name)
     if scoped and column is not None:
-        where.append(f"t.{column} = s.site")
+        # The site and rev bounds as row comparisons, and the order by both columns: only the
+        # (site, rev) index serves them. Written as `site = s.site AND rev > low`, the generic
+        # plan walked the rev index and filtered by site, reading every other site's rows
+        # since the cursor (2.8 ms instead of 1.7 for a page of 1000).
         return (
             f"(SELECT k.* FROM scope s CROSS JOIN LATERAL "
-            f"(SELECT {read} FROM {table} t WHERE {' AND '.join(where)} "
-            f"ORDER BY t.server_rev LIMIT %(n)s) k ORDER BY k.rev LIMIT %(n)s)"
+            f"(SELECT {read} FROM {table} t "
+            f"WHERE (t.{column}, t.server_rev) > (s.site, %(low)s) "
+            f"AND (t.{column}, t.server_rev) <= (s.site, (SELECT top FROM counter)){live} "
+            f"ORDER BY t.{column}, t.server_rev LIMIT %(n)s) k ORDER BY k.rev LIMIT %(n)s)"
         )
     return (
-        f"(SELECT {read} FROM {table} t WHERE {' AND '.join(where)} "
+        f"(SELECT {read} FROM {table} t WHERE t.server_rev > %(low)s "
+        f"AND t.server_rev <= (SELECT top FROM counter){live} "
         f"ORDER BY t.server_rev LIMIT %(n)s)"
     )
 
@@ -138,11 +142,15 @@ _NOTE_DEVICE = re.sub(
 
 
 def _run(
-    raw: Any, params: dict[str, Any], scoped: bool, first: bool
+    raw: Any, params: dict[str, Any], scoped: bool, first: bool, begin: bool = False
 ) -> tuple[dict[str, Any], list[tuple]]:
-    """The statement's summary (as JSON) and its page rows."""
+    """The statement's summary (as JSON) and its page rows (after beginning the transaction
+    and its settings, in the same round trip, when `begin`)."""
     with raw.pipeline():
-        raw.execute(_SETTINGS)
+        if begin:
+            # Sent by us, not by psycopg: psycopg waits for the answer to its own BEGIN.
+            raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            raw.execute(_SETTINGS)
         cursor = raw.execute(_STATEMENTS[(scoped, first)], params, prepare=True)
     rows = cursor.fetchall()
     meta = next(orjson.loads(row[4]) for row in rows if row[1] is None)
@@ -175,10 +183,14 @@ def pull(
     session: Session, user_id: str, token_role: str, device_id: str, req: PullRequest
 ) -> dict[str, Any]:
     """One page of changes for this user and device, and the device's bookkeeping, committed.
-    The session's transaction must be REPEATABLE READ and not yet begun: what the rare cases
-    read after the statement (access changes, refusals, migrations, templates) comes from the
-    same snapshot."""
-    raw = session.connection().connection.driver_connection
+    The session must not have begun: the pull begins its own REPEATABLE READ transaction, so
+    what the rare cases read after the statement (access changes, refusals, migrations,
+    templates) comes from the same snapshot."""
+    # Autocommit at the driver: the transaction is begun and committed by the statements
+    # below (the session's own commit then finds nothing to do, and its rollback on an error
+    # still ends it: psycopg asks the server's transaction state).
+    connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    raw = connection.connection.driver_connection
     cursor = req.cursor
     first = cursor is None or cursor <= 0
     params = {
@@ -188,7 +200,7 @@ def pull(
         "n": req.limit + 1,
     }
     scoped = token_role != HQ
-    meta, rows = _run(raw, params, scoped, first)
+    meta, rows = _run(raw, params, scoped, first, begin=True)
     role = meta["role"]
     if role is None:
         raise Unauthorized(

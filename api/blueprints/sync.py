@@ -147,7 +147,6 @@ def _do_pull(args: dict) -> Response:
     session = db.session()
     if session.get_bind().dialect.name == "postgresql":
         # One statement, and the device's bookkeeping sent with the COMMIT (sync/pull_pg.py).
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         claims = token_claims()
         result = pull_pg.pull(session, claims["sub"], claims.get("role", ""), g.device_id, req)
     else:

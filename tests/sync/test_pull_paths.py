@@ -39,7 +39,6 @@ def _both(app, email, cursor, limit=1000, migration=None, token_role=None):
         before = session.get(DeviceState, (user_id, "compare"))
         known = (before.resume_rev, before.scope_key) if before else (None, None)
         session.rollback()
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         req = pull.PullRequest(cursor, limit, migration, *known)
         fast = pull_pg.pull(session, user_id, token_role or role, "compare", req)
         user = session.get(User, user_id)
@@ -167,7 +166,6 @@ def test_a_disabled_account_gets_nothing(app, history, db):
         session = api_db.session()
         user_id = session.query(User.id).filter_by(email=ANA).scalar()
         session.rollback()
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         with pytest.raises(Unauthorized):
             pull_pg.pull(session, user_id, "inspector", "compare", pull.PullRequest(None, 10, None))
         session.rollback()
@@ -185,3 +183,47 @@ def test_documents_do_not_depend_on_the_writers_float_setting(app, history):
             text("SELECT sync_doc FROM inspections WHERE latitude IS NOT NULL")
         ).scalar_one()
     assert orjson.loads(doc)["latitude"] == 31.230400000000003
+
+
+def test_a_scoped_page_walks_only_its_own_sites_rows(app, env, device, history, db):
+    """Many new rows at a site outside Ana's scope: her page must not read past them one by
+    one (the generic plan once walked the rev index and filtered every row by site)."""
+    ben = device(BEN, "ben")
+    ben.sync()
+    elsewhere = new_inspection(ben, env, site="S-HOTEL")
+    ben.sync()
+    top = db.execute(text("UPDATE sync_counter SET value = value + 2000 RETURNING value"))
+    top = top.scalar_one()
+    db.execute(
+        text(
+            "INSERT INTO responses (id, inspection_id, item_key, value, site_id, server_rev, "
+            "col_revs, created_at, updated_at) SELECT 'bulk' || g, :iid, 'clean', '\"yes\"', "
+            ":site, :top - 2000 + g, '{}', now(), now() FROM generate_series(1, 2000) g"
+        ),
+        {"iid": elsewhere, "site": env["sites"]["S-HOTEL"], "top": top},
+    )
+    db.execute(text("ANALYZE responses"))
+    db.commit()
+    names = iter(("$1", "$2", "$3", "$4"))
+    numbered = {key: next(names) for key in ("user", "device", "low", "n")}
+    statement = pull_pg._STATEMENTS[(True, False)]
+    for key, number in numbered.items():
+        statement = statement.replace(f"%({key})s", number)
+    user_id = env["users"][ANA]
+    with app.extensions["db_engine"].begin() as conn:
+        conn.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        conn.exec_driver_sql(f"PREPARE page(text, text, bigint, bigint) AS {statement}")
+        plan = conn.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page('{user_id}', 'x', {top - 2000}, 1001)"
+        ).scalar_one()
+    scans = []
+
+    def walk(node: dict) -> None:
+        if node.get("Relation Name") == "responses":
+            scans.append(node)
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    assert scans and all(s.get("Index Name") == "ix_responses_site_rev" for s in scans), scans
+    assert all(s.get("Rows Removed by Filter", 0) == 0 for s in scans), scans
