@@ -132,17 +132,6 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float]]:
     return statistics.median(runs), runs
 
 
-def interleaved(
-    ours: Callable[[], Any], baseline: Callable[[], Any], repeat: int
-) -> tuple[float, float]:
-    """Median seconds of each, run alternately `repeat` times."""
-    a, b = [], []
-    for _ in range(repeat):
-        a.append(timed(ours, 1)[0])
-        b.append(timed(baseline, 1)[0])
-    return statistics.median(a), statistics.median(b)
-
-
 def report(name: str, ours: float, baseline: float, target: float | None = None) -> None:
     """One line: our time, the baseline's, the ratio (and the target when there is one)."""
     ratio = ours / baseline if baseline else float("inf")
