@@ -48,11 +48,14 @@ REVVED_MODELS: tuple[type, ...] = (
 _UNTRACKED = {"server_rev", "col_revs", "created_at", "updated_at"}
 
 
-def next_pending(session: Session, table: Table, count: int = 1) -> int:
-    """Reserve `count` pending revs; returns the first (negative); the rest count down from it."""
+def next_pending(session: Session, table: Table, count: int = 1, staged: bool = False) -> int:
+    """Reserve `count` pending revs; returns the first (negative); the rest count down from it.
+    `staged`: every one of these rows goes to the table's staging copy, none into the table."""
     seq = session.info.get("pending_seq", 0)
     session.info["pending_seq"] = seq + count
     session.info.setdefault("pending_tables", set()).add(table.name)
+    if not staged:
+        session.info.setdefault("direct_tables", set()).add(table.name)
     return -(seq + 1)
 
 
@@ -152,16 +155,18 @@ def stamp(session: Session) -> int | None:
     ).scalar_one()
     base = top - count
     staged = session.info.pop("staged_tables", set())
+    direct = session.info.pop("direct_tables", set())
     for model in REVVED_MODELS:
         table = model.__table__
         if table.name not in tables:
             continue
-        session.execute(
-            update(table)
-            .where(table.c.server_rev < 0)
-            .values(server_rev=base - table.c.server_rev),
-            execution_options={"synchronize_session": False},
-        )
+        if table.name in direct:
+            session.execute(
+                update(table)
+                .where(table.c.server_rev < 0)
+                .values(server_rev=base - table.c.server_rev),
+                execution_options={"synchronize_session": False},
+            )
         if table.name in staged:
             columns = ", ".join(f'"{c.name}"' for c in table.columns)
             revved = ", ".join(
