@@ -45,14 +45,23 @@ _UPLOAD_LEARNT = (
 )
 
 
-def _to_db(spec_name: str, col: str, value: Any) -> Any:
-    """Wire value -> stored value ('' ids mean null; ms numbers become ints)."""
-    kind = TABLES[spec_name].columns[col].kind
-    if value == "" and kind == "id":
+def _to_db(kind: str, value: Any) -> Any:
+    """Wire value -> stored value of a column of this kind ('' ids mean null; ms numbers
+    become ints)."""
+    if value is None:
         return None
-    if kind in ("ms", "int") and value is not None:
+    if kind == "id":
+        return None if value == "" else value
+    if kind == "ms" or kind == "int":
         return int(value)
     return value
+
+
+# Each table's writable columns with their kinds: a created record converts every one.
+_WRITABLE = {
+    name: tuple((c, spec.columns[c].kind) for c in sorted(spec.writable))
+    for name, spec in TABLES.items()
+}
 
 
 def _changed_columns(spec_name: str, rec: dict[str, Any], is_update: bool) -> list[str]:
@@ -242,11 +251,14 @@ class _Push:
         cols = _changed_columns(name, rec, is_update)
         changed = self.cs.device_changed.setdefault(name, {}).setdefault(rid, set())
         for col in cols:
-            value = _to_db(name, col, rec[col])
+            value = _to_db(spec.columns[col].kind, rec[col])
             if after.get(col) != value:
                 after[col] = value
                 changed.add(col)
-        if any(c in rec and _to_db(name, c, rec[c]) != cur.get(c) for c in spec.server_owned):
+        if any(
+            c in rec and _to_db(spec.columns[c].kind, rec[c]) != cur.get(c)
+            for c in spec.server_owned
+        ):
             self.cs.bump(name, rid)  # the device holds a stale server value: let it converge
         base = rec.get("base_rev")
         if isinstance(base, int | float) and not isinstance(base, bool):
@@ -256,8 +268,7 @@ class _Push:
             self.base_revs[(name, rid)] = self.pull_start
 
     def create(self, name: str, rec: dict[str, Any], site: str, pending: Row | None) -> None:
-        spec = TABLES[name]
-        row: Row = {c: _to_db(name, c, rec.get(c)) for c in spec.writable}
+        row: Row = {c: _to_db(kind, rec.get(c)) for c, kind in _WRITABLE[name]}
         if name == "inspections":
             row["inspector_id"] = self.scope.user_id
             row["status"] = row.get("status") or "draft"
