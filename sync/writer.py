@@ -58,8 +58,6 @@ def load_rows(
 
 
 COPY_MIN_ROWS = 50
-# Audit events per INSERT statement (8 parameters each).
-_AUDIT_CHUNK = 1000
 
 
 def is_staged(session: Session, rows: list[Row]) -> bool:
@@ -212,20 +210,21 @@ def _write_conflicts(session: Session, cs: ChangeSet) -> None:
 
 
 def _write_audit(session: Session, cs: ChangeSet, now: Any) -> None:
-    rows = [
-        {
-            "at": now,
-            "actor_id": cs.user_id,
-            "device_id": cs.device_id,
-            "entity": a.entity,
-            "entity_id": a.entity_id,
-            "inspection_id": a.inspection_id,
-            "action": a.action,
-            "changes": a.changes,
-        }
-        for a in cs.audit
-    ]
-    # Multi-row INSERTs: an executemany runs one statement per event (one per inspection of a
-    # push); chunks keep each statement under both databases' parameter limits.
-    for start in range(0, len(rows), _AUDIT_CHUNK):
-        session.execute(insert(AuditEvent.__table__).values(rows[start : start + _AUDIT_CHUNK]))
+    if not cs.audit:
+        return
+    session.execute(
+        insert(AuditEvent.__table__),
+        [
+            {
+                "at": now,
+                "actor_id": cs.user_id,
+                "device_id": cs.device_id,
+                "entity": a.entity,
+                "entity_id": a.entity_id,
+                "inspection_id": a.inspection_id,
+                "action": a.action,
+                "changes": a.changes,
+            }
+            for a in cs.audit
+        ],
+    )
