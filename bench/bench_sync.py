@@ -264,7 +264,8 @@ def bench_pull(app, client: Client, template_id: str, site_id: str) -> None:
     conn.close()
     t_ours, t_base = statistics.median(runs_ours), statistics.median(runs_base)
     name = f"pull 10,000 rows in pages of 1000 ({engine.dialect.name})"
-    report(name, t_ours, t_base, 1.7)
+    # The issue sets a pull target for PostgreSQL only.
+    report(name, t_ours, t_base, 1.7 if engine.dialect.name == "postgresql" else None)
     # The same pulls counting the client's orjson decoding of the pages too.
     paired = [o + d for o, d in zip(runs_ours, decode, strict=True)]
     report(name.replace("pull", "pull + client decode"), statistics.median(paired), t_base)
@@ -309,7 +310,7 @@ def main() -> None:
     with Server(app) as server:
         client = Client(server.port)
         client.login("ana.inspector@demo.example")
-        bench_push(app, client, ids[0], ids[2], repeat=9)
+        bench_push(app, client, ids[0], ids[2], repeat=15)
         bench_pull(app, client, ids[1], ids[2])
     print(json.dumps({"database": app.extensions["db_engine"].dialect.name}))
 

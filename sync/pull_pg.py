@@ -189,6 +189,8 @@ def pull(
     # Autocommit at the driver: the transaction is begun and committed by the statements
     # below (the session's own commit then finds nothing to do, and its rollback on an error
     # still ends it: psycopg asks the server's transaction state).
+    if session.in_transaction():
+        raise RuntimeError("pull_pg.pull begins its own transaction: call it on a fresh session")
     connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     raw = connection.connection.driver_connection
     cursor = req.cursor

@@ -227,3 +227,14 @@ def test_a_scoped_page_walks_only_its_own_sites_rows(app, env, device, history, 
     walk(plan[0]["Plan"])
     assert scans and all(s.get("Index Name") == "ix_responses_site_rev" for s in scans), scans
     assert all(s.get("Rows Removed by Filter", 0) == 0 for s in scans), scans
+
+
+def test_the_pull_refuses_a_session_that_has_begun(app, history):
+    """Its snapshot must be the one its own BEGIN opens, not an earlier READ COMMITTED one."""
+    with app.app_context():
+        session = api_db.session()
+        user_id = session.query(User.id).filter_by(email=ANA).scalar()
+        with pytest.raises(RuntimeError, match="fresh session"):
+            pull_pg.pull(session, user_id, "inspector", "compare", pull.PullRequest(None, 10, None))
+        session.rollback()
+        assert session.get(DeviceState, (user_id, "compare")) is None
