@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, any_, bindparam, create_engine, event
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -83,12 +94,14 @@ def is_postgres(engine_or_session: Engine | Session) -> bool:
 
 
 def one_of(session: Session, column: Any, values: Any) -> ColumnElement[bool]:
-    """`column IN values`; on PostgreSQL one array parameter, because a statement with
-    thousands of placeholders costs the driver more to prepare than the database to run."""
+    """`column IN values` with one parameter (an array on PostgreSQL, a JSON list read by
+    json_each on SQLite), because a statement with thousands of placeholders costs the driver
+    more to prepare than the database to run."""
     values = list(values)
     if is_postgres(session):
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    return column.in_(values)
+    listed = func.json_each(bindparam(None, orjson.dumps(values).decode()))
+    return column.in_(select(literal_column("value")).select_from(listed))
 
 
 def unmapped_columns_left_alone(

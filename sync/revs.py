@@ -6,6 +6,8 @@ before COMMIT, turns its pending revs into real ones, and commits, which release
 Validation and row writes happen before, outside the lock, so pushers only queue for the stamp.
 On PostgreSQL a batch insert goes to a temporary staging copy of its table and is moved into
 place by the stamp with its final revs, so a pushed row is written once instead of twice.
+SQLite needs neither: its write transactions take the database's one write lock at BEGIN
+(store/db.py), so revs taken from the counter as rows are written already follow commit order.
 
 Per-column revs (`col_revs`) record, for each column changed after the row was created, the rev
 of that change and the device that made it ([rev, device_id]; device None for the server). The
@@ -49,8 +51,24 @@ _UNTRACKED = {"server_rev", "col_revs", "created_at", "updated_at"}
 
 
 def next_pending(session: Session, table: Table, count: int = 1, staged: bool = False) -> int:
-    """Reserve `count` pending revs; returns the first (negative); the rest count down from it.
+    """Reserve `count` revs; returns the first; the rest count down from it. Pending
+    (negative) revs for `stamp` to replace, except on SQLite, where they are final.
     `staged`: every one of these rows goes to the table's staging copy, none into the table."""
+    if session.get_bind().dialect.name == "sqlite":
+        # Core, on the session's connection: this may run inside a flush.
+        counter = SyncCounter.__table__
+        top = (
+            session.connection()
+            .execute(
+                update(counter)
+                .where(counter.c.id == 1)
+                .values(value=counter.c.value + count)
+                .returning(counter.c.value)
+            )
+            .scalar_one()
+        )
+        session.info["sqlite_top"] = top
+        return top
     seq = session.info.get("pending_seq", 0)
     session.info["pending_seq"] = seq + count
     session.info.setdefault("pending_tables", set()).add(table.name)
@@ -115,12 +133,32 @@ def _on_before_commit(session: Session) -> None:
         raise RuntimeError("staged rows were not stamped: commit through api.db.commit()")
 
 
+# What a transaction notes in `session.info` about its revs (see next_pending and stage).
+_TRANSACTION_NOTES = (
+    "pending_seq",
+    "pending_tables",
+    "direct_tables",
+    "staged_tables",
+    "sqlite_top",
+)
+
+
+def _on_after_rollback(session: Session) -> None:
+    """A rolled-back transaction's revs and staged rows are gone: so are its notes, or the
+    session's next transaction would stamp or report them."""
+    for key in _TRANSACTION_NOTES:
+        session.info.pop(key, None)
+
+
 def install(session_cls: Any) -> None:
-    """Register the flush and commit hooks on a Session class or sessionmaker."""
-    if not event.contains(session_cls, "before_flush", _on_before_flush):
-        event.listen(session_cls, "before_flush", _on_before_flush)
-    if not event.contains(session_cls, "before_commit", _on_before_commit):
-        event.listen(session_cls, "before_commit", _on_before_commit)
+    """Register the flush, commit and rollback hooks on a Session class or sessionmaker."""
+    for name, hook in (
+        ("before_flush", _on_before_flush),
+        ("before_commit", _on_before_commit),
+        ("after_rollback", _on_after_rollback),
+    ):
+        if not event.contains(session_cls, name, hook):
+            event.listen(session_cls, name, hook)
 
 
 _STAGE_PREFIX = "stage_"
@@ -146,7 +184,7 @@ def stamp(session: Session) -> int | None:
     count = session.info.pop("pending_seq", 0)
     tables = session.info.pop("pending_tables", set())
     if not count:
-        return None
+        return session.info.pop("sqlite_top", None)  # SQLite's revs are final already
     top = session.execute(
         update(SyncCounter)
         .where(SyncCounter.id == 1)
