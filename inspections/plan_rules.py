@@ -174,14 +174,20 @@ class InspectionRules:
                     f"the inspection is {status}; device changes are refused",
                     iid,
                 )
-            for name in ("responses", "attachments"):
+            for name in ("responses", "attachments", "actions"):
                 for row in self._children(cs, name, iid, live=False):
                     rid = row["id"]
-                    if rid not in cs.device_changed.get(name, {}):
+                    changed = cs.device_changed.get(name, {}).get(rid)
+                    if changed is None:
                         continue
+                    if name == "actions" and "deleted_at" not in changed:
+                        continue  # actions keep their own lifecycle; only deleting them is locked
+                    prior = cs.before.get(name, {}).get(rid)
+                    # New evidence, or evidence whose bytes were uploaded before its record.
+                    arriving = prior is None or bool(prior.get("pending_upload"))
                     late_evidence = (
                         name == "attachments"
-                        and cs.is_new(name, rid)
+                        and arriving
                         and status == "completed"
                         and before.get("inspector_id") == cs.user_id
                     )

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from store.errors import Invalid
@@ -21,7 +21,12 @@ def body_hash(raw: bytes) -> str:
 
 def replay(session: Session, user_id: str, key: str, digest: str) -> tuple[int, dict] | None:
     """The stored (status, body) for this key, None if new; 422 if the key came with another
-    body."""
+    body. On PostgreSQL a retry sent while the first try still runs waits for it to end (then
+    replays its answer) instead of running the push a second time."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(f"{user_id}:{key}", 0)))
+        )
     row = session.execute(
         select(IdempotencyRecord).where(
             IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key

@@ -111,6 +111,10 @@ def is_replacement(
     return (cursor < purged and cursor != resume) or (last_key is not None and last_key != key)
 
 
+# Conflict kinds that keep a pushed record out of the store (or its change off the record).
+REFUSED = ("out_of_scope", "locked", "deleted_record")
+
+
 def parse_migration(raw: Any) -> dict | None:
     """WatermelonDB's migration sync: {from, tables, columns: [{table, columns}]}."""
     if raw is None:
@@ -131,10 +135,11 @@ def parse_migration(raw: Any) -> dict | None:
             "'migration' must be {from, tables: [...], columns: [{table, columns}]}.",
             errors={"migration": ["wrong shape"]},
         )
-    tables = {t for t in raw.get("tables", []) if t in TABLES}
+    tables = {t for t in raw.get("tables", []) if isinstance(t, str) and t in TABLES}
     for entry in raw.get("columns", []):
-        if isinstance(entry, dict) and entry.get("table") in TABLES:
-            tables.add(entry["table"])
+        table = entry.get("table") if isinstance(entry, dict) else None
+        if isinstance(table, str) and table in TABLES:
+            tables.add(table)
     return {"tables": sorted(tables)}
 
 
@@ -291,12 +296,13 @@ def _scope_changes(session: Session, scope: Scope, page: Page, low: int, end: in
                 ).scalars()
                 for record_id in ids:
                     page.delete(name, record_id)
-    # Records this user pushed outside their scope: the device should drop them.
+    # Records of this user's pushes that the server refused: the device drops those the
+    # server does not have (or it would keep them forever) and reverts to the others.
     refused = session.execute(
         select(Conflict.table_name, Conflict.record_id).where(
             and_(
                 Conflict.user_id == scope.user_id,
-                Conflict.kind == "out_of_scope",
+                Conflict.kind.in_(REFUSED),
                 Conflict.server_rev > low,
                 Conflict.server_rev <= end,
             )

@@ -16,8 +16,18 @@ from sync.scope import Scope
 from sync.tables import TABLES
 from sync.validate import validate_push
 
-# Apply order: parents first, so children can find their inspection in the plan.
-ORDER = ("inspections", "responses", "attachments", "actions")
+# Apply order: parents first, so children can find their inspection (and evidence photos
+# their corrective action) in the plan.
+ORDER = ("inspections", "responses", "actions", "attachments")
+
+# The columns that place a record: its site and its parents. A device cannot move an existing
+# record (scope is checked where a record is, and children carry their inspection's site).
+PLACEMENT = {
+    "inspections": ("site_id",),
+    "responses": ("inspection_id",),
+    "attachments": ("inspection_id", "action_id"),
+    "actions": ("inspection_id", "site_id"),
+}
 
 
 class Rules(Protocol):
@@ -182,11 +192,11 @@ class _Push:
         if name == "inspections":
             return (cur or {}).get("site_id") or rec.get("site_id"), "no site"
         if name == "actions":
-            site = (cur or {}).get("site_id") or rec.get("site_id")
-            if not site:
-                insp = self.inspection(rec.get("inspection_id"))
-                site = insp and insp["site_id"]
-            return site, "no site or inspection"
+            if cur is not None:
+                return cur.get("site_id"), "no site"
+            # An inspection's action is at the inspection's site, whatever site it names.
+            insp = self.inspection(rec.get("inspection_id"))
+            return (insp["site_id"] if insp else rec.get("site_id")), "no site or inspection"
         insp = self.inspection((cur or {}).get("inspection_id") or rec.get("inspection_id"))
         action_id = (cur or {}).get("action_id") or rec.get("action_id")
         if name == "attachments" and insp is None and action_id:
@@ -197,6 +207,55 @@ class _Push:
             )
             return (action or {}).get("site_id"), "unknown action"
         return (insp or {}).get("site_id"), "unknown inspection"
+
+    def deleted_parent(self, name: str, rec: dict[str, Any]) -> str | None:
+        """Why a new record cannot join its parent (deleted on the server), if it cannot."""
+        insp = None if name == "inspections" else self.inspection(rec.get("inspection_id"))
+        if insp is not None and insp.get("deleted_at") is not None:
+            return "its inspection was deleted on the server"
+        action_id = rec.get("action_id") if name == "attachments" else None
+        action = action_id and (
+            self.cs.after.get("actions", {}).get(action_id) or self.parent_actions.get(action_id)
+        )
+        if action and action.get("deleted_at") is not None:
+            return "its corrective action was deleted on the server"
+        return None
+
+    def keep_in_place(self, name: str, rid: str, rec: dict, cur: Row, cols: list[str]) -> list[str]:
+        """Refuse changes of the record's place (PLACEMENT), kept as conflicts; the columns
+        left to apply. A move somewhere the user may not write is out of scope."""
+        spec = TABLES[name]
+        moved = {
+            c: _to_db(spec.columns[c].kind, rec[c]) for c in cols if c in PLACEMENT.get(name, ())
+        }
+        moved = {c: v for c, v in moved.items() if v != cur.get(c)}
+        if not moved:
+            return cols
+        target = {**cur, **moved}
+        if name == "actions":
+            insp = self.inspection(target.get("inspection_id"))
+            site = moved.get("site_id") or (insp or target).get("site_id")
+        else:
+            site, _ = self.site_of(name, target, target)
+        parent = target if name == "inspections" else self.inspection(target.get("inspection_id"))
+        foreign = not site or not self.scope.sees_site(site) or not self.owned(parent)
+        for col, value in moved.items():
+            self.cs.conflicts.append(
+                ConflictNote(
+                    kind="out_of_scope" if foreign else "invalid_value",
+                    table=name,
+                    record_id=rid,
+                    column=col,
+                    inspection_id=rid if name == "inspections" else cur.get("inspection_id"),
+                    site_id=cur.get("site_id"),
+                    server_value=cur.get(col),
+                    device_value=value,
+                    detail="a record stays at the site and in the inspection it was created in; "
+                    "the server kept its place",
+                )
+            )
+        self.cs.bump(name, rid)  # the device's copy moves back on its next pull
+        return [c for c in cols if c not in moved]
 
     # --- planning -----------------------------------------------------------------------
 
@@ -216,14 +275,6 @@ class _Push:
                 insp_id,
             )
             return
-        if (
-            name == "inspections"
-            and rec.get("site_id")
-            and rec["site_id"] != site
-            and not (self.scope.sees_site(rec["site_id"]))
-        ):
-            self.refuse(name, rid, rec, "moved to a site outside your scope", site, insp_id)
-            return
         parent = cur if name == "inspections" else self.inspection(insp_id)
         if not self.owned(parent):
             self.refuse(
@@ -232,6 +283,20 @@ class _Push:
             return
         spec = TABLES[name]
         if cur is None or pending:
+            gone = self.deleted_parent(name, rec)
+            if gone:
+                self.cs.conflicts.append(
+                    ConflictNote(
+                        kind="deleted_record",
+                        table=name,
+                        record_id=rid,
+                        inspection_id=insp_id,
+                        site_id=site,
+                        device_value=rec,
+                        detail=f"created on the device after {gone}",
+                    )
+                )
+                return
             self.create(name, rec, site, cur)
             return
         if cur.get("deleted_at") is not None:
@@ -248,7 +313,7 @@ class _Push:
             )
             return
         after = self.cs.add_context(name, cur)
-        cols = _changed_columns(name, rec, is_update)
+        cols = self.keep_in_place(name, rid, rec, cur, _changed_columns(name, rec, is_update))
         changed = self.cs.device_changed.setdefault(name, {}).setdefault(rid, set())
         for col in cols:
             value = _to_db(spec.columns[col].kind, rec[col])
@@ -329,9 +394,13 @@ class _Push:
         after["deleted_at"] = utcnow()
         self.cs.device_changed.setdefault(name, {}).setdefault(cur["id"], set()).add("deleted_at")
         for child, fk in TABLES[name].children:
-            for row in writer.load_rows(self.session, TABLES[child].table, fk, [cur["id"]]):
-                planned = self.cs.after.get(child, {}).get(row["id"], row)
-                if planned.get("deleted_at") is None:
+            stored = writer.load_rows(self.session, TABLES[child].table, fk, [cur["id"]])
+            # Children planned in this push too (created with it, or already loaded).
+            planned = [r for r in self.cs.after.get(child, {}).values() if r.get(fk) == cur["id"]]
+            rows = {r["id"]: r for r in stored} | {r["id"]: r for r in planned}
+            for row in rows.values():
+                current = self.cs.after.get(child, {}).get(row["id"], row)
+                if current.get("deleted_at") is None:
                     self.tombstone(child, row)
 
     def concurrent_edits(self) -> None:

@@ -1,0 +1,251 @@
+"""What a push may not do to the store, and how the device gets back in step when refused:
+moving records, deleting a locked inspection's actions, joining a deleted parent."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from store.models import Action, Attachment, Conflict, Inspection, Response
+from tests.media.conftest import jpeg
+from tests.sync.device import random_id
+from tests.sync_env import ANA, BEN, answer, new_inspection, now_ms, photo_record
+
+
+def _upload(client, dev, att_id, data, mime="image/jpeg"):
+    """The out-of-band byte upload of an attachment (request, PUT, complete)."""
+    sha = hashlib.sha256(data).hexdigest()
+    resp = client.post(
+        f"/api/v1/attachments/{att_id}/upload",
+        headers=dev.headers(),
+        json={"sha256": sha, "byte_size": len(data), "mime": mime},
+    )
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    if not body.get("already_uploaded"):
+        put = client.put(body["url"], data=data, headers={**dev.headers(), **body["headers"]})
+        assert put.status_code == 200, put.get_json()
+    done = client.post(f"/api/v1/attachments/{att_id}/complete", headers=dev.headers())
+    assert done.status_code == 200, done.get_json()
+
+
+def _completed(phone, env) -> str:
+    """A completed inspection with a failed critical item (so it has corrective actions)."""
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "no")
+    answer(phone, iid, "fridge", 9)
+    phone.sync()
+    phone.update("inspections", iid, status="completed", completed_at=now_ms())
+    assert phone.sync()["conflicts"] == []
+    phone.sync()
+    return iid
+
+
+def _kinds(result) -> list[str]:
+    return [c["kind"] for c in result["conflicts"]]
+
+
+def test_an_answer_cannot_move_into_an_inspection_outside_scope(env, device, db):
+    ana, ben = device(ANA), device(BEN)
+    ana.sync()
+    ben.sync()
+    south = new_inspection(ben, env, site="S-HOTEL")  # Ana cannot see S-HOTEL
+    answer(ben, south, "fridge", 3)
+    ben.sync()
+    mine = new_inspection(ana, env)
+    rid = answer(ana, mine, "fridge", 99)
+    ana.sync()
+    ana.update("responses", rid, inspection_id=south, note="moved")
+    assert _kinds(ana.sync()) == ["out_of_scope"]
+    db.expire_all()
+    row = db.get(Response, rid)
+    assert row.inspection_id == mine and row.note == "moved"  # the other change applied
+    assert db.get(Inspection, south).critical_failed is False  # Ben's score untouched
+    ana.sync()
+    assert ana.get("responses", rid)["inspection_id"] == mine  # the device moved it back
+
+
+def test_an_answer_cannot_move_into_another_inspectors_inspection(env, device, db):
+    ana, ben = device(ANA), device(BEN)
+    ana.sync()
+    ben.sync()
+    bens = new_inspection(ben, env, site="N-HOTEL")  # a site both see
+    ben.sync()
+    mine = new_inspection(ana, env)
+    rid = answer(ana, mine, "fridge", 99)
+    ana.sync()
+    ana.update("responses", rid, inspection_id=bens)
+    assert _kinds(ana.sync()) == ["out_of_scope"]
+    db.expire_all()
+    assert db.get(Response, rid).inspection_id == mine
+
+
+def test_an_action_cannot_move_to_a_site_outside_scope(env, device, db):
+    ana = device(ANA)
+    ana.sync()
+    aid = ana.create("actions", site_id=env["sites"]["N-HOTEL"], title="Fix the tap", status="open")
+    ana.sync()
+    ana.update("actions", aid, site_id=env["sites"]["S-HOTEL"])
+    assert _kinds(ana.sync()) == ["out_of_scope"]
+    db.expire_all()
+    assert db.get(Action, aid).site_id == env["sites"]["N-HOTEL"]
+
+
+def test_an_inspection_stays_at_its_site_and_its_answers_stay_with_it(env, device, db):
+    ana = device(ANA)
+    ana.sync()
+    iid = new_inspection(ana, env, site="N-HOTEL")
+    rid = answer(ana, iid, "clean", "yes")
+    ana.sync()
+    ana.update("inspections", iid, site_id=env["sites"]["N-CANTEEN"])  # both Ana's sites
+    result = ana.sync()
+    assert _kinds(result) == ["invalid_value"], result
+    conflict = db.execute(select(Conflict).where(Conflict.record_id == iid)).scalar_one()
+    assert conflict.column == "site_id" and conflict.device_value == env["sites"]["N-CANTEEN"]
+    db.expire_all()
+    assert db.get(Inspection, iid).site_id == env["sites"]["N-HOTEL"]
+    ana.sync()
+    assert ana.get("inspections", iid)["site_id"] == env["sites"]["N-HOTEL"]
+    ben = device(BEN)  # N-HOTEL and S-HOTEL: sees the inspection and its answer together
+    ben.sync()
+    assert ben.get("inspections", iid) is not None and ben.get("responses", rid) is not None
+
+
+def test_deleting_a_locked_inspection_keeps_its_corrective_actions(env, device, db):
+    phone = device(ANA)
+    iid = _completed(phone, env)
+    actions = db.execute(select(Action.id).where(Action.inspection_id == iid)).scalars().all()
+    assert len(actions) == 2
+    phone.delete("inspections", iid)
+    assert "locked" in _kinds(phone.sync())
+    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is None
+    assert all(r.deleted_at is None for r in db.query(Response).filter_by(inspection_id=iid))
+    assert all(db.get(Action, a).deleted_at is None for a in actions)
+    phone.sync()
+    assert phone.get("inspections", iid) is not None
+    assert all(phone.get("actions", a) is not None for a in actions)
+
+
+def test_a_photo_for_an_action_created_in_the_same_push_is_kept(env, device, db):
+    ana = device(ANA)
+    ana.sync()
+    aid = ana.create("actions", site_id=env["sites"]["N-HOTEL"], title="Broken tap", status="open")
+    att = photo_record(ana, None, None, jpeg(200, 100), action_id=aid)
+    assert ana.sync()["conflicts"] == []
+    db.expire_all()
+    assert db.get(Attachment, att).site_id == env["sites"]["N-HOTEL"]
+    ana.sync()
+    assert ana.get("attachments", att) is not None
+
+
+def test_late_evidence_whose_bytes_came_first_joins_a_completed_inspection(env, device, client, db):
+    phone = device(ANA)
+    iid = _completed(phone, env)
+    rid = next(r for r, v in phone.live("responses").items() if v["item_key"] == "clean")
+    data = jpeg(300, 200)
+    att = photo_record(phone, iid, rid, data, captured_at=now_ms())
+    _upload(client, phone, att, data)  # the bytes first: a pending record
+    assert phone.sync()["conflicts"] == []
+    db.expire_all()
+    row = db.get(Attachment, att)
+    assert row.pending_upload is False and row.inspection_id == iid and row.uploaded is True
+
+
+def test_a_refused_new_answer_leaves_the_device_too(env, device, db):
+    phone = device(ANA)
+    iid = _completed(phone, env)
+    late = answer(phone, iid, "remark", "late remark")
+    assert _kinds(phone.sync()) == ["locked"]
+    assert db.get(Response, late) is None
+    phone.sync()
+    assert phone.get("responses", late) is None
+    kept = db.execute(select(Conflict.device_value).where(Conflict.record_id == late)).scalar_one()
+    assert kept["value"] == '"late remark"'  # nothing the device sent is lost
+
+
+def test_an_answer_to_an_inspection_deleted_elsewhere_is_refused_and_kept(env, device, db):
+    a, b = device(ANA, "a"), device(ANA, "b")
+    a.sync()
+    iid = new_inspection(a, env)
+    a.sync()
+    b.sync()
+    a.delete("inspections", iid)
+    a.sync()
+    rid = answer(b, iid, "clean", "yes")  # b answers offline, not knowing
+    assert _kinds(b.sync()) == ["deleted_record"]
+    db.expire_all()
+    assert db.get(Response, rid) is None
+    b.sync()
+    assert b.get("inspections", iid) is None and b.get("responses", rid) is None
+
+
+def test_deleting_an_inspection_deletes_answers_pushed_with_it(env, device, client, db):
+    ana = device(ANA)
+    cursor = ana.pull()
+    iid = new_inspection(ana, env)
+    ana.push(cursor)
+    cursor = ana.pull()
+    rid = random_id()
+    created = {"id": rid, "inspection_id": iid, "item_key": "clean", "value": '"yes"'}
+    body = {
+        "changes": {
+            "responses": {
+                "created": [created],
+                "updated": [],
+                "deleted": [],
+            },
+            "inspections": {"created": [], "updated": [], "deleted": [iid]},
+        },
+        "last_pulled_at": cursor,
+    }
+    resp = client.post("/api/v1/sync/push", json=body, headers=ana.headers())
+    assert resp.status_code == 200, resp.get_json()
+    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is not None
+    assert db.get(Response, rid).deleted_at is not None
+
+
+@pytest.mark.parametrize("records", [1, 60])
+def test_concurrent_retries_with_one_idempotency_key_answer_alike(app, env, api, db, records):
+    token = api.login(ANA)["access_token"]
+    inspections = [
+        {
+            "id": random_id(),
+            "template_id": env["template"],
+            "site_id": env["sites"]["N-HOTEL"],
+            "status": "in_progress",
+            "started_at": now_ms(),
+        }
+        for _ in range(records)
+    ]
+    body = {
+        "changes": {"inspections": {"created": inspections, "updated": [], "deleted": []}},
+        "last_pulled_at": 0,
+    }
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "X-Device-Id": "retrying",
+        "Idempotency-Key": "one-key",
+    }
+    answers: list = []
+    barrier = threading.Barrier(2)
+
+    def send() -> None:
+        barrier.wait()
+        resp = app.test_client().post("/api/v1/sync/push", json=body, headers=headers)
+        answers.append((resp.status_code, resp.get_json()))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [status for status, _ in answers] == [200, 200], answers
+    assert answers[0][1] == answers[1][1]
+    count = db.execute(select(func.count()).select_from(Inspection)).scalar_one()
+    assert count == records
