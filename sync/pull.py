@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import heapq
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -94,9 +96,14 @@ class PullRequest:
         self.scope_key = scope_key  # what this device last pulled in (scope_key())
 
 
-def scope_key(role: str, region_id: str | None) -> str:
-    """What a user's scope depends on besides their assignments (those are tracked by rev)."""
-    return f"{role}|{region_id or ''}" if role == REGIONAL_MANAGER else role
+def scope_key(role: str, region_id: str | None, sites: Iterable[str] | None = None) -> str:
+    """What a user's scope depends on besides their assignments (those are tracked by rev):
+    for a regional manager the region and the sites in it, since a site moved to another
+    region leaves one manager's scope and joins another's without any rev of theirs moving."""
+    if role != REGIONAL_MANAGER:
+        return role
+    digest = hashlib.sha256(",".join(sorted(sites or ())).encode()).hexdigest()[:16]
+    return f"{role}|{region_id or ''}|{digest}"
 
 
 def is_replacement(
@@ -189,7 +196,7 @@ def pull(session: Session, scope: Scope, req: PullRequest) -> dict[str, Any]:
     top, purged, assignments_moved, conflicts_moved = session.execute(
         select(counter.value, counter.purged_rev, *moved).where(counter.id == 1)
     ).one()
-    key = scope_key(scope.role, scope.region_id)
+    key = scope_key(scope.role, scope.region_id, scope.site_ids)
     replacement = is_replacement(cursor, purged, req.resume, req.scope_key, key)
     first = cursor is None or cursor <= 0 or replacement
     low = -1 if first else cursor

@@ -208,13 +208,15 @@ def pull(
         raise Unauthorized(
             "This account no longer exists or is disabled.", reason="account_disabled"
         )
-    key = scope_key(role, meta["region_id"])
+    if (role != HQ) != scoped:
+        # The role changed since the token was issued: the same snapshot, the right statement.
+        scoped = role != HQ
+        meta, rows = _run(raw, params, scoped, first)
+    key = scope_key(role, meta["region_id"], meta["sites"])
     replacement = is_replacement(cursor, meta["purged"], meta["resume"], meta["scope_key"], key)
-    if (role != HQ) != scoped or replacement:
-        # The role changed since the token was issued, or the device gets a replacement
-        # (purged tombstones, another scope): the same snapshot again, the right statement.
-        scoped, first = role != HQ, first or replacement
-        params["low"] = -1 if first else cursor
+    if replacement:
+        # Purged tombstones or another scope: the whole dataset, from the same snapshot.
+        first, params["low"] = True, -1
         meta, rows = _run(raw, params, scoped, first)
     has_more = len(rows) > req.limit
     rows = rows[: req.limit]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from store.models import Site, TemplateVersion
-from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
+from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, SOUTH
 from tests.sync.device import Device
 
 BODY = {
@@ -137,6 +137,7 @@ __all__ = [
     "BEN",
     "HQ_EMAIL",
     "NORTH",
+    "SOUTH",
     "answer",
     "new_inspection",
     "now_ms",

@@ -154,14 +154,15 @@ def _do_pull(args: dict) -> Response:
         state = session.get(DeviceState, (user.id, g.device_id))
         if state is not None:
             req.resume, req.scope_key = state.resume_rev, state.scope_key
-        result = pull.pull(session, scope_for(session, user, closed_sites=True), req)
+        scope = scope_for(session, user, closed_sites=True)
+        result = pull.pull(session, scope, req)
         _note_device(
             user.id,
             "last_pull_at",
             last_pulled_rev=result["timestamp"],
             pull_start_rev=req.cursor,
             resume_rev=result["timestamp"] if result["has_more"] else None,
-            scope_key=pull.scope_key(user.role, user.region_id),
+            scope_key=pull.scope_key(user.role, user.region_id, scope.site_ids),
         )
     # On PostgreSQL the COMMIT went with the bookkeeping; this closes the session's side of it.
     db.commit()

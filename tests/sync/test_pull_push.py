@@ -7,7 +7,7 @@ import json
 from sqlalchemy import func, select
 
 from store.models import Conflict, Inspection, Response, Site
-from tests.sync_env import ANA, BEN, HQ_EMAIL, NORTH, answer, new_inspection
+from tests.sync_env import ANA, BEN, HQ_EMAIL, NORTH, SOUTH, answer, new_inspection
 
 
 def test_first_pull_is_scoped_and_sends_creations_as_updates(env, device):
@@ -301,6 +301,29 @@ def test_a_manager_moved_to_another_region_gets_a_replacement(env, device, api, 
     phone.sync()
     assert {s["code"] for s in phone.live("sites").values()} == {"S-HOTEL", "S-STORE"}
     assert phone.get("inspections", south_inspection) is not None
+
+
+def test_a_site_moved_to_another_region_moves_between_managers_devices(env, device, api, db):
+    ana = device(ANA)
+    ana.sync()
+    iid = new_inspection(ana, env, site="N-HOTEL")
+    answer(ana, iid, "clean", "yes")
+    ana.sync()
+    north, south = device(NORTH), device(SOUTH)
+    north.sync()
+    south.sync()
+    assert north.get("inspections", iid) is not None and south.get("inspections", iid) is None
+    south_region = db.get(Site, env["sites"]["S-HOTEL"]).region_id
+    hotel = env["sites"]["N-HOTEL"]
+    moved = api.patch(f"/sites/{hotel}", HQ_EMAIL, json={"region_id": south_region})
+    assert moved.status_code == 200, moved.get_json()
+    north.sync()
+    south.sync()
+    assert north.get("sites", hotel) is None and north.get("inspections", iid) is None
+    assert south.get("sites", hotel) is not None and south.get("inspections", iid) is not None
+    fresh = device(SOUTH, "fresh")
+    fresh.sync()
+    assert fresh.snapshot() == south.snapshot()
 
 
 def test_paging_converges(env, device):
