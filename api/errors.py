@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
@@ -142,7 +143,9 @@ def handle_db_internal(error: InternalError | psycopg.InternalError) -> Response
     return handle_unexpected(error)
 
 
-def handle_integrity(error: IntegrityError | psycopg.IntegrityError) -> Response:
+def handle_integrity(
+    error: IntegrityError | psycopg.IntegrityError | sqlite3.IntegrityError,
+) -> Response:
     """A uniqueness or reference rule the service did not check first."""
     log.info("integrity error: %s", getattr(error, "orig", error))
     return envelope(
@@ -170,6 +173,8 @@ def register(app: Flask) -> None:
     # so a lost database or a duplicate row surfaces as the driver's error, not SQLAlchemy's.
     app.register_error_handler(psycopg.OperationalError, handle_db_unavailable)
     app.register_error_handler(psycopg.IntegrityError, handle_integrity)
+    # SQLite's bulk insert (sync/writer.py) runs on the driver's connection too.
+    app.register_error_handler(sqlite3.IntegrityError, handle_integrity)
     app.register_error_handler(InternalError, handle_db_internal)
     app.register_error_handler(psycopg.InternalError, handle_db_internal)
     app.register_error_handler(Exception, handle_unexpected)

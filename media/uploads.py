@@ -6,6 +6,7 @@ stored original; every step can be repeated without harm.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
@@ -65,6 +66,13 @@ def derived_key(sha256: str, variant: str) -> str:
 def _guard(store_call: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return store_call(*args, **kwargs)
+    except KeyError:
+        # A file the records promise but the store lacks (say, the PNG variants of a JPEG
+        # whose record was relabelled a signature) is the client's 404, not a server fault.
+        raise NotFound(
+            "This file of the attachment is not available; fetch variant=original instead.",
+            reason="file_missing",
+        ) from None
     except StoreUnavailable:
         raise Unavailable(
             "The photo store cannot be reached right now; retry shortly.",
@@ -245,17 +253,28 @@ def complete(
 def _process(
     session: Session, store: BlobStore, limits: Limits, att: Attachment, data: bytes
 ) -> Blob:
+    # The variants served depend on the kind a record gives when they are fetched, which may
+    # differ from the kind now: bytes uploaded before their record are guessed to be a photo
+    # unless JSON (request_upload), blobs are shared by hash, and a kind can be edited. So
+    # bytes acceptable as both get both sets of variants.
     sha = att.sha256
     if att.kind == "signature":
         png = signatures.render_strokes(data) if att.mime == "application/json" else data
         width, height = signatures.verify_signature_png(png)
-        _guard(store.put, derived_key(sha, "preview-png"), png)
-        _guard(store.put, derived_key(sha, "thumb-png"), png)
+        _put_signature_variants(store, sha, png)
+        with contextlib.suppress(images.ImageRejected):
+            photo = images.process_image(
+                png, declared_mime="image/png", max_pixels=limits.max_pixels
+            )
+            _put_photo_variants(store, sha, photo)
         mime, meta = att.mime or "image/png", {}
     else:
         result = images.process_image(data, declared_mime=att.mime, max_pixels=limits.max_pixels)
-        _guard(store.put, derived_key(sha, "preview"), result.preview)
-        _guard(store.put, derived_key(sha, "thumb"), result.thumb)
+        _put_photo_variants(store, sha, result)
+        if result.mime == "image/png":
+            with contextlib.suppress(signatures.SignatureRejected):
+                signatures.verify_signature_png(data)
+                _put_signature_variants(store, sha, data)
         width, height, mime = result.width, result.height, result.mime
         meta = {"captured_at": result.captured_at, "gps": result.gps}
     blob = session.get(Blob, sha)
@@ -269,6 +288,18 @@ def _process(
     if meta.get("gps"):
         att.exif_latitude, att.exif_longitude = meta["gps"]
     return blob
+
+
+def _put_signature_variants(store: BlobStore, sha: str, png: bytes) -> None:
+    """A signature's preview and thumbnail: the PNG itself."""
+    _guard(store.put, derived_key(sha, "preview-png"), png)
+    _guard(store.put, derived_key(sha, "thumb-png"), png)
+
+
+def _put_photo_variants(store: BlobStore, sha: str, result: images.ProcessedImage) -> None:
+    """A photo's JPEG preview and thumbnail."""
+    _guard(store.put, derived_key(sha, "preview"), result.preview)
+    _guard(store.put, derived_key(sha, "thumb"), result.thumb)
 
 
 def _mark_uploaded(att: Attachment, blob: Blob) -> None:

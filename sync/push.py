@@ -13,21 +13,12 @@ from store.types import utcnow
 from sync import writer
 from sync.revs import resolve_col_rev
 from sync.scope import Scope
-from sync.tables import TABLES
+from sync.tables import PLACEMENT, TABLES
 from sync.validate import validate_push
 
 # Apply order: parents first, so children can find their inspection (and evidence photos
 # their corrective action) in the plan.
 ORDER = ("inspections", "responses", "actions", "attachments")
-
-# The columns that place a record: its site and its parents. A device cannot move an existing
-# record (scope is checked where a record is, and children carry their inspection's site).
-PLACEMENT = {
-    "inspections": ("site_id",),
-    "responses": ("inspection_id",),
-    "attachments": ("inspection_id", "action_id"),
-    "actions": ("inspection_id", "site_id"),
-}
 
 
 class Rules(Protocol):
@@ -55,7 +46,7 @@ _UPLOAD_LEARNT = (
 )
 
 
-def _to_db(kind: str, value: Any) -> Any:
+def to_db(kind: str, value: Any) -> Any:
     """Wire value -> stored value of a column of this kind ('' ids mean null; ms numbers
     become ints)."""
     if value is None:
@@ -226,7 +217,7 @@ class _Push:
         left to apply. A move somewhere the user may not write is out of scope."""
         spec = TABLES[name]
         moved = {
-            c: _to_db(spec.columns[c].kind, rec[c]) for c in cols if c in PLACEMENT.get(name, ())
+            c: to_db(spec.columns[c].kind, rec[c]) for c in cols if c in PLACEMENT.get(name, ())
         }
         moved = {c: v for c, v in moved.items() if v != cur.get(c)}
         if not moved:
@@ -316,12 +307,12 @@ class _Push:
         cols = self.keep_in_place(name, rid, rec, cur, _changed_columns(name, rec, is_update))
         changed = self.cs.device_changed.setdefault(name, {}).setdefault(rid, set())
         for col in cols:
-            value = _to_db(spec.columns[col].kind, rec[col])
+            value = to_db(spec.columns[col].kind, rec[col])
             if after.get(col) != value:
                 after[col] = value
                 changed.add(col)
         if any(
-            c in rec and _to_db(spec.columns[c].kind, rec[c]) != cur.get(c)
+            c in rec and to_db(spec.columns[c].kind, rec[c]) != cur.get(c)
             for c in spec.server_owned
         ):
             self.cs.bump(name, rid)  # the device holds a stale server value: let it converge
@@ -333,7 +324,7 @@ class _Push:
             self.base_revs[(name, rid)] = self.pull_start
 
     def create(self, name: str, rec: dict[str, Any], site: str, pending: Row | None) -> None:
-        row: Row = {c: _to_db(kind, rec.get(c)) for c, kind in _WRITABLE[name]}
+        row: Row = {c: to_db(kind, rec.get(c)) for c, kind in _WRITABLE[name]}
         if name == "inspections":
             row["inspector_id"] = self.scope.user_id
             row["status"] = row.get("status") or "draft"

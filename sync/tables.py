@@ -30,7 +30,18 @@ class Col:
     choices: tuple[str, ...] = ()
     lo: float | None = None
     hi: float | None = None
+    # False for a NOT NULL column: a device may not set it to null or ''.
+    nullable: bool = True
+    # A created record must carry it: the server has no default of its own (sync/push.py).
+    required: bool = False
 
+
+# The ranges of the database's integer columns, so an oversized number is refused up front
+# instead of overflowing in the driver.
+INT32 = 2**31 - 1
+# BigInteger holds 2^63 - 1, but devices count in JavaScript numbers: beyond 2^53 they are
+# no longer exact, so no honest device sends more.
+SAFE_INT = 2**53 - 1
 
 STR = Col("str", 200)
 ID = Col("id")
@@ -38,7 +49,9 @@ MS = Col("ms")
 TEXT = Col("text", 20_000)
 FLOAT = Col("float")
 BOOL = Col("bool")
-INT = Col("int")
+INT = Col("int", lo=-INT32 - 1, hi=INT32)
+# NOT NULL ids a created record must name itself.
+REQUIRED_ID = Col("id", nullable=False, required=True)
 
 
 @dataclass(frozen=True)
@@ -101,12 +114,12 @@ OCCURRENCES = TableSpec(
     },
 )
 _INSPECTION_DEVICE = {
-    "template_id": ID,
-    "site_id": ID,
+    "template_id": REQUIRED_ID,
+    "site_id": REQUIRED_ID,
     "occurrence_id": ID,
     "area": STR,
     "mode": Col("str", 32, INSPECTION_MODES),
-    "status": Col("str", 32, STATUSES),
+    "status": Col("str", 32, STATUSES, nullable=False),
     "started_at": MS,
     "completed_at": MS,
     "notes": TEXT,
@@ -140,8 +153,8 @@ INSPECTIONS = TableSpec(
     ),
 )
 _RESPONSE_DEVICE = {
-    "inspection_id": ID,
-    "item_key": Col("str", 64),
+    "inspection_id": REQUIRED_ID,
+    "item_key": Col("str", 64, nullable=False, required=True),
     "value": Col("text", 20_000),
     "note": TEXT,
     "answered_at": MS,
@@ -160,10 +173,10 @@ _ATTACHMENT_DEVICE = {
     "inspection_id": ID,
     "response_id": ID,
     "action_id": ID,
-    "kind": Col("str", 16, ATTACHMENT_KINDS),
+    "kind": Col("str", 16, ATTACHMENT_KINDS, nullable=False),
     "sha256": Col("str", 64),
     "mime": Col("str", 100),
-    "byte_size": Col("int", lo=0),
+    "byte_size": Col("int", lo=0, hi=SAFE_INT),
     "captured_at": MS,
     "latitude": Col("float", lo=-90, hi=90),
     "longitude": Col("float", lo=-180, hi=180),
@@ -184,13 +197,13 @@ ATTACHMENTS = TableSpec(
 _ACTION_DEVICE = {
     "inspection_id": ID,
     "response_id": ID,
-    "site_id": ID,
-    "title": Col("str", 300),
+    "site_id": Col("id", nullable=False),
+    "title": Col("str", 300, nullable=False),
     "description": TEXT,
-    "priority": Col("str", 16, ACTION_PRIORITIES),
+    "priority": Col("str", 16, ACTION_PRIORITIES, nullable=False),
     "assignee_id": ID,
     "due_at": MS,
-    "status": Col("str", 16, ACTION_STATUSES),
+    "status": Col("str", 16, ACTION_STATUSES, nullable=False),
     "resolution_note": TEXT,
 }
 _ACTION_SERVER = {"created_by": ID, "verified_by": ID, "verified_at": MS}
@@ -201,6 +214,8 @@ ACTIONS = TableSpec(
     writable=frozenset(_ACTION_DEVICE),
     server_owned=frozenset(_ACTION_SERVER),
     pushable=True,
+    # The photos that evidence a fix go with their action.
+    children=(("attachments", "action_id"),),
 )
 
 # Pull order: parents before children, so a client applying a page in order never
@@ -211,3 +226,12 @@ TABLES: dict[str, TableSpec] = {
 PUSHABLE = {name: spec for name, spec in TABLES.items() if spec.pushable}
 # Wire columns accepted in a push besides the table's own: WatermelonDB bookkeeping.
 CLIENT_META = frozenset({"id", "_status", "_changed", "server_rev", "base_rev"})
+
+# The columns that place a record: its site and its parents. A device cannot move an existing
+# record (scope is checked where a record is, and children carry their inspection's site).
+PLACEMENT = {
+    "inspections": ("site_id",),
+    "responses": ("inspection_id",),
+    "attachments": ("inspection_id", "action_id"),
+    "actions": ("inspection_id", "site_id"),
+}

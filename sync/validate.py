@@ -12,7 +12,19 @@ from sync.tables import CLIENT_META, PUSHABLE, TABLES, Col, TableSpec
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _MAX_ERRORS = 50
-_MS_MAX = 2**53  # JavaScript's safe integer range; WatermelonDB times are JS numbers
+# The last millisecond of 9999-12-31 UTC: later times cannot become datetimes, which the
+# REST API and the reports make of them.
+_MS_MAX = 253_402_300_799_999
+# Per pushable table: columns a created record must carry, and NOT NULL columns a device
+# may not set to null or '' (the database would refuse them mid-write).
+_REQUIRED = {
+    name: tuple(c for c, col in spec.columns.items() if col.required)
+    for name, spec in PUSHABLE.items()
+}
+_NOT_NULL = {
+    name: frozenset(c for c, col in spec.columns.items() if not col.nullable) & spec.writable
+    for name, spec in PUSHABLE.items()
+}
 
 
 class PushMalformed(DomainError):
@@ -29,7 +41,7 @@ class PushTooLarge(DomainError):
     reason = "push_too_large"
 
 
-def _check_value(col: Col, value: Any) -> str | None:
+def check_value(col: Col, value: Any) -> str | None:
     """None when the value fits the column, else why not."""
     if value is None:
         return None
@@ -62,7 +74,36 @@ def _check_value(col: Col, value: Any) -> str | None:
     return None
 
 
-def _check_record(spec: TableSpec, rec: Any, errors: dict[str, list[str]]) -> str | None:
+def _blank(value: Any) -> bool:
+    """True for null and '' (a WatermelonDB id column's null)."""
+    return value is None or value == ""
+
+
+def _check_not_null(
+    spec: TableSpec, rec: dict[str, Any], rid: str, created: bool, errors: dict[str, list[str]]
+) -> None:
+    """Required columns of a created record, and NOT NULL columns an update would empty."""
+    not_null = _NOT_NULL.get(spec.name)
+    if not not_null:
+        return
+    if created:
+        for name in _REQUIRED[spec.name]:
+            if _blank(rec.get(name)):
+                errors.setdefault(f"{spec.name}.{rid}.{name}", ["is required"])
+        # Columns the server fills when missing (sync/push.py create) may be left out.
+        return
+    # Only the columns the update applies: `_changed` when present, else all it carries
+    # (sync/push.py _changed_columns).
+    raw = rec.get("_changed")
+    names = [c.strip() for c in raw.split(",")] if raw and isinstance(raw, str) else rec
+    for name in names:
+        if name in not_null and name in rec and _blank(rec[name]):
+            errors.setdefault(f"{spec.name}.{rid}.{name}", ["may not be null or empty"])
+
+
+def _check_record(
+    spec: TableSpec, rec: Any, errors: dict[str, list[str]], created: bool = False
+) -> str | None:
     """Validate one pushed record; returns its id when usable."""
     if not isinstance(rec, dict):
         errors[f"{spec.name}[?]"] = ["each record must be an object"]
@@ -89,11 +130,12 @@ def _check_record(spec: TableSpec, rec: Any, errors: dict[str, list[str]]) -> st
                 continue
             errors[f"{spec.name}.{rid}.{key}"] = ["unknown column"]
             continue
-        problem = _check_value(col, value)
+        problem = check_value(col, value)
         if problem:
             errors[f"{spec.name}.{rid}.{key}"] = [problem]
         if len(errors) >= _MAX_ERRORS:
             break
+    _check_not_null(spec, rec, rid, created, errors)
     return rid
 
 
@@ -138,7 +180,7 @@ def validate_push(body: Any, max_records: int) -> tuple[dict[str, dict[str, list
         ids: list[str] = []
         for kind in ("created", "updated"):
             for rec in lists[kind]:
-                rid = _check_record(spec, rec, errors)
+                rid = _check_record(spec, rec, errors, created=kind == "created")
                 if rid:
                     ids.append(rid)
         for rid in lists["deleted"]:

@@ -249,3 +249,19 @@ def test_concurrent_retries_with_one_idempotency_key_answer_alike(app, env, api,
     assert answers[0][1] == answers[1][1]
     count = db.execute(select(func.count()).select_from(Inspection)).scalar_one()
     assert count == records
+
+
+def test_deleting_an_action_deletes_the_photos_evidencing_it(env, device, db):
+    ana = device(ANA)
+    ana.sync()
+    aid = ana.create("actions", site_id=env["sites"]["N-HOTEL"], title="Tap", status="open")
+    ana.sync()
+    att = photo_record(ana, None, None, jpeg(100, 100), action_id=aid)
+    ana.sync()
+    ana.delete("actions", aid)
+    ana.sync()
+    db.expire_all()
+    assert db.get(Attachment, att).deleted_at is not None
+    other = device(ANA, "other")
+    other.sync()
+    assert other.get("actions", aid) is None and other.get("attachments", att) is None

@@ -1,0 +1,69 @@
+"""Variants follow the kind a record gives when they are fetched, not the kind guessed when
+the bytes were processed; a variant the store lacks is a 404, never a 500."""
+
+from __future__ import annotations
+
+import hashlib
+
+from store.models import Attachment
+from tests.conftest import ANA
+from tests.media.conftest import jpeg, png
+from tests.media.test_upload_flow import _upload
+from tests.sync_env import new_inspection, photo_record
+
+
+def _fetch(client, dev, att_id, variant):
+    return client.get(f"/api/v1/attachments/{att_id}/file?variant={variant}", headers=dev.headers())
+
+
+def test_png_signature_uploaded_before_its_record_serves_every_variant(env, device, client, db):
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    phone.sync()
+    data = png(300, 120)
+    sig = phone.create(
+        "attachments",
+        inspection_id=iid,
+        kind="signature",
+        sha256=hashlib.sha256(data).hexdigest(),
+        mime="image/png",
+        byte_size=len(data),
+        signer_name="王",
+        signer_role="site_manager",
+        signed_at=1_795_000_000_000,
+    )
+    # Bytes first: the pending record guesses "photo" until the record says "signature".
+    done = _upload(client, phone, sig, data, mime="image/png")
+    assert done.status_code == 200, done.get_json()
+    assert phone.sync()["conflicts"] == []
+    db.expire_all()
+    row = db.get(Attachment, sig)
+    assert (row.kind, row.uploaded) == ("signature", True)
+    for variant in ("original", "preview", "thumb"):
+        resp = _fetch(client, phone, sig, variant)
+        assert resp.status_code == 200, (variant, resp.status_code, resp.get_data()[:200])
+        assert resp.mimetype == "image/png"
+    assert _fetch(client, phone, sig, "preview").data == data
+
+
+def test_a_variant_the_store_lacks_is_a_404_envelope(env, device, client, db):
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    data = jpeg(400, 300)
+    att = photo_record(phone, iid, None, data)
+    phone.sync()
+    assert _upload(client, phone, att, data).status_code == 200
+    phone.sync()
+    # A JPEG relabelled a signature has no PNG variants.
+    phone.update("attachments", att, kind="signature")
+    assert phone.sync()["conflicts"] == []
+    db.expire_all()
+    assert db.get(Attachment, att).kind == "signature"
+    assert _fetch(client, phone, att, "original").status_code == 200
+    resp = _fetch(client, phone, att, "preview")
+    assert resp.status_code == 404, (resp.status_code, resp.get_data()[:200])
+    body = resp.get_json()
+    assert body["code"] == 404 and body["reason"] == "file_missing"
+    assert "variant=original" in body["message"]
