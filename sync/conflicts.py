@@ -7,16 +7,22 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from store.changeset import AuditNote, ChangeSet
+from store.changeset import AuditNote, ChangeSet, ConflictNote, Row
+from store.db import is_postgres
 from store.errors import Invalid, NotFound
 from store.models import Conflict
 from store.types import utcnow
 from sync import writer
-from sync.push import Rules
+from sync.push import Rules, to_db
 from sync.scope import Scope
-from sync.tables import TABLES
+from sync.tables import PLACEMENT, TABLES, TableSpec
+from sync.validate import check_value
 
 RESOLUTIONS = ("keep_server", "take_device", "edit")
+# Children locked with their inspection (actions follow their own lifecycle).
+LOCKED_WITH_INSPECTION = ("inspections", "responses", "attachments")
+# Columns a created record cannot go without.
+REQUIRED = {"inspections": ("template_id",), "responses": ("inspection_id", "item_key")}
 
 
 def _visible(scope: Scope) -> Any:
@@ -45,10 +51,15 @@ def query(scope: Scope, filters: dict[str, Any]) -> Select:
     return stmt.order_by(Conflict.created_at.desc(), Conflict.id)
 
 
-def get(session: Session, scope: Scope, conflict_id: str) -> Conflict:
-    """One conflict in scope (404 otherwise)."""
+def get(session: Session, scope: Scope, conflict_id: str, lock: bool = False) -> Conflict:
+    """One conflict in scope (404 otherwise); `lock` holds its row until the transaction ends."""
     scope.require_role("regional_manager", "hq")
-    row = session.get(Conflict, conflict_id)
+    if lock:
+        # FOR UPDATE serialises resolutions of one conflict: a second one waits, then reads
+        # the first one's resolved_at (SQLite serialises writers at BEGIN IMMEDIATE anyway).
+        row = session.get(Conflict, conflict_id, with_for_update=True, populate_existing=True)
+    else:
+        row = session.get(Conflict, conflict_id)
     if row is None or not (scope.is_hq or scope.sees_site(row.site_id)):
         raise NotFound("No conflict with that id.")
     return row
@@ -63,10 +74,16 @@ def current_record(session: Session, conflict: Conflict) -> dict[str, Any] | Non
     return rows[0] if rows else None
 
 
-def _values(conflict: Conflict, resolution: str, value: Any) -> dict[str, Any]:
-    """The column values a resolution writes."""
-    source = conflict.device_value if resolution == "take_device" else value
+def _wanted(conflict: Conflict, resolution: str, value: Any) -> dict[str, Any]:
+    """The wire values a resolution asks to write (not yet checked)."""
     spec = TABLES[conflict.table_name]
+    if resolution == "keep_server":
+        # Only a concurrent edit left the device's value in place; every other kind refused
+        # the device, so the server's value is already what is stored.
+        if conflict.kind == "concurrent_edit" and conflict.column:
+            return {conflict.column: conflict.server_value}
+        return {}
+    source = conflict.device_value if resolution == "take_device" else value
     if conflict.column:
         if conflict.column not in spec.writable:
             raise Invalid(
@@ -93,6 +110,204 @@ def _values(conflict: Conflict, resolution: str, value: Any) -> dict[str, Any]:
     return out
 
 
+def _checked(spec: TableSpec, values: dict[str, Any]) -> dict[str, Any]:
+    """Check each value exactly as a push would and convert it to its stored form."""
+    errors: dict[str, list[str]] = {}
+    for col, value in values.items():
+        problem = check_value(spec.columns[col], value)
+        if problem:
+            errors[col] = [problem]
+    if errors:
+        col, (problem,) = next(iter(errors.items()))
+        raise Invalid(
+            f"The value for {col} {problem}; nothing was changed.",
+            errors=errors,
+            reason="invalid_value",
+        )
+    return {col: to_db(spec.columns[col].kind, value) for col, value in values.items()}
+
+
+def _refuse_status(name: str, record_id: str, old: Any, new: Any) -> None:
+    """Status moves only through its own endpoints, where the lifecycle rules are applied."""
+    if name == "inspections":
+        how = (
+            f"approve it or return it for rework with POST /inspections/{record_id}/approve "
+            "or /return"
+        )
+    else:
+        how = f"use POST /{name}/{record_id}/transition"
+    raise Invalid(
+        f"A resolution cannot change the status ({old} -> {new}): {how}, then resolve the "
+        "conflict keeping the server's value.",
+        errors={"status": ["cannot be changed by a resolution"]},
+        reason="review_only",
+    )
+
+
+def _refuse_locked(inspection: Row) -> None:
+    """Completed and approved inspections change only through review."""
+    status = inspection["status"]
+    hint = (
+        f"return it for rework first (POST /inspections/{inspection['id']}/return), then "
+        "resolve the conflict"
+        if status == "completed"
+        else "it can no longer change; resolve the conflict keeping the server's value"
+    )
+    raise Invalid(
+        f"The inspection is {status}, so this record is locked: {hint}.",
+        reason="locked",
+    )
+
+
+def _lock_record(session: Session, conflict: Conflict) -> tuple[Row | None, Row | None]:
+    """The record and the inspection that locks it, both held FOR UPDATE on PostgreSQL;
+    the inspection first, in the order a push takes them, so the two never deadlock."""
+    spec = TABLES[conflict.table_name]
+    lock = is_postgres(session)
+    rows = writer.load_rows(session, spec.table, "id", [conflict.record_id])
+    if not rows:
+        return None, None
+    parent_id = None
+    if conflict.table_name == "inspections":
+        parent_id = conflict.record_id
+    elif conflict.table_name in LOCKED_WITH_INSPECTION:
+        parent_id = rows[0].get("inspection_id")
+    parent = None
+    if parent_id:
+        found = writer.load_rows(session, TABLES["inspections"].table, "id", [parent_id], lock=lock)
+        parent = found[0] if found else None
+    if conflict.table_name == "inspections":
+        return parent, parent
+    if lock:
+        rows = writer.load_rows(session, spec.table, "id", [conflict.record_id], lock=True)
+    return rows[0], parent
+
+
+def _apply_values(
+    session: Session,
+    scope: Scope,
+    conflict: Conflict,
+    resolution: str,
+    cs: ChangeSet,
+    wanted: dict[str, Any],
+) -> dict[str, Any]:
+    """Write the chosen values onto the record (creating it if the server never had it);
+    returns the values written."""
+    name = conflict.table_name
+    spec = TABLES[name]
+    current, inspection = _lock_record(session, conflict)
+    if current is None:
+        if resolution == "keep_server":
+            return {}  # the server has no such record, and keeps having none
+        return _create(session, scope, conflict, cs, wanted)
+    if current.get("deleted_at") is not None:
+        if resolution == "keep_server":
+            return {}  # the server's state is the tombstone: nothing to write
+        raise Invalid(
+            "This record was deleted on the server, and a resolution does not bring deleted "
+            "records back; resolve the conflict keeping the server's value to close it.",
+            reason="not_resolvable",
+        )
+    scope.check_write(current.get("site_id") or conflict.site_id, "record")
+    values = _checked(spec, wanted)
+    changes = {c: v for c, v in values.items() if current.get(c) != v}
+    if "status" in changes:
+        _refuse_status(name, conflict.record_id, current.get("status"), changes["status"])
+    moved = sorted(set(changes) & set(PLACEMENT.get(name, ())))
+    if moved:
+        raise Invalid(
+            f"A resolution cannot move a record: {', '.join(moved)} must stay as it is on the "
+            "server. Leave it out of the value, or keep the server's value.",
+            errors={c: ["cannot be changed by a resolution"] for c in moved},
+            reason="not_resolvable",
+        )
+    if inspection is not None:
+        cs.add_context("inspections", inspection)
+    after = cs.add_context(name, current)
+    after.update(changes)
+    if changes:
+        # Marked as a device's change so the injected rules check it as they check a push
+        # (locks, answers); a refusal becomes a 422 (see _refuse_by_rules).
+        cs.device_changed.setdefault(name, {})[conflict.record_id] = set(changes)
+    cs.bump(name, conflict.record_id)
+    return values
+
+
+def _create(
+    session: Session, scope: Scope, conflict: Conflict, cs: ChangeSet, wanted: dict[str, Any]
+) -> dict[str, Any]:
+    """Create the record a device sent but the server never stored, at the conflict's site."""
+    name = conflict.table_name
+    site = conflict.site_id
+    if not site or not scope.sees_site(site):
+        raise Invalid(
+            "The record does not exist on the server and has no site in "
+            "your scope to create it in.",
+            reason="not_resolvable",
+        )
+    values = _checked(TABLES[name], wanted)
+    missing = [c for c in REQUIRED.get(name, ()) if not values.get(c)]
+    if missing:
+        raise Invalid(
+            f"The record does not exist on the server and cannot be created without "
+            f"{', '.join(missing)}; give it in the edited value.",
+            errors={c: ["required to create the record"] for c in missing},
+            reason="not_resolvable",
+        )
+    if values.get("site_id") not in (None, site):
+        raise Invalid(
+            "A resolution cannot move a record: site_id must be the conflict's site.",
+            errors={"site_id": ["must be the conflict's site"]},
+            reason="not_resolvable",
+        )
+    row: Row = {c: None for c in TABLES[name].writable}
+    row.update(values, id=conflict.record_id, site_id=site)
+    if name == "inspections":
+        row["status"] = row.get("status") or "in_progress"
+        row["inspector_id"] = conflict.user_id
+    else:
+        _check_parents(session, conflict, cs, row)
+    if name == "actions":
+        if row.get("status") not in (None, "open"):
+            _refuse_status(name, conflict.record_id, None, row["status"])
+        row["status"] = "open"
+        row["priority"] = row.get("priority") or "medium"
+        row["title"] = row.get("title") or "(untitled)"
+        row["created_by"] = conflict.user_id
+    if name == "attachments":
+        row["kind"] = row.get("kind") or "photo"
+    cs.add_new(name, row)
+    # Created as a push creates it, so the rules check its status and its inspection's lock.
+    cs.device_changed.setdefault(name, {})[conflict.record_id] = set(row)
+    return values
+
+
+def _check_parents(session: Session, conflict: Conflict, cs: ChangeSet, row: Row) -> None:
+    """A created child must belong to a live inspection (or action) at the conflict's site;
+    its inspection joins the plan so the rules see whether it is locked."""
+    for column, table in (("inspection_id", "inspections"), ("action_id", "actions")):
+        parent_id = row.get(column)
+        if not parent_id or column not in PLACEMENT[conflict.table_name]:
+            continue
+        found = writer.load_rows(session, TABLES[table].table, "id", [parent_id])
+        parent = found[0] if found else None
+        if parent is None or parent.get("deleted_at") is not None:
+            raise Invalid(
+                f"The record's {table[:-1]} {parent_id} is not on the server (or was deleted), "
+                "so the record cannot be created.",
+                reason="not_resolvable",
+            )
+        if parent.get("site_id") != conflict.site_id:
+            raise Invalid(
+                f"A resolution cannot move a record: {column} must point to a {table[:-1]} "
+                "at the conflict's site.",
+                errors={column: ["must be at the conflict's site"]},
+                reason="not_resolvable",
+            )
+        if table == "inspections":
+            cs.add_context("inspections", parent)
+
+
 def resolve(
     session: Session,
     scope: Scope,
@@ -104,18 +319,14 @@ def resolve(
 ) -> Conflict:
     """Keep the server's value, take the device's, or write an edited value; devices converge
     on their next pull because the record's rev moves."""
-    conflict = get(session, scope, conflict_id)
-    if conflict.resolved_at is not None:
-        raise Invalid("This conflict is already resolved.", reason="already_resolved")
     if resolution not in RESOLUTIONS:
         raise Invalid(
             "Resolution must be keep_server, take_device or edit.",
             errors={"resolution": [f"one of {', '.join(RESOLUTIONS)}"]},
         )
-    conflict.resolved_at = utcnow()
-    conflict.resolved_by = scope.user_id
-    conflict.resolution = resolution
-    session.flush()
+    conflict = get(session, scope, conflict_id, lock=True)
+    if conflict.resolved_at is not None:
+        raise Invalid("This conflict is already resolved.", reason="already_resolved")
     cs = ChangeSet(
         user_id=scope.user_id,
         role=scope.role,
@@ -123,9 +334,14 @@ def resolve(
         now_ms=int(utcnow().timestamp() * 1000),
     )
     values: dict[str, Any] = {}
-    if resolution != "keep_server" and conflict.table_name in TABLES:
-        values = _values(conflict, resolution, value)
-        _apply_values(session, scope, conflict, cs, values)
+    if conflict.table_name in TABLES:
+        wanted = _wanted(conflict, resolution, value)
+        if resolution != "keep_server" or wanted:
+            values = _apply_values(session, scope, conflict, resolution, cs, wanted)
+    conflict.resolved_at = utcnow()
+    conflict.resolved_by = scope.user_id
+    conflict.resolution = resolution
+    session.flush()  # before the rules count the inspection's open conflicts
     if conflict.inspection_id:
         for row in writer.load_rows(
             session, TABLES["inspections"].table, "id", [conflict.inspection_id]
@@ -143,34 +359,36 @@ def resolve(
     )
     if rules is not None:
         rules.apply(session, cs)
+    for note in cs.conflicts:
+        if (note.table, note.record_id) == (conflict.table_name, conflict.record_id):
+            _refuse_by_rules(cs, note)
     writer.write(session, cs)
     return conflict
 
 
-def _apply_values(
-    session: Session, scope: Scope, conflict: Conflict, cs: ChangeSet, values: dict[str, Any]
-) -> None:
-    """Write the chosen values onto the record (creating it if the server never had it)."""
-    current = current_record(session, conflict)
-    if current is None:
-        if not conflict.site_id or not scope.sees_site(conflict.site_id):
-            raise Invalid(
-                "The record does not exist on the server and has no site in "
-                "your scope to create it in.",
-                reason="not_resolvable",
-            )
-        row = {c: None for c in TABLES[conflict.table_name].writable}
-        row.update(values, id=conflict.record_id)
-        if conflict.table_name != "inspections":
-            row["site_id"] = conflict.site_id
-        else:
-            row["site_id"] = row.get("site_id") or conflict.site_id
-            row["inspector_id"] = conflict.user_id
-            row["status"] = row.get("status") or "in_progress"
-        cs.add_new(conflict.table_name, row)
-        return
-    scope.check_write(current.get("site_id") or conflict.site_id, "record")
-    after = cs.add_context(conflict.table_name, current)
-    after.update(values)
-    after["deleted_at"] = None
-    cs.bump(conflict.table_name, conflict.record_id)
+def _refuse_by_rules(cs: ChangeSet, note: ConflictNote) -> None:
+    """The rules refused the resolution's change as they would refuse a device's: a push
+    records that as a new conflict, a resolution answers 422 and changes nothing."""
+    if note.kind == "duplicate_response":
+        return  # recorded as a push records it: the resolved answer is now the newest
+    if note.kind == "locked":
+        _refuse_locked(cs.before["inspections"][note.inspection_id])
+    if note.kind == "lifecycle":
+        raise Invalid(
+            f"{note.detail} A resolution cannot set that status: status changes go through "
+            "the review endpoints (approve, or return for rework).",
+            errors={"status": [note.detail]},
+            reason="review_only",
+        )
+    if note.kind == "incomplete":
+        raise Invalid(
+            f"The inspection cannot be completed: {note.detail}. Give it the status "
+            "in_progress in the edited value, or answer those items first.",
+            errors={"status": [note.detail]},
+            reason="incomplete",
+        )
+    raise Invalid(
+        f"The value was refused: {note.detail}; nothing was changed.",
+        errors={note.column or "value": [note.detail]},
+        reason="invalid_value",
+    )

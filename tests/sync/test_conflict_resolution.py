@@ -1,0 +1,269 @@
+"""Resolving sync conflicts: the same locks, lifecycle, placement and value checks as a push."""
+
+from __future__ import annotations
+
+import threading
+
+import requests
+from sqlalchemy import update
+
+from store.models import Action, AuditEvent, Conflict, Inspection, Response
+from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, SOUTH
+from tests.sync_env import answer, new_inspection
+
+
+def _resolve(api, conflict_id: str, resolution: str, value=None, who: str = NORTH):
+    body = {"resolution": resolution}
+    if value is not None:
+        body["value"] = value
+    return api.post(f"/conflicts/{conflict_id}/resolve", who, json=body)
+
+
+def _refused(resp, reason: str) -> dict:
+    """A 422 in the error envelope with this reason; returns the body."""
+    body = resp.get_json()
+    assert resp.status_code == 422, body
+    assert body["reason"] == reason and body["message"], body
+    return body
+
+
+def _unresolved(db, conflict_id: str) -> bool:
+    db.expire_all()
+    return db.get(Conflict, conflict_id).resolved_at is None
+
+
+def _concurrent(env, device, db, column: str, from_a, from_b):
+    """Two devices edit the same inspection column; a's value wins and b's is kept."""
+    a, b = device(ANA, "a"), device(ANA, "b")
+    a.sync()
+    iid = new_inspection(a, env)
+    a.sync()
+    b.sync()
+    b.update("inspections", iid, **{column: from_b})
+    b.sync()
+    a.update("inspections", iid, **{column: from_a})
+    a.sync()
+    conflict = db.query(Conflict).filter_by(record_id=iid, kind="concurrent_edit").one()
+    return a, b, iid, conflict
+
+
+def _completed(env, device):
+    """A phone completes an inspection that passes."""
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    rid = answer(phone, iid, "clean", "yes")
+    answer(phone, iid, "fridge", 3)
+    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
+    assert phone.sync()["conflicts"] == []
+    phone.sync()
+    return phone, iid, rid
+
+
+def test_take_device_on_a_lifecycle_conflict_never_approves(env, device, api, db):
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    phone.sync()
+    phone.update("inspections", iid, status="approved")
+    phone.sync()
+    conflict = db.query(Conflict).filter_by(record_id=iid, kind="lifecycle").one()
+    body = _refused(_resolve(api, conflict.id, "take_device"), "review_only")
+    assert "approve" in body["message"] and "return" in body["message"]
+    _refused(_resolve(api, conflict.id, "edit", "completed"), "review_only")
+    assert db.get(Inspection, iid).status == "in_progress"
+    assert _unresolved(db, conflict.id)
+
+
+def test_a_resolution_never_moves_a_record_or_changes_its_status(env, device, api, db):
+    ana, ben = device(ANA, "ana"), device(BEN, "ben")
+    ana.sync()
+    iid = new_inspection(ana, env)
+    ana.sync()
+    ben.sync()
+    ben.update("inspections", iid, notes="seen by ben")  # Ana's inspection: refused
+    assert [c["kind"] for c in ben.sync()["conflicts"]] == ["out_of_scope"]
+    conflict = db.query(Conflict).filter_by(record_id=iid, kind="out_of_scope").one()
+    for site in ("S-HOTEL", "N-CANTEEN"):  # out of the manager's region, and inside it
+        moved = _resolve(api, conflict.id, "edit", {"site_id": env["sites"][site]})
+        assert "site_id" in _refused(moved, "not_resolvable")["errors"]
+    _refused(_resolve(api, conflict.id, "edit", {"status": "approved"}), "review_only")
+    db.expire_all()
+    insp = db.get(Inspection, iid)
+    assert (insp.site_id, insp.status) == (env["sites"]["N-HOTEL"], "in_progress")
+    assert _unresolved(db, conflict.id)
+    # The device's whole record (same site, same status) is still taken as it was sent.
+    assert _resolve(api, conflict.id, "take_device").status_code == 200
+    db.expire_all()
+    assert db.get(Inspection, iid).notes == "seen by ben"
+
+
+def test_a_locked_inspection_is_changed_only_after_it_is_returned(env, device, api, db):
+    phone, iid, _ = _completed(env, device)
+    phone.update("inspections", iid, notes="late edit")
+    assert [c["kind"] for c in phone.sync()["conflicts"]] == ["locked"]
+    conflict = db.query(Conflict).filter_by(record_id=iid, kind="locked").one()
+    body = _refused(_resolve(api, conflict.id, "take_device"), "locked")
+    assert "return it for rework" in body["message"]
+    _refused(_resolve(api, conflict.id, "edit", {"notes": "x"}), "locked")
+    db.expire_all()
+    assert db.get(Inspection, iid).notes is None
+    assert _unresolved(db, conflict.id)
+    returned = api.post(f"/inspections/{iid}/return", NORTH, json={"comment": "Add the note"})
+    assert returned.status_code == 200
+    assert _resolve(api, conflict.id, "take_device").status_code == 200
+    db.expire_all()
+    insp = db.get(Inspection, iid)
+    assert (insp.notes, insp.status) == ("late edit", "returned")
+
+
+def test_a_response_of_an_approved_inspection_stays_as_approved(env, device, api, db):
+    _, iid, rid = _completed(env, device)
+    assert api.post(f"/inspections/{iid}/approve", NORTH, json={}).status_code == 200
+    stale = device(ANA, "stale")
+    stale.sync()
+    stale.update("responses", rid, value='"no"')
+    assert [c["kind"] for c in stale.sync()["conflicts"]] == ["locked"]
+    conflict = db.query(Conflict).filter_by(record_id=rid, kind="locked").one()
+    db.expire_all()
+    score = db.get(Inspection, iid).score
+    _refused(_resolve(api, conflict.id, "take_device"), "locked")
+    db.expire_all()
+    insp = db.get(Inspection, iid)
+    assert (insp.status, insp.score, db.get(Response, rid).value) == ("approved", score, '"yes"')
+
+
+def test_keep_server_restores_the_overwritten_value_and_devices_converge(env, device, api, db):
+    a, _, iid, conflict = _concurrent(env, device, db, "notes", "from a", "from b")
+    assert (conflict.server_value, conflict.device_value) == ("from b", "from a")
+    assert _resolve(api, conflict.id, "keep_server").status_code == 200
+    db.expire_all()
+    assert db.get(Inspection, iid).notes == "from b"
+    a.sync()
+    assert a.get("inspections", iid)["notes"] == "from b"
+
+
+def test_actions_are_not_locked_by_their_inspection(env, device, api, db):
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "no")  # a failed item opens an action on completion
+    answer(phone, iid, "fridge", 3)
+    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
+    phone.sync()
+    aid = db.query(Action).filter_by(inspection_id=iid).one().id
+    a, b = device(ANA, "a"), device(ANA, "b")
+    a.sync()
+    b.sync()
+    b.update("actions", aid, description="from b")
+    b.sync()
+    a.update("actions", aid, description="from a")
+    a.sync()
+    conflict = db.query(Conflict).filter_by(record_id=aid, kind="concurrent_edit").one()
+    assert _resolve(api, conflict.id, "keep_server").status_code == 200
+    db.expire_all()
+    assert db.get(Action, aid).description == "from b"
+    assert db.get(Inspection, iid).status == "completed"
+
+
+def test_resolving_never_brings_a_deleted_record_back(env, device, api, db):
+    a, _, iid, conflict = _concurrent(env, device, db, "notes", "from a", "from b")
+    a.delete("inspections", iid)
+    a.sync()
+    for resolution in ("edit", "take_device"):
+        body = _refused(_resolve(api, conflict.id, resolution, "x"), "not_resolvable")
+        assert "deleted" in body["message"]
+    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is not None
+    # Keeping the server's state (the tombstone) closes the conflict without a write.
+    assert _resolve(api, conflict.id, "keep_server").status_code == 200
+    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is not None
+
+
+def test_edited_values_are_checked_like_a_push(env, device, api, db):
+    _, _, iid, conflict = _concurrent(env, device, db, "latitude", 10.0, 20.0)
+    for bad in ("not a number", 1000.0, {"x": 1}, [1, 2], True):
+        body = _refused(_resolve(api, conflict.id, "edit", bad), "invalid_value")
+        assert "latitude" in body["message"] and "latitude" in body["errors"]
+    assert _unresolved(db, conflict.id)
+    assert _resolve(api, conflict.id, "edit", 45.5).status_code == 200
+    db.expire_all()
+    assert db.get(Inspection, iid).latitude == 45.5
+
+
+def test_an_edited_time_must_be_epoch_milliseconds(env, device, api, db):
+    _, _, iid, conflict = _concurrent(
+        env, device, db, "started_at", 1_700_000_000_000, 1_700_000_000_001
+    )
+    body = _refused(_resolve(api, conflict.id, "edit", "yesterday"), "invalid_value")
+    assert body["errors"] == {"started_at": ["must be a number"]}
+    assert db.get(Inspection, iid).started_at == 1_700_000_000_000
+    assert _resolve(api, conflict.id, "edit", 1_700_000_000_002.0).status_code == 200
+    db.expire_all()
+    assert db.get(Inspection, iid).started_at == 1_700_000_000_002
+
+
+def test_taken_device_values_are_checked_too(env, device, api, db):
+    _, _, iid, conflict = _concurrent(env, device, db, "latitude", 10.0, 20.0)
+    # A conflict stored before today's rules, holding a value no push would accept now.
+    db.execute(update(Conflict).where(Conflict.id == conflict.id).values(device_value=1000.0))
+    _refused(_resolve(api, conflict.id, "take_device"), "invalid_value")
+    db.expire_all()
+    assert db.get(Inspection, iid).latitude == 10.0
+
+
+def test_an_out_of_scope_create_is_made_at_its_site_with_its_required_columns(env, device, api, db):
+    ana = device(ANA, "ana")
+    ana.sync()
+    iid = new_inspection(ana, env, site="S-HOTEL")
+    assert [c["kind"] for c in ana.sync()["conflicts"]] == ["out_of_scope"]
+    conflict = db.query(Conflict).filter_by(record_id=iid, kind="out_of_scope").one()
+    assert _resolve(api, conflict.id, "keep_server", who=NORTH).status_code == 404
+    refused = _resolve(api, conflict.id, "edit", {"notes": "x"}, who=SOUTH)
+    assert "template_id" in _refused(refused, "not_resolvable")["errors"]
+    assert _resolve(api, conflict.id, "take_device", who=SOUTH).status_code == 200
+    db.expire_all()
+    insp = db.get(Inspection, iid)
+    assert (insp.site_id, insp.status) == (env["sites"]["S-HOTEL"], "in_progress")
+    assert insp.inspector_id == env["users"][ANA]
+
+
+def test_only_one_of_concurrent_resolutions_wins(env, device, api, db, live_server):
+    _, _, iid, conflict = _concurrent(env, device, db, "notes", "from a", "from b")
+    tokens = [api.login(NORTH)["access_token"], api.login(HQ_EMAIL)["access_token"]] * 4
+    barrier = threading.Barrier(len(tokens))
+    answers: list[tuple[int, str | None]] = []
+
+    def resolve(i: int, token: str) -> None:
+        barrier.wait()
+        resp = requests.post(
+            f"{live_server}/api/v1/conflicts/{conflict.id}/resolve",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"resolution": "edit", "value": f"value {i}"},
+            timeout=30,
+        )
+        answers.append((resp.status_code, resp.json().get("reason")))
+
+    threads = [threading.Thread(target=resolve, args=(i, t)) for i, t in enumerate(tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [(200, None)] + [(422, "already_resolved")] * 7, answers
+    audits = db.query(AuditEvent).filter_by(action="resolve_conflict").count()
+    assert audits == 1
+    db.expire_all()
+    assert db.get(Inspection, iid).notes.startswith("value ")
+
+
+def test_a_created_inspection_cannot_start_approved(env, device, api, db):
+    ana = device(ANA, "ana")
+    ana.sync()
+    iid = new_inspection(ana, env, site="S-HOTEL")
+    ana.update("inspections", iid, status="approved")
+    assert [c["kind"] for c in ana.sync()["conflicts"]] == ["out_of_scope"]
+    conflict = db.query(Conflict).filter_by(record_id=iid, kind="out_of_scope").one()
+    body = _refused(_resolve(api, conflict.id, "take_device", who=SOUTH), "review_only")
+    assert "review" in body["message"]
+    assert db.get(Inspection, iid) is None and _unresolved(db, conflict.id)
