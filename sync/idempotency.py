@@ -13,6 +13,18 @@ from store.errors import Invalid
 from store.models import IdempotencyRecord
 from store.types import utcnow
 
+# The stored key's column width; a longer key is stored as its digest (cutting it would let
+# two keys that share a prefix collide).
+_KEY_MAX = 200
+
+
+def normal_key(header: str | None) -> str:
+    """The Idempotency-Key as stored ('' when absent)."""
+    key = (header or "").strip()
+    if len(key) > _KEY_MAX:
+        return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
+
 
 def body_hash(raw: bytes) -> str:
     """The fingerprint a key is bound to."""

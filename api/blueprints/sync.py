@@ -201,7 +201,7 @@ def push_changes():
     scope = current_scope()
     scope.require_role(INSPECTOR, REGIONAL_MANAGER)
     session = db.session()
-    key = (request.headers.get("Idempotency-Key") or "").strip()[:200]
+    key = idempotency.normal_key(request.headers.get("Idempotency-Key"))
     digest = idempotency.body_hash(request.get_data(cache=True)) if key else ""
     if key:
         stored = idempotency.replay(session, scope.user_id, key, digest)
