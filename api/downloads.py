@@ -13,6 +13,7 @@ from api.documents import compliance_chart, inspection_pdf
 from api.media import blob_store
 from inspections import reports, review
 from media import uploads
+from store.errors import NotFound
 from store.models import Attachment, Region, Site, User
 from sync.scope import Scope
 
@@ -21,13 +22,13 @@ def variant_response(att: Attachment, variant: str) -> Response:
     """A variant's bytes with an ETag (local store) or a redirect to a presigned URL (S3)."""
     key, mime = uploads.variant_key(att, variant)
     store = blob_store()
-    url = uploads._guard(store.presign_get, key, current_app.config["PRESIGN_SECONDS"], mime)
+    url = uploads.guarded(store.presign_get, key, current_app.config["PRESIGN_SECONDS"], mime)
     if url:
         return redirect(url, code=302)
     etag = f"{att.sha256}-{variant}"
     if request.if_none_match and etag in request.if_none_match:
         return Response(status=304, headers={"ETag": f'"{etag}"'})
-    data = uploads._guard(store.get, key)
+    data = uploads.guarded(store.get, key)
     return Response(
         data,
         mimetype=mime,
@@ -47,7 +48,10 @@ def inspection_report(scope: Scope, inspection_id: str) -> Response:
     for att in wanted:
         if att.uploaded:
             key, _mime = uploads.variant_key(att, "thumb")
-            images[att.id] = uploads._guard(blob_store().get, key)
+            try:
+                images[att.id] = uploads.guarded(blob_store().get, key)
+            except NotFound:
+                continue  # the report goes out without a thumbnail the store lacks
     return Response(
         inspection_pdf(view, images),
         mimetype="application/pdf",

@@ -63,7 +63,8 @@ def derived_key(sha256: str, variant: str) -> str:
     return f"derived/{sha256[:2]}/{sha256}/{variant.removesuffix('-png')}.{ext}"
 
 
-def _guard(store_call: Any, *args: Any, **kwargs: Any) -> Any:
+def guarded(store_call: Any, *args: Any, **kwargs: Any) -> Any:
+    """The store call's result; a missing file is a 404 and an unreachable store a 503."""
     try:
         return store_call(*args, **kwargs)
     except KeyError:
@@ -148,7 +149,7 @@ def request_upload(
         session.flush()
         return {"already_uploaded": True}
     expires = utcnow() + dt.timedelta(seconds=limits.presign_seconds)
-    url, headers = _guard(
+    url, headers = guarded(
         store.presign_put, original_key(sha256), sha256, byte_size, mime, limits.presign_seconds
     )
     if url is None:
@@ -196,7 +197,7 @@ def receive_bytes(
             "The bytes do not match the declared sha256; nothing was kept.",
             reason="sha256_mismatch",
         )
-    _guard(store.put, original_key(att.sha256), b"".join(parts))
+    guarded(store.put, original_key(att.sha256), b"".join(parts))
     return {"received": size}
 
 
@@ -218,12 +219,12 @@ def complete(
     blob = session.get(Blob, att.sha256)
     if blob is None or not blob.has_derivatives:
         key = original_key(att.sha256)
-        if not _guard(store.exists, key):
+        if not guarded(store.exists, key):
             raise Invalid(
                 "No bytes have arrived for this upload yet; PUT them, then complete.",
                 reason="bytes_missing",
             )
-        data = _guard(store.get, key)
+        data = guarded(store.get, key)
         problem = None
         if len(data) != att.byte_size:
             problem = Rejected(
@@ -243,7 +244,7 @@ def complete(
                 problem = Rejected(exc.message, reason=exc.reason)
         if problem is not None:
             # Bad bytes must not sit under a content address; the client uploads again.
-            _guard(store.delete, key)
+            guarded(store.delete, key)
             raise problem
     _mark_uploaded(att, blob)
     session.flush()
@@ -292,14 +293,14 @@ def _process(
 
 def _put_signature_variants(store: BlobStore, sha: str, png: bytes) -> None:
     """A signature's preview and thumbnail: the PNG itself."""
-    _guard(store.put, derived_key(sha, "preview-png"), png)
-    _guard(store.put, derived_key(sha, "thumb-png"), png)
+    guarded(store.put, derived_key(sha, "preview-png"), png)
+    guarded(store.put, derived_key(sha, "thumb-png"), png)
 
 
 def _put_photo_variants(store: BlobStore, sha: str, result: images.ProcessedImage) -> None:
     """A photo's JPEG preview and thumbnail."""
-    _guard(store.put, derived_key(sha, "preview"), result.preview)
-    _guard(store.put, derived_key(sha, "thumb"), result.thumb)
+    guarded(store.put, derived_key(sha, "preview"), result.preview)
+    guarded(store.put, derived_key(sha, "thumb"), result.thumb)
 
 
 def _mark_uploaded(att: Attachment, blob: Blob) -> None:
@@ -351,8 +352,9 @@ def gc(session: Session, store: BlobStore, expiry: dt.timedelta) -> dict[str, in
     }
     removed_bytes = removed_records = 0
     for att in stale:
-        if att.sha256 and att.sha256 not in done and _guard(store.exists, original_key(att.sha256)):
-            _guard(store.delete, original_key(att.sha256))
+        key = att.sha256 and original_key(att.sha256)
+        if key and att.sha256 not in done and guarded(store.exists, key):
+            guarded(store.delete, key)
             removed_bytes += 1
         att.upload_requested_at = None
     pending = [a.id for a in stale if a.pending_upload]

@@ -16,13 +16,11 @@ from sync import writer
 from sync.push import Rules, to_db
 from sync.scope import Scope
 from sync.tables import PLACEMENT, TABLES, TableSpec
-from sync.validate import check_value
+from sync.validate import REQUIRED, check_value
 
 RESOLUTIONS = ("keep_server", "take_device", "edit")
 # Children locked with their inspection (actions follow their own lifecycle).
 LOCKED_WITH_INSPECTION = ("inspections", "responses", "attachments")
-# Columns a created record cannot go without.
-REQUIRED = {"inspections": ("template_id",), "responses": ("inspection_id", "item_key")}
 
 
 def _visible(scope: Scope) -> Any:
@@ -246,7 +244,8 @@ def _create(
             reason="not_resolvable",
         )
     values = _checked(TABLES[name], wanted)
-    missing = [c for c in REQUIRED.get(name, ()) if not values.get(c)]
+    # The site comes from the conflict; the rest a push would have had to carry.
+    missing = [c for c in REQUIRED.get(name, ()) if c != "site_id" and not values.get(c)]
     if missing:
         raise Invalid(
             f"The record does not exist on the server and cannot be created without "

@@ -14,7 +14,7 @@ from sync import writer
 from sync.revs import resolve_col_rev
 from sync.scope import Scope
 from sync.tables import PLACEMENT, TABLES
-from sync.validate import validate_push
+from sync.validate import REQUIRED, validate_push
 
 # Apply order: parents first, so children can find their inspection (and evidence photos
 # their corrective action) in the plan.
@@ -325,14 +325,19 @@ class _Push:
 
     def create(self, name: str, rec: dict[str, Any], site: str, pending: Row | None) -> None:
         row: Row = {c: to_db(kind, rec.get(c)) for c, kind in _WRITABLE[name]}
+        # Validation checked created records; an update of a record the server never had
+        # is created here and must carry the same.
+        missing = [c for c in REQUIRED.get(name, ()) if row.get(c) is None]
+        if missing:
+            where = f"{name}.{rec['id']}"
+            raise Invalid(
+                f"The push was refused, nothing applied: {where}.{missing[0]}: is required.",
+                errors={f"{where}.{c}": ["is required"] for c in missing},
+                reason="invalid_push",
+            )
         if name == "inspections":
             row["inspector_id"] = self.scope.user_id
             row["status"] = row.get("status") or "draft"
-            if not row.get("template_id"):
-                raise Invalid(
-                    f"inspections.{rec['id']}.template_id is required.",
-                    errors={f"inspections.{rec['id']}.template_id": ["required"]},
-                )
         elif name == "actions":
             row["site_id"] = site
             row["created_by"] = self.scope.user_id

@@ -17,7 +17,7 @@ _MAX_ERRORS = 50
 _MS_MAX = 253_402_300_799_999
 # Per pushable table: columns a created record must carry, and NOT NULL columns a device
 # may not set to null or '' (the database would refuse them mid-write).
-_REQUIRED = {
+REQUIRED = {
     name: tuple(c for c, col in spec.columns.items() if col.required)
     for name, spec in PUSHABLE.items()
 }
@@ -87,7 +87,7 @@ def _check_not_null(
     if not not_null:
         return
     if created:
-        for name in _REQUIRED[spec.name]:
+        for name in REQUIRED[spec.name]:
             if _blank(rec.get(name)):
                 errors.setdefault(f"{spec.name}.{rid}.{name}", ["is required"])
         # Columns the server fills when missing (sync/push.py create) may be left out.

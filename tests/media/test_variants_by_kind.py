@@ -67,3 +67,19 @@ def test_a_variant_the_store_lacks_is_a_404_envelope(env, device, client, db):
     body = resp.get_json()
     assert body["code"] == 404 and body["reason"] == "file_missing"
     assert "variant=original" in body["message"]
+
+
+def test_the_pdf_report_goes_out_without_a_thumbnail_the_store_lacks(env, device, client, db):
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    data = jpeg(400, 300)
+    att = photo_record(phone, iid, None, data)
+    phone.sync()
+    assert _upload(client, phone, att, data).status_code == 200
+    phone.sync()
+    phone.update("attachments", att, kind="signature")  # its PNG thumbnail was never made
+    assert phone.sync()["conflicts"] == []
+    resp = client.get(f"/api/v1/inspections/{iid}/report.pdf", headers=phone.headers())
+    assert resp.status_code == 200, resp.get_data()[:300]
+    assert resp.mimetype == "application/pdf" and resp.data.startswith(b"%PDF")

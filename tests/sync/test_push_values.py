@@ -4,6 +4,7 @@ table, id and column before anything is written; nothing is applied."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -168,20 +169,16 @@ def test_not_null_flags_match_the_database():
             assert not (col.required and col.nullable), f"{name}.{column}"
 
 
-def test_an_unwrapped_driver_integrity_error_is_a_409_envelope(synced, client, db):
-    # "updated" records the server never had are created, so the push's validation cannot
-    # know item_key is missing; the database's refusal must still be the 409 envelope.
-    ana, ids = synced
-    cursor = ana.pull()
-    made = [
-        {"id": random_id(), "inspection_id": ids["inspections"], "_changed": "value"}
-        for _ in range(60)
-    ]
-    resp = _push(client, ana, {"responses": {"updated": made}}, cursor)
-    assert resp.status_code == 409, (resp.status_code, resp.get_data()[:300])
+def test_an_unwrapped_driver_integrity_error_is_a_409_envelope(app):
+    # SQLite's bulk insert (sync/writer.py) runs on the driver's connection, so a refusal by
+    # the database arrives as sqlite3's own error, not SQLAlchemy's: still the 409 envelope.
+    with app.test_request_context("/api/v1/sync/push", method="POST"):
+        resp = app.make_response(
+            app.handle_user_exception(sqlite3.IntegrityError("NOT NULL constraint failed"))
+        )
+    assert resp.status_code == 409
     body = resp.get_json()
     assert body["code"] == 409 and body["reason"] == "integrity_conflict" and body["message"]
-    assert db.get(Response, made[0]["id"]) is None
 
 
 @pytest.mark.parametrize("size", [2**53, 2**63, 2**70, 1e308])
@@ -217,3 +214,17 @@ def test_a_time_after_year_9999_is_refused(env, device, client, api, db):
         resp = api.get(path, NORTH)
         assert resp.status_code == 200, (path, resp.status_code, resp.get_json())
     assert db.get(Action, late) is None
+
+
+def test_an_update_of_a_record_the_server_never_had_needs_what_a_creation_needs(
+    env, device, client, db
+):
+    ana = device(ANA)
+    ana.sync()
+    iid = new_inspection(ana, env)
+    ana.sync()
+    made = {"id": random_id(), "inspection_id": iid, "value": '"yes"'}  # no item_key
+    resp = _push(client, ana, {"responses": {"updated": [made]}}, ana.pull())
+    body = _refused(resp, f"responses.{made['id']}.item_key")
+    assert body["errors"][f"responses.{made['id']}.item_key"] == ["is required"]
+    assert db.get(Response, made["id"]) is None
