@@ -159,10 +159,12 @@ class _Push:
         detail: str,
         site_id: str | None = None,
         inspection_id: str | None = None,
+        kind: str = "out_of_scope",
     ) -> None:
+        """Keep a record the server will not take as it is, as a conflict holding it."""
         self.cs.conflicts.append(
             ConflictNote(
-                kind="out_of_scope",
+                kind=kind,
                 table=name,
                 record_id=rid,
                 detail=detail,
@@ -276,32 +278,14 @@ class _Push:
         if cur is None or pending:
             gone = self.deleted_parent(name, rec)
             if gone:
-                self.cs.conflicts.append(
-                    ConflictNote(
-                        kind="deleted_record",
-                        table=name,
-                        record_id=rid,
-                        inspection_id=insp_id,
-                        site_id=site,
-                        device_value=rec,
-                        detail=f"created on the device after {gone}",
-                    )
-                )
+                detail = f"created on the device after {gone}"
+                self.refuse(name, rid, rec, detail, site, insp_id, kind="deleted_record")
                 return
             self.create(name, rec, site, cur)
             return
         if cur.get("deleted_at") is not None:
-            self.cs.conflicts.append(
-                ConflictNote(
-                    kind="deleted_record",
-                    table=name,
-                    record_id=rid,
-                    inspection_id=insp_id,
-                    site_id=site,
-                    device_value=rec,
-                    detail="changed on the device after it was deleted on the server",
-                )
-            )
+            detail = "changed on the device after it was deleted on the server"
+            self.refuse(name, rid, rec, detail, site, insp_id, kind="deleted_record")
             return
         after = self.cs.add_context(name, cur)
         cols = self.keep_in_place(name, rid, rec, cur, _changed_columns(name, rec, is_update))

@@ -47,7 +47,9 @@ def test_png_signature_uploaded_before_its_record_serves_every_variant(env, devi
     assert _fetch(client, phone, sig, "preview").data == data
 
 
-def test_a_variant_the_store_lacks_is_a_404_envelope(env, device, client, db):
+def _relabelled(env, device, client):
+    """A photo uploaded as a JPEG, then relabelled a signature: its PNG variants were never
+    made. Returns the phone, the inspection and the attachment."""
     phone = device(ANA)
     phone.sync()
     iid = new_inspection(phone, env)
@@ -56,10 +58,13 @@ def test_a_variant_the_store_lacks_is_a_404_envelope(env, device, client, db):
     phone.sync()
     assert _upload(client, phone, att, data).status_code == 200
     phone.sync()
-    # A JPEG relabelled a signature has no PNG variants.
     phone.update("attachments", att, kind="signature")
     assert phone.sync()["conflicts"] == []
-    db.expire_all()
+    return phone, iid, att
+
+
+def test_a_variant_the_store_lacks_is_a_404_envelope(env, device, client, db):
+    phone, _iid, att = _relabelled(env, device, client)
     assert db.get(Attachment, att).kind == "signature"
     assert _fetch(client, phone, att, "original").status_code == 200
     resp = _fetch(client, phone, att, "preview")
@@ -69,17 +74,8 @@ def test_a_variant_the_store_lacks_is_a_404_envelope(env, device, client, db):
     assert "variant=original" in body["message"]
 
 
-def test_the_pdf_report_goes_out_without_a_thumbnail_the_store_lacks(env, device, client, db):
-    phone = device(ANA)
-    phone.sync()
-    iid = new_inspection(phone, env)
-    data = jpeg(400, 300)
-    att = photo_record(phone, iid, None, data)
-    phone.sync()
-    assert _upload(client, phone, att, data).status_code == 200
-    phone.sync()
-    phone.update("attachments", att, kind="signature")  # its PNG thumbnail was never made
-    assert phone.sync()["conflicts"] == []
+def test_the_pdf_report_goes_out_without_a_thumbnail_the_store_lacks(env, device, client):
+    phone, iid, _att = _relabelled(env, device, client)
     resp = client.get(f"/api/v1/inspections/{iid}/report.pdf", headers=phone.headers())
     assert resp.status_code == 200, resp.get_data()[:300]
     assert resp.mimetype == "application/pdf" and resp.data.startswith(b"%PDF")

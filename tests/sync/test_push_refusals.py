@@ -3,7 +3,6 @@ moving records, deleting a locked inspection's actions, joining a deleted parent
 
 from __future__ import annotations
 
-import hashlib
 import threading
 
 import pytest
@@ -11,25 +10,9 @@ from sqlalchemy import func, select
 
 from store.models import Action, Attachment, Conflict, Inspection, Response
 from tests.media.conftest import jpeg
+from tests.media.test_upload_flow import _upload
 from tests.sync.device import random_id
 from tests.sync_env import ANA, BEN, answer, new_inspection, now_ms, photo_record
-
-
-def _upload(client, dev, att_id, data, mime="image/jpeg"):
-    """The out-of-band byte upload of an attachment (request, PUT, complete)."""
-    sha = hashlib.sha256(data).hexdigest()
-    resp = client.post(
-        f"/api/v1/attachments/{att_id}/upload",
-        headers=dev.headers(),
-        json={"sha256": sha, "byte_size": len(data), "mime": mime},
-    )
-    assert resp.status_code == 200, resp.get_json()
-    body = resp.get_json()
-    if not body.get("already_uploaded"):
-        put = client.put(body["url"], data=data, headers={**dev.headers(), **body["headers"]})
-        assert put.status_code == 200, put.get_json()
-    done = client.post(f"/api/v1/attachments/{att_id}/complete", headers=dev.headers())
-    assert done.status_code == 200, done.get_json()
 
 
 def _completed(phone, env) -> str:
@@ -149,7 +132,7 @@ def test_late_evidence_whose_bytes_came_first_joins_a_completed_inspection(env, 
     rid = next(r for r, v in phone.live("responses").items() if v["item_key"] == "clean")
     data = jpeg(300, 200)
     att = photo_record(phone, iid, rid, data, captured_at=now_ms())
-    _upload(client, phone, att, data)  # the bytes first: a pending record
+    assert _upload(client, phone, att, data).status_code == 200  # bytes first: pending
     assert phone.sync()["conflicts"] == []
     db.expire_all()
     row = db.get(Attachment, att)
