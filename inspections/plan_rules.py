@@ -98,6 +98,11 @@ class InspectionRules:
                         ids.add(rid)
                 elif row.get("inspection_id"):
                     ids.add(row["inspection_id"])
+        # A deleted action: its inspection's lock decides whether the deletion stands.
+        for rid, row in cs.after.get("actions", {}).items():
+            deleted = "deleted_at" in cs.device_changed.get("actions", {}).get(rid, ())
+            if deleted and row.get("inspection_id"):
+                ids.add(row["inspection_id"])
         ids |= cs.recompute
         return sorted(i for i in ids if i in cs.after.get("inspections", {}))
 
@@ -191,15 +196,23 @@ class InspectionRules:
                         and status == "completed"
                         and before.get("inspector_id") == cs.user_id
                     )
-                    if not late_evidence:
-                        self._revert(
-                            cs,
-                            name,
-                            rid,
-                            "locked",
-                            f"the inspection is {status}; device changes are refused",
-                            iid,
-                        )
+                    if late_evidence:
+                        continue
+                    detail = f"the inspection is {status}; device changes are refused"
+                    self._revert(cs, name, rid, "locked", detail, iid)
+                    if name == "actions":
+                        # The photos evidencing a kept action stay with it.
+                        for att in self._deleted_evidence(cs, rid):
+                            self._revert(cs, "attachments", att, "locked", detail, iid)
+
+    def _deleted_evidence(self, cs: ChangeSet, action_id: str) -> list[str]:
+        """Attachments of this action that the push deletes (directly or by cascade)."""
+        deleted = cs.device_changed.get("attachments", {})
+        return [
+            rid
+            for rid, row in cs.after.get("attachments", {}).items()
+            if row.get("action_id") == action_id and "deleted_at" in deleted.get(rid, ())
+        ]
 
     def _lifecycle(self, cs: ChangeSet, ids: list[str]) -> None:
         for iid in ids:

@@ -248,3 +248,36 @@ def test_deleting_an_action_deletes_the_photos_evidencing_it(env, device, db):
     other = device(ANA, "other")
     other.sync()
     assert other.get("actions", aid) is None and other.get("attachments", att) is None
+
+
+def _action_with_evidence(phone, env, db) -> tuple[str, str, str]:
+    """A completed inspection, one of its actions, and a fix photo evidencing that action."""
+    iid = _completed(phone, env)
+    aid = db.execute(select(Action.id).where(Action.inspection_id == iid)).scalars().first()
+    att = photo_record(phone, None, None, jpeg(200, 100), action_id=aid)
+    assert phone.sync()["conflicts"] == []
+    return iid, aid, att
+
+
+def test_deleting_a_locked_inspection_keeps_the_photos_evidencing_its_actions(env, device, db):
+    phone = device(ANA)
+    iid, aid, att = _action_with_evidence(phone, env, db)
+    phone.delete("inspections", iid)
+    assert "locked" in _kinds(phone.sync())
+    db.expire_all()
+    assert db.get(Action, aid).deleted_at is None
+    assert db.get(Attachment, att).deleted_at is None
+    phone.sync()
+    assert phone.get("actions", aid) is not None and phone.get("attachments", att) is not None
+
+
+def test_deleting_a_locked_inspections_action_is_refused_with_its_photos(env, device, db):
+    phone = device(ANA)
+    _iid, aid, att = _action_with_evidence(phone, env, db)
+    phone.delete("actions", aid)
+    assert "locked" in _kinds(phone.sync())
+    db.expire_all()
+    assert db.get(Action, aid).deleted_at is None
+    assert db.get(Attachment, att).deleted_at is None
+    phone.sync()
+    assert phone.get("actions", aid) is not None and phone.get("attachments", att) is not None
