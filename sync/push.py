@@ -91,7 +91,10 @@ class _Push:
 
     def load(self, changes: dict[str, dict[str, list]]) -> None:
         lock = self.session.get_bind().dialect.name == "postgresql"
-        for name, lists in changes.items():
+        # Rows are locked parents first whatever order the body lists its tables in, as every
+        # other writer (review, conflict resolution) takes them: no lock-order deadlocks.
+        for name in (n for n in ORDER if n in changes):
+            lists = changes[name]
             ids = [r["id"] for r in lists["created"] + lists["updated"]] + list(lists["deleted"])
             rows = writer.load_rows(self.session, TABLES[name].table, "id", ids, lock=lock)
             self.existing[name] = {r["id"]: r for r in rows}
