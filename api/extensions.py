@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import limits
 import marshmallow as ma
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api
@@ -30,13 +31,37 @@ def _rate_key() -> str:
 limiter = Limiter(key_func=_rate_key, default_limits=[], headers_enabled=True)
 
 
-def login_key() -> str:
-    """Rate-limit logins per client address and per account, so one cannot brute-force either."""
+# One address may fail this many times the per-account limit: several people behind one
+# office or carrier address mistype, yet one address cannot walk through many accounts.
+LOGIN_ADDRESS_FACTOR = 3
+
+
+def login_account_limit() -> str:
+    """Failed sign-ins allowed per account: LOGIN_RATE_LIMIT."""
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def login_address_limit() -> str:
+    """Failed sign-ins allowed per client address: LOGIN_ADDRESS_FACTOR x LOGIN_RATE_LIMIT."""
+    items = limits.parse_many(login_account_limit())
+    return "; ".join(
+        f"{item.amount * LOGIN_ADDRESS_FACTOR} per {item.multiples} {item.GRANULARITY.name}"
+        for item in items
+    )
+
+
+def login_account_key() -> str:
+    """Rate-limit logins per account, from any address, so no password is brute-forced."""
     email = ""
     body = request.get_json(silent=True)
     if isinstance(body, dict) and isinstance(body.get("email"), str):
         email = body["email"].strip().lower()
-    return f"{_rate_key()}|{email}"
+    return f"account|{email}"
+
+
+def login_address_key() -> str:
+    """Rate-limit logins per client address, so one client cannot try account after account."""
+    return f"address|{_rate_key()}"
 
 
 def init_app(app: Flask) -> Api:

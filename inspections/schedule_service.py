@@ -60,13 +60,15 @@ def create(
 ) -> Schedule:
     """HQ schedules a template at a site; occurrences for the coming two weeks follow."""
     scope.require_role(HQ)
+    # One occurrence per assignee and slot: a repeated id would clash on the unique key.
+    data["assignee_ids"] = list(dict.fromkeys(data.get("assignee_ids") or []))
     site = session.get(Site, data.get("site_id"))
     data.setdefault("timezone", site.timezone if site else "")
     _check(session, data)
     row = Schedule(
         draft_id=data["template_id"],
         site_id=data["site_id"],
-        assignee_ids=list(data.get("assignee_ids", [])),
+        assignee_ids=data["assignee_ids"],
         recurrence=data["recurrence"],
         timezone=data["timezone"],
         window_minutes=data.get("window_minutes", 60),
@@ -111,7 +113,7 @@ def generate(
         dt.timedelta(minutes=schedule.window_minutes),
         dt.timedelta(minutes=schedule.grace_minutes),
     ):
-        for assignee in schedule.assignee_ids or [None]:
+        for assignee in dict.fromkeys(schedule.assignee_ids or [None]):
             if (assignee, slot.due_at) in existing:
                 continue
             session.add(
@@ -133,9 +135,18 @@ def generate(
 
 
 def generate_all(session: Session, now: dt.datetime | None = None) -> int:
-    """Top up every active schedule (run daily from cron)."""
+    """Top up every active schedule at a live site (run daily from cron)."""
     now = now or utcnow()
-    rows = session.execute(select(Schedule).where(Schedule.active.is_(True))).scalars().all()
+    # The site test also skips schedules of sites closed before closing stopped them.
+    rows = (
+        session.execute(
+            select(Schedule)
+            .join(Site, Site.id == Schedule.site_id)
+            .where(Schedule.active.is_(True), Site.deleted_at.is_(None))
+        )
+        .scalars()
+        .all()
+    )
     return sum(generate(session, s, now) for s in rows)
 
 
@@ -154,17 +165,39 @@ def deactivate(session: Session, scope: Scope, schedule_id: str) -> Schedule:
     row = session.get(Schedule, schedule_id)
     if row is None:
         raise NotFound("No schedule with that id.")
+    _stop(session, row)
+    return row
+
+
+def stop_at_site(session: Session, scope: Scope, site_id: str) -> int:
+    """HQ closes a site: its schedules stop and their future occurrences are withdrawn."""
+    scope.require_role(HQ)
+    rows = (
+        session.execute(
+            select(Schedule).where(Schedule.site_id == site_id, Schedule.active.is_(True))
+        )
+        .scalars()
+        .all()
+    )
+    for row in rows:
+        _stop(session, row)
+    return len(rows)
+
+
+def _stop(session: Session, row: Schedule) -> None:
+    """Deactivate a schedule and withdraw its future occurrences that are not done."""
     row.active = False
+    now = utcnow()
     for occ in session.execute(
         select(Occurrence).where(
             Occurrence.schedule_id == row.id,
-            Occurrence.due_at > utcnow(),
+            Occurrence.due_at > now,
             Occurrence.status != "done",
+            Occurrence.deleted_at.is_(None),
         )
     ).scalars():
-        occ.deleted_at = utcnow()
+        occ.deleted_at = now
     session.flush()
-    return row
 
 
 def occurrences(scope: Scope, filters: dict[str, Any]) -> Select:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from inspections import schedule_service
 from org.paging import page_of
 from store import rollups
 from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER
-from store.errors import Invalid, NotFound
-from store.models import Region, Site, SiteAssignment, User
+from store.errors import Conflict, Invalid, NotFound
+from store.models import RefreshToken, Region, Site, SiteAssignment, User
 from store.types import utcnow
 from sync.scope import Scope
 
@@ -152,9 +153,10 @@ def update_site(db: Session, scope: Scope, site_id: str, data: dict) -> Site:
 
 
 def delete_site(db: Session, scope: Scope, site_id: str) -> None:
-    """HQ closes a site: a tombstone, so devices drop it on their next pull."""
+    """HQ closes a site: a tombstone, so devices drop it on their next pull; its schedules stop."""
     site = _site_for_write(db, scope, site_id)
     site.deleted_at = utcnow()
+    schedule_service.stop_at_site(db, scope, site.id)
     db.flush()
 
 
@@ -241,12 +243,50 @@ def update_user(
     user = get_user(db, scope, user_id)
     data = {k: v for k, v in data.items() if k != "password"}
     _check_user_fields(db, data.get("role", user.role), data.get("region_id", user.region_id))
+    if (
+        user.role == HQ
+        and user.active
+        and not (data.get("role", HQ) == HQ and data.get("active", True))
+    ):
+        _keep_an_hq(db, user, "role" if data.get("role", HQ) != HQ else "active")
+    # Either way the sessions signed in before must end: tokens from before a deactivation
+    # would otherwise work again on reactivation, and an old password's must not outlive it.
+    ends_sessions = bool(password_hash) or data.get("active", user.active) != user.active
     for key, value in data.items():
         setattr(user, key, value)
     if password_hash:
         user.password_hash = password_hash
+    if ends_sessions:
+        revoke_refresh_tokens(db, user.id)
     db.flush()
     return user
+
+
+def _keep_an_hq(db: Session, user: User, field: str) -> None:
+    """409 when `user` is the last active HQ account: the organisation needs an administrator."""
+    # Lock every active HQ row (in one order), so two HQs demoting each other at once cannot
+    # both see the other one still active.
+    others = db.execute(
+        select(User.id)
+        .where(User.role == HQ, User.active.is_(True))
+        .order_by(User.id)
+        .with_for_update()
+    ).scalars()
+    if not any(other != user.id for other in others):
+        raise Conflict(
+            "This is the last active HQ account; create or reactivate another HQ user first.",
+            reason="last_hq",
+            errors={field: ["The organisation needs at least one active HQ account."]},
+        )
+
+
+def revoke_refresh_tokens(db: Session, user_id: str) -> None:
+    """End every sign-in of a user: their unrevoked refresh tokens stop working."""
+    db.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
 
 
 # --- site assignments -------------------------------------------------------------------

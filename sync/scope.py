@@ -20,6 +20,9 @@ class Scope:
     role: str
     region_id: str | None
     site_ids: frozenset[str] | None  # None means every site
+    # Closed sites the user would otherwise reach: out of scope, but their past still counts
+    # in reports, so a region's figures read the same to its manager and to HQ.
+    closed_site_ids: frozenset[str] = frozenset()
 
     @property
     def is_hq(self) -> bool:
@@ -43,6 +46,12 @@ class Scope:
             return true()
         return column.in_(sorted(self.site_ids))
 
+    def history_clause(self, column: ColumnElement) -> ColumnElement[bool]:
+        """Like site_clause, plus the closed sites in reach: for figures over past periods."""
+        if self.site_ids is None:
+            return true()
+        return column.in_(sorted(self.site_ids | self.closed_site_ids))
+
     def check_read(self, site_id: str | None, what: str = "record") -> None:
         """404 when out of scope: do not reveal that the record exists."""
         if not self.sees_site(site_id):
@@ -62,28 +71,41 @@ class Scope:
             )
 
 
-def assigned_site_ids(session: Session, user_id: str) -> frozenset[str]:
-    """Sites an inspector is currently assigned to."""
+def _assigned(session: Session, user_id: str) -> list[tuple[str, bool]]:
+    """(site id, closed) of an inspector's live assignments."""
     rows = session.execute(
-        select(SiteAssignment.site_id).where(
-            SiteAssignment.user_id == user_id, SiteAssignment.revoked_at.is_(None)
-        )
+        select(SiteAssignment.site_id, Site.deleted_at.is_not(None))
+        .join(Site, Site.id == SiteAssignment.site_id)
+        .where(SiteAssignment.user_id == user_id, SiteAssignment.revoked_at.is_(None))
     )
-    return frozenset(rows.scalars())
+    return [(site_id, bool(closed)) for site_id, closed in rows]
+
+
+def assigned_site_ids(
+    session: Session, user_id: str, *, closed_sites: bool = False
+) -> frozenset[str]:
+    """Sites an inspector is currently assigned to (closed ones only with `closed_sites`)."""
+    return frozenset(s for s, closed in _assigned(session, user_id) if closed_sites or not closed)
 
 
 def scope_for(session: Session, user: User, *, closed_sites: bool = False) -> Scope:
-    """Compute the scope of a user from their role, region and assignments. A manager's closed
-    sites count only for pulls (`closed_sites`), so their devices receive the closure."""
+    """Compute the scope of a user from their role, region and assignments. Closed sites count
+    only for pulls (`closed_sites`), so devices receive the closure; REST never reaches them."""
     if user.role == HQ:
-        sites = None
-    elif user.role == REGIONAL_MANAGER:
-        stmt = select(Site.id).where(Site.region_id == user.region_id)
-        if not closed_sites:
-            stmt = stmt.where(Site.deleted_at.is_(None))
-        sites = frozenset(session.execute(stmt).scalars())
+        return Scope(user_id=user.id, role=user.role, region_id=user.region_id, site_ids=None)
+    if user.role == REGIONAL_MANAGER:
+        stmt = select(Site.id, Site.deleted_at.is_not(None)).where(Site.region_id == user.region_id)
+        rows = [(site_id, bool(closed)) for site_id, closed in session.execute(stmt)]
     elif user.role == INSPECTOR:
-        sites = assigned_site_ids(session, user.id)
+        rows = _assigned(session, user.id)
     else:
-        sites = frozenset()
-    return Scope(user_id=user.id, role=user.role, region_id=user.region_id, site_ids=sites)
+        rows = []
+    closed = frozenset(s for s, gone in rows if gone)
+    live = frozenset(s for s, gone in rows if not gone)
+    return Scope(
+        user_id=user.id,
+        role=user.role,
+        region_id=user.region_id,
+        site_ids=live | closed if closed_sites else live,
+        closed_site_ids=frozenset() if closed_sites else closed,
+    )

@@ -144,7 +144,7 @@ def update_site(body, site_id):
 @documented(sites, 401, 403, 404)
 @login_required
 def delete_site(site_id):
-    """Close a site (HQ); devices receive it as a deletion."""
+    """Close a site (HQ); devices receive it as a deletion and its schedules stop."""
     admin.delete_site(db.session(), current_scope(), site_id)
     db.commit()
 
@@ -191,10 +191,10 @@ def get_user(user_id):
 @users.route("/<user_id>", methods=["PATCH"])
 @users.arguments(UserPatch)
 @users.response(200, UserOut)
-@documented(users, 401, 403, 404, 422)
+@documented(users, 401, 403, 404, 409, 422)
 @login_required
 def update_user(body, user_id):
-    """Change a user: role, region, password, or deactivate (HQ)."""
+    """Change a user: role, region, password, or deactivate (HQ); sign-ins end on the last two."""
     current_scope().require_role("hq")
     hashed = hash_password(body["password"]) if body.get("password") else None
     user = admin.update_user(db.session(), current_scope(), user_id, body, hashed)

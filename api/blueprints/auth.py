@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from flask import current_app
 from sqlalchemy import select
 
 from api import db
 from api.blueprints.common import documented, make_blueprint
-from api.extensions import limiter, login_key
+from api.extensions import (
+    limiter,
+    login_account_key,
+    login_account_limit,
+    login_address_key,
+    login_address_limit,
+)
 from api.security import (
     TokenReused,
     authenticate,
@@ -24,12 +29,14 @@ blp = make_blueprint("auth", "/auth", "Sign in and token refresh")
 me_blp = make_blueprint("me", "/me", "The signed-in user")
 
 
-def _login_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
+def _failed(response) -> bool:
+    return response.status_code == 401
 
 
+# Only failed sign-ins count, per account and per client address (each its own counter).
 @blp.route("/login", methods=["POST"])
-@limiter.limit(_login_limit, key_func=login_key, deduct_when=lambda r: r.status_code == 401)
+@limiter.limit(login_account_limit, key_func=login_account_key, deduct_when=_failed)
+@limiter.limit(login_address_limit, key_func=login_address_key, deduct_when=_failed)
 @blp.arguments(LoginIn)
 @blp.response(200, TokensOut)
 @documented(blp, 401, 422, 429, auth=False)
