@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
@@ -66,15 +67,54 @@ def list_templates(
     stmt = select(Template).where(Template.archived.is_(False))
     if not (scope.role == HQ and include_drafts):
         stmt = stmt.where(Template.latest_version > 0)
-    return page_of(db, stmt.order_by(Template.template_key), page, page_size)
+    items, total = page_of(db, stmt.order_by(Template.template_key), page, page_size)
+    return (items if scope.role == HQ else _as_published(db, items)), total
 
 
-def get_template(db: Session, scope: Scope, template_id: str) -> Template:
+def get_template(db: Session, scope: Scope, template_id: str) -> Any:
     """One template; unpublished drafts are HQ's only."""
     t = db.get(Template, template_id)
     if t is None or (scope.role != HQ and (t.latest_version == 0 or t.archived)):
         raise NotFound("No template with that id.")
-    return t
+    return t if scope.role == HQ else _as_published(db, [t])[0]
+
+
+# What a template shows of its content; HQ sees the draft's, everyone else the published.
+_CONTENT = (
+    "category",
+    "title_zh",
+    "title_en",
+    "description_zh",
+    "description_en",
+    "pass_threshold",
+    "body",
+)
+
+
+def _as_published(db: Session, templates: list[Template]) -> list[Any]:
+    """The templates as their latest published versions say, not as HQ's draft now reads
+    (unpublished edits are HQ's until published)."""
+    versions = {
+        (v.draft_id, v.version): v
+        for v in db.execute(
+            select(TemplateVersion).where(TemplateVersion.draft_id.in_([t.id for t in templates]))
+        ).scalars()
+    }
+    out = []
+    for t in templates:
+        version = versions.get((t.id, t.latest_version))
+        shown = {c: getattr(version or t, c) for c in _CONTENT}
+        updated = version.created_at if version is not None else t.updated_at
+        out.append(
+            SimpleNamespace(
+                id=t.id,
+                template_key=t.template_key,
+                latest_version=t.latest_version,
+                updated_at=updated,
+                **shown,
+            )
+        )
+    return out
 
 
 def create_draft(db: Session, scope: Scope, data: dict[str, Any]) -> Template:

@@ -111,6 +111,27 @@ def test_publishing_freezes_a_version_and_never_changes_it(api, demo_org):
     assert [v["version"] for v in versions] == [2, 1]
 
 
+def test_unpublished_edits_stay_hqs_until_published(api, demo_org):
+    draft = _draft(api)
+    assert api.post(f"/templates/{draft['id']}/publish", HQ_EMAIL).status_code == 201
+    body = _body()
+    body["sections"][0]["items"][0]["label"]["en"] = "Secret new wording"
+    edit = {"body": body, "title": {"zh": "草稿", "en": "Draft title"}}
+    assert api.patch(f"/templates/{draft['id']}", HQ_EMAIL, json=edit).status_code == 200
+    for email in (ANA, NORTH):
+        one = api.get(f"/templates/{draft['id']}", email).get_json()
+        listed = next(
+            t
+            for t in api.get("/templates?page_size=100", email).get_json()
+            if t["id"] == draft["id"]
+        )
+        for shown in (one, listed):
+            assert shown["title"]["en"] == "Test" and "Secret" not in str(shown["body"])
+    hq = api.get(f"/templates/{draft['id']}", HQ_EMAIL).get_json()
+    assert hq["title"]["en"] == "Draft title"
+    assert hq["body"]["sections"][0]["items"][0]["label"]["en"] == "Secret new wording"
+
+
 def _invalid(api, mutate):
     body = _body()
     mutate(body)
