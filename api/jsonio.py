@@ -18,6 +18,13 @@ class BadJSON(DomainError):
     reason = "invalid_json"
 
 
+class BadURL(DomainError):
+    """The address (path or query string) holds something no record can contain."""
+
+    status = 400
+    reason = "nul_character"
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, set | frozenset):
         return sorted(value)
@@ -112,7 +119,18 @@ def guard_json_body() -> None:
     g.json_body = parse(raw, max_depth=current_app.config["MAX_JSON_DEPTH"])
 
 
+def guard_url() -> None:
+    """Before every request: refuse a NUL character in the path or the query string."""
+    # PostgreSQL text cannot hold NUL, so such an id or filter would fail inside the query.
+    if "\x00" in request.path:
+        raise BadURL("The address contains a NUL character (%00); remove it.")
+    for key, values in request.args.lists():
+        if "\x00" in key or any("\x00" in v for v in values):
+            raise BadURL(f"The query parameter {key!r} contains a NUL character (%00); remove it.")
+
+
 def init_app(app: Flask) -> None:
-    """Install the provider and the body guard."""
+    """Install the provider and the URL and body guards."""
     app.json = OrjsonProvider(app)
+    app.before_request(guard_url)
     app.before_request(guard_json_body)

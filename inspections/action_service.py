@@ -12,7 +12,7 @@ from inspections import actions as action_rules
 from store.changeset import AuditNote, ChangeSet
 from store.errors import Forbidden, Invalid, NotFound
 from store.models import Action, Attachment, Inspection, Site
-from store.types import new_id, utcnow
+from store.types import epoch_ms, from_epoch_ms, new_id, utcnow
 from sync import writer
 from sync.scope import Scope
 from sync.tables import TABLES
@@ -48,8 +48,8 @@ def ledger(scope: Scope, filters: dict[str, Any], at_ms: int | None = None) -> S
 
 def is_overdue(action: Action, at_ms: int | None = None) -> bool:
     """Past due and not yet resolved."""
-    at = dt.datetime.fromtimestamp((at_ms or now_ms()) / 1000, dt.UTC)
-    due = dt.datetime.fromtimestamp(action.due_at / 1000, dt.UTC) if action.due_at else None
+    at = from_epoch_ms(at_ms or now_ms())
+    due = from_epoch_ms(action.due_at) if action.due_at is not None else None
     return action_rules.is_overdue(action.status, due, at)
 
 
@@ -120,7 +120,7 @@ def create(session: Session, scope: Scope, data: dict[str, Any]) -> str:
         created_by=scope.user_id,
         priority=data.get("priority") or "medium",
         source="manual",
-        due_at=int(due.timestamp() * 1000) if isinstance(due, dt.datetime) else None,
+        due_at=epoch_ms(due) if isinstance(due, dt.datetime) else None,
     )
     if row["due_at"] is None:
         policy = action_rules.ActionPolicy()

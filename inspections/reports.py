@@ -96,10 +96,13 @@ def _lookups(session: Session) -> tuple[dict[str, str], dict[str, str]]:
 def _whole_days(start: dt.datetime, end: dt.datetime) -> tuple[dt.date, dt.date] | None:
     """The UTC days lying wholly inside [start, end), as [first, last), or None if none does."""
     start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
-    first = start.date()
+    first, last = start.date(), end.date()
+    # A ragged start's day is not whole; checked before stepping past it, as the day after
+    # 9999-12-31 does not exist (and a period that starts on it holds no whole day anyway).
     if start != _midnight(first):
+        if first >= last:
+            return None
         first += dt.timedelta(days=1)
-    last = end.date()
     return (first, last) if first < last else None
 
 
@@ -372,6 +375,8 @@ def failing_items(
             Response.failed.is_(True),
             Response.deleted_at.is_(None),
             Inspection.deleted_at.is_(None),
+            # The statuses compliance counts: a returned or reopened inspection is not done.
+            Inspection.status.in_(rollups.COUNTED_STATUSES),
             and_(Inspection.completed_received_at >= start, Inspection.completed_received_at < end),
         )
         .group_by(TemplateVersion.template_key, Response.item_key)

@@ -21,6 +21,9 @@ ITEM_TYPES = (
     "photo",
     "signature",
 )
+# Scores are rounded as decimals; a weight near 1e308 overflows them to infinity on the first
+# answer, and no real checklist weighs one item a thousand times another.
+MAX_WEIGHT = 1000
 GRADES = ("优", "良", "中", "差", "很差")
 PHOTO_RULES = ("always", "on_fail")
 _COMMON_FIELDS = {
@@ -84,8 +87,11 @@ def _check_item(item: dict[str, Any], where: str, earlier: set[str], err: _Error
     problem = _bilingual(item.get("label"))
     if problem:
         err.add(where, f"label {problem}")
-    if "weight" in item and (not _is_number(item["weight"]) or item["weight"] < 0):
+    weight = item.get("weight", 1)
+    if not _is_number(weight) or weight < 0:
         err.add(where, "weight must be a number >= 0")
+    elif weight > MAX_WEIGHT:
+        err.add(where, f"weight must be at most {MAX_WEIGHT}")
     for flag in ("required", "critical"):
         if flag in item and not isinstance(item[flag], bool):
             err.add(where, f"{flag} must be true or false")

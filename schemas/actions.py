@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.common import Id, Out, Strict
+from schemas.common import Id, Instant, Out, Strict
 from schemas.inspections import AttachmentOut, _iso_ms
 from store.enums import ACTION_PRIORITIES, ACTION_STATUSES
 
@@ -33,7 +33,7 @@ class ActionIn(Strict):
     description = fields.String(validate=validate.Length(max=20000), allow_none=True)
     priority = fields.String(validate=validate.OneOf(ACTION_PRIORITIES))
     assignee_id = Id(allow_none=True)
-    due_at = fields.AwareDateTime(allow_none=True)
+    due_at = Instant(allow_none=True)
 
 
 class TransitionIn(Strict):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import marshmallow as ma
 from marshmallow import fields, validate
+
+from store.types import MAX_EPOCH_MS, epoch_ms
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -27,6 +31,22 @@ def Id(**kwargs) -> fields.String:
 def Text(max_len: int, **kwargs) -> fields.String:
     """A bounded string."""
     return fields.String(validate=validate.Length(max=max_len), **kwargs)
+
+
+class Instant(fields.AwareDateTime):
+    """An ISO 8601 time with an offset, between 1970-01-01 and 9999-12-31 UTC."""
+
+    default_error_messages: ClassVar[dict[str, str]] = {
+        "out_of_range": "Use a time between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z."
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        # Times are stored and compared as epoch milliseconds in that range; outside it the
+        # UTC conversion overflows (year 0 or 10000) and the request would end in a 500.
+        if not 0 <= epoch_ms(moment) <= MAX_EPOCH_MS:
+            raise self.make_error("out_of_range")
+        return moment
 
 
 class Bilingual(Strict):

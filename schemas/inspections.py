@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.common import Id, Out, Strict
+from schemas.common import Id, Instant, Out, Strict
 from store.enums import INSPECTION_STATUSES
+from store.types import from_epoch_ms
 
 
 def _file_url(attachment, variant: str) -> str:
@@ -25,8 +26,8 @@ class InspectionQuery(Strict):
     critical_failed = fields.Boolean()
     has_conflicts = fields.Boolean()
     media_complete = fields.Boolean()
-    completed_from = fields.AwareDateTime(default_timezone=None)
-    completed_to = fields.AwareDateTime(default_timezone=None)
+    completed_from = Instant(default_timezone=None)
+    completed_to = Instant(default_timezone=None)
 
 
 class InspectionOut(Out):
@@ -68,11 +69,9 @@ class InspectionOut(Out):
 
 
 def _iso_ms(ms):
-    import datetime as dt
-
     if ms is None:
         return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat().replace("+00:00", "Z")
+    return from_epoch_ms(ms).isoformat().replace("+00:00", "Z")
 
 
 class AttachmentOut(Out):

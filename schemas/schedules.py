@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.common import CommaList, Id, Out, Strict
+from schemas.common import CommaList, Id, Instant, Out, Strict
 
 GROUPS = ("region", "site", "template", "inspector", "day", "week", "month")
 
@@ -49,8 +49,8 @@ class OccurrenceQuery(Strict):
     site_id = Id()
     schedule_id = Id()
     assignee_id = Id()
-    due_from = fields.AwareDateTime()
-    due_to = fields.AwareDateTime()
+    due_from = Instant()
+    due_to = Instant()
 
 
 class OccurrenceOut(Out):
@@ -71,8 +71,8 @@ class OccurrenceOut(Out):
 class ReportQuery(Strict):
     """Period, filters and grouping."""
 
-    start = fields.AwareDateTime(required=True)
-    end = fields.AwareDateTime(required=True)
+    start = Instant(required=True)
+    end = Instant(required=True)
     group_by = CommaList(GROUPS, load_default=list)
     region_id = Id()
     site_id = Id()

@@ -1,0 +1,45 @@
+"""The reports count the same inspections: failing items only of those compliance counts."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+
+from tests.conftest import ANA, HQ_EMAIL, NORTH
+from tests.sync_env import answer, new_inspection
+
+PERIOD = f"start={quote('2000-01-01T00:00:00Z')}&end={quote('2100-01-01T00:00:00Z')}"
+
+
+@pytest.fixture
+def completed(env, device):
+    """A device completes an inspection with two failed items."""
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "no")
+    answer(phone, iid, "fridge", 9)
+    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
+    assert phone.sync()["conflicts"] == []
+    phone.sync()
+    return phone, iid
+
+
+def _counts(api, who=HQ_EMAIL):
+    compliance = api.get(f"/reports/compliance?{PERIOD}", who).get_json()
+    failing = api.get(f"/reports/failing-items?{PERIOD}", who).get_json()
+    return sum(r["inspections_completed"] for r in compliance), failing
+
+
+@pytest.mark.parametrize("who", [HQ_EMAIL, NORTH])
+def test_failing_items_drop_an_inspection_returned_for_rework(api, completed, who):
+    _, iid = completed
+    done, failing = _counts(api, who)
+    assert done == 1
+    assert {(r["item_key"], r["failures"]) for r in failing} == {("clean", 1), ("fridge", 1)}
+    resp = api.post(f"/inspections/{iid}/return", NORTH, json={"comment": "Redo the fridge"})
+    assert resp.status_code == 200, resp.get_json()
+    done, failing = _counts(api, who)
+    assert done == 0
+    assert failing == []
