@@ -4,11 +4,12 @@ fonts-wqy-microhei or fonts-noto-cjk), else reportlab's built-in STSong-Light fo
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from store.types import from_epoch_ms
 
 CJK_FONT_FILES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
@@ -41,7 +42,7 @@ def _pdf_font() -> str:
 def _ms(value: int | None) -> str:
     if value is None:
         return "—"
-    return dt.datetime.fromtimestamp(value / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return from_epoch_ms(value).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def inspection_pdf(view: dict[str, Any], images: dict[str, bytes]) -> bytes:

@@ -69,7 +69,7 @@ def _key(group_by: list[str], row: dict[str, Any], when: dt.datetime | None) -> 
 def _filters(
     stmt, scope: Scope, f: dict[str, Any], site_col, template_col=None, inspector_col=None
 ):
-    stmt = stmt.where(scope.site_clause(site_col))
+    stmt = stmt.where(scope.history_clause(site_col))
     if f.get("site_id"):
         stmt = stmt.where(site_col == f["site_id"])
     if f.get("region_id"):
@@ -205,7 +205,7 @@ def _from_rollup(
     )
     if not by_region:
         stmt = stmt.join(Site, Site.id == InspectionDaily.site_id)
-        stmt = stmt.where(scope.site_clause(InspectionDaily.site_id))
+        stmt = stmt.where(scope.history_clause(InspectionDaily.site_id))
         if filters.get("site_id"):
             stmt = stmt.where(InspectionDaily.site_id == filters["site_id"])
     if filters.get("region_id"):

@@ -43,3 +43,13 @@ def test_failing_items_drop_an_inspection_returned_for_rework(api, completed, wh
     done, failing = _counts(api, who)
     assert done == 0
     assert failing == []
+
+
+def test_a_closed_sites_history_counts_alike_for_hq_and_its_regions_manager(api, completed, env):
+    site = env["sites"]["N-HOTEL"]
+    assert api.delete(f"/sites/{site}", HQ_EMAIL).status_code == 204
+    path = f"/reports/compliance?{PERIOD}&group_by=region"
+    hq = {r["region"]: r["inspections_completed"] for r in api.get(path, HQ_EMAIL).get_json()}
+    manager = api.get(path, NORTH).get_json()
+    assert [r["inspections_completed"] for r in manager] == [1]
+    assert hq[manager[0]["region"]] == 1

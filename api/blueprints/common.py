@@ -77,6 +77,19 @@ def wants_csv(query: dict) -> bool:
     )
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: None empty, text that a spreadsheet would run kept as text."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_response(rows: list[dict], columns: list[str] | tuple[str, ...], name: str) -> Any:
     """A CSV download with a header row; None becomes an empty cell."""
     import csv
@@ -88,7 +101,7 @@ def csv_response(rows: list[dict], columns: list[str] | tuple[str, ...], name: s
     writer = csv.writer(out)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+        writer.writerow([csv_cell(row.get(c)) for c in columns])
     return Response(
         out.getvalue(),
         mimetype="text/csv",

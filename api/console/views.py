@@ -47,7 +47,7 @@ from schemas.inspections import InspectionQuery
 from store.enums import REVIEWER_ROLES
 from store.errors import DomainError, Unauthorized
 from store.models import Region, Site, SiteAssignment, TemplateVersion, User
-from store.types import utcnow
+from store.types import from_epoch_ms, utcnow
 from sync import conflicts
 from sync.tables import TABLES
 
@@ -156,7 +156,7 @@ def localtime(value: Any, tz: str | None = None, fmt: str = "%Y-%m-%d %H:%M") ->
     if value is None or value == "":
         return "—"
     if isinstance(value, int | float):
-        value = dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+        value = from_epoch_ms(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     try:
