@@ -33,6 +33,13 @@ MESSAGES_ZH = {
     "This template is archived.": "该模板已归档。",
     "Say where: site_id or inspection_id.": "请指明门店(site_id)或检查(inspection_id)。",
     "The action's site must be its inspection's site.": "整改项的门店必须与其检查的门店一致。",
+    "This is the last active HQ account; create or reactivate another HQ user first.": (
+        "这是最后一个启用的总部账号,请先创建或启用另一个总部用户。"
+    ),
+    "The address contains a NUL character (%00); remove it.": "地址中含有空字符(%00),请删除。",
+    "This file of the attachment is not available; fetch variant=original instead.": (
+        "该附件的此版本文件不可用,请改为获取原图(variant=original)。"
+    ),
 }
 
 PATTERNS_ZH = (

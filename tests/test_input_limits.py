@@ -169,6 +169,11 @@ def test_nul_in_the_address_is_refused_for_writes_too(api, demo_org):
     assert body["reason"] == "nul_character"
 
 
+def test_the_nul_refusal_reads_in_chinese_too(api, demo_org):
+    resp = api.get("/sites/a%00b", HQ_EMAIL, headers={"Accept-Language": "zh-CN"})
+    assert _envelope(resp, 400)["message"] == "地址中含有空字符(%00),请删除。"
+
+
 def _publish(api, weight):
     body = copy.deepcopy(BODY)
     body["sections"][0]["items"][0]["weight"] = weight
