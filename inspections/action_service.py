@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from inspections import actions as action_rules
 from store.changeset import AuditNote, ChangeSet
 from store.errors import Forbidden, Invalid, NotFound
-from store.models import Action, Attachment, Inspection, Site
+from store.models import Action, Attachment, Inspection, Response, Site, User
 from store.types import epoch_ms, from_epoch_ms, new_id, utcnow
 from sync import writer
-from sync.scope import Scope
+from sync.scope import Scope, scope_for
 from sync.tables import TABLES
 
 CLOSED = ("resolved", "verified")
@@ -91,6 +91,31 @@ def _cs(scope: Scope) -> ChangeSet:
     return ChangeSet(user_id=scope.user_id, role=scope.role, device_id=None, now_ms=now_ms())
 
 
+def _check_links(session: Session, data: dict[str, Any], site_id: str) -> None:
+    """The answer an action fixes belongs to its inspection; its assignee is an active user
+    who works at its site (422 naming the field otherwise)."""
+    response_id = data.get("response_id")
+    if response_id:
+        response = session.get(Response, response_id)
+        if (
+            response is None
+            or response.deleted_at is not None
+            or response.inspection_id != data.get("inspection_id")
+        ):
+            raise Invalid(
+                "The answer must be one of the action's inspection's answers.",
+                errors={"response_id": ["not an answer of this inspection"]},
+            )
+    assignee_id = data.get("assignee_id")
+    if assignee_id:
+        user = session.get(User, assignee_id)
+        if user is None or not user.active or not scope_for(session, user).sees_site(site_id):
+            raise Invalid(
+                "The assignee must be an active user who works at the action's site.",
+                errors={"assignee_id": ["no active user at this site"]},
+            )
+
+
 def create(session: Session, scope: Scope, data: dict[str, Any]) -> str:
     """Raise an action by hand at a site in scope (403 outside it)."""
     site_id = data.get("site_id")
@@ -110,6 +135,7 @@ def create(session: Session, scope: Scope, data: dict[str, Any]) -> str:
     if site is None or site.deleted_at is not None:
         raise Invalid("Unknown site.", errors={"site_id": ["no such site"]})
     scope.check_write(site_id, "site")
+    _check_links(session, data, site_id)
     cs = _cs(scope)
     row = {c: data.get(c) for c in TABLES["actions"].writable}
     due = data.get("due_at")
