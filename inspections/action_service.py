@@ -196,6 +196,9 @@ def transition(
         row["verified_by"], row["verified_at"] = scope.user_id, now_ms()
     if target == "reopened":
         row["verified_by"], row["verified_at"], row["resolved_at"] = None, None, None
+        # The fix was not good enough: resolving again takes a new note (the reason for
+        # reopening is kept in the audit trail).
+        row["resolution_note"] = None
     cs.audit.append(
         AuditNote(
             "action",

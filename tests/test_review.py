@@ -132,6 +132,12 @@ def test_action_flow_needs_note_and_evidence_and_a_manager_to_verify(completed, 
     assert [e["changes"]["status"][1] for e in trail] == ["in_progress", "resolved", "verified"]
     phone.sync()
     assert phone.get("actions", aid)["status"] == "verified"
+    reopened = api.post(path, NORTH, json={"status": "reopened", "note": "Still warm"})
+    assert reopened.status_code == 200 and reopened.get_json()["resolution_note"] is None
+    again = api.post(path, ANA, json={"status": "resolved"})
+    assert again.status_code == 422 and again.get_json()["reason"] == "note_required"
+    trail = api.get(f"/actions/{aid}/audit", NORTH).get_json()
+    assert trail[-1]["changes"]["note"] == "Still warm"
 
 
 def test_ledger_filters_overdue_and_csv(completed, api, db):
