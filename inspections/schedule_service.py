@@ -11,9 +11,17 @@ from sqlalchemy.orm import Session
 from inspections import schedules
 from store.enums import HQ, INSPECTOR
 from store.errors import Invalid, NotFound
-from store.models import Occurrence, Schedule, Site, SiteAssignment, Template, TemplateVersion
+from store.models import (
+    Occurrence,
+    Schedule,
+    Site,
+    SiteAssignment,
+    Template,
+    TemplateVersion,
+    User,
+)
 from store.types import utcnow
-from sync.scope import Scope
+from sync.scope import Scope, scope_for
 
 HORIZON = dt.timedelta(days=14)
 
@@ -80,6 +88,12 @@ def create(
     return row
 
 
+def _works_at(session: Session, user_id: str, site_id: str) -> bool:
+    """Whether this user is active and has the site in their scope."""
+    user = session.get(User, user_id)
+    return user is not None and user.active and scope_for(session, user).sees_site(site_id)
+
+
 def generate(
     session: Session, schedule: Schedule, now: dt.datetime, horizon: dt.timedelta = HORIZON
 ) -> int:
@@ -104,6 +118,14 @@ def generate(
             )
         ).scalars()
     }
+    # Only people still able to do it: active, and (inspectors) still assigned to the site.
+    assignees = [
+        a
+        for a in dict.fromkeys(schedule.assignee_ids or [])
+        if _works_at(session, a, schedule.site_id)
+    ]
+    if schedule.assignee_ids and not assignees:
+        return 0
     made = 0
     for slot in schedules.slots(
         schedule.recurrence,
@@ -113,7 +135,7 @@ def generate(
         dt.timedelta(minutes=schedule.window_minutes),
         dt.timedelta(minutes=schedule.grace_minutes),
     ):
-        for assignee in dict.fromkeys(schedule.assignee_ids or [None]):
+        for assignee in assignees or [None]:
             if (assignee, slot.due_at) in existing:
                 continue
             session.add(

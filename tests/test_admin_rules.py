@@ -145,6 +145,33 @@ def test_a_repeated_assignee_is_scheduled_once(api, env, db):
     assert slots and len(slots) == len(set(slots))
 
 
+def test_a_deactivated_assignee_gets_no_new_occurrences(api, app, env, db):
+    ana, ben = env["users"][ANA], env["users"][BEN]
+    made = api.post(
+        "/schedules",
+        HQ_EMAIL,
+        json={
+            "template_id": _probe_template(api),
+            "site_id": env["sites"]["N-HOTEL"],
+            "assignee_ids": [ana, ben],
+            "recurrence": {"freq": "daily", "times": ["08:00"]},
+        },
+    )
+    assert made.status_code == 201, made.get_json()
+    assert api.patch(f"/users/{ana}", HQ_EMAIL, json={"active": False}).status_code == 200
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=40)
+    with app.app_context():
+        from api import db as api_db
+
+        session = api_db.session()
+        assert schedule_service.generate_all(session, later) > 0
+        session.commit()
+    db.expire_all()
+    rows = db.scalars(select(Occurrence).where(Occurrence.schedule_id == made.get_json()["id"]))
+    late = {o.assignee_id for o in rows if o.due_at > later}
+    assert late == {ben}
+
+
 # --- closed sites --------------------------------------------------------------------------
 
 
