@@ -13,7 +13,7 @@ from store.types import utcnow
 from sync import writer
 from sync.revs import resolve_col_rev
 from sync.scope import Scope
-from sync.tables import PLACEMENT, TABLES
+from sync.tables import PLACEMENT, TABLES, UPLOADED_CONTENT
 from sync.validate import REQUIRED, validate_push
 
 # Apply order: parents first, so children can find their inspection (and evidence photos
@@ -218,27 +218,24 @@ class _Push:
         return None
 
     def keep_in_place(self, name: str, rid: str, rec: dict, cur: Row, cols: list[str]) -> list[str]:
-        """Refuse changes of the record's place (PLACEMENT), kept as conflicts; the columns
-        left to apply. A move somewhere the user may not write is out of scope."""
+        """Refuse changes of what a record is fixed to, kept as conflicts: its place
+        (PLACEMENT; a move somewhere the user may not write is out of scope) and, once its
+        bytes are verified, an attachment's content. Returns the columns left to apply."""
         spec = TABLES[name]
-        moved = {
-            c: to_db(spec.columns[c].kind, rec[c]) for c in cols if c in PLACEMENT.get(name, ())
-        }
-        moved = {c: v for c, v in moved.items() if v != cur.get(c)}
-        if not moved:
+        fixed = PLACEMENT.get(name, ())
+        if name == "attachments" and cur.get("uploaded"):
+            fixed += UPLOADED_CONTENT
+        held = {c: to_db(spec.columns[c].kind, rec[c]) for c in cols if c in fixed}
+        held = {c: v for c, v in held.items() if v != cur.get(c)}
+        if not held:
             return cols
-        target = {**cur, **moved}
-        if name == "actions":
-            insp = self.inspection(target.get("inspection_id"))
-            site = moved.get("site_id") or (insp or target).get("site_id")
-        else:
-            site, _ = self.site_of(name, target, target)
-        parent = target if name == "inspections" else self.inspection(target.get("inspection_id"))
-        foreign = not site or not self.scope.sees_site(site) or not self.owned(parent)
-        for col, value in moved.items():
+        moved = {c: v for c, v in held.items() if c in PLACEMENT.get(name, ())}
+        foreign = bool(moved) and self._foreign(name, {**cur, **moved}, moved)
+        for col, value in held.items():
+            content = col in UPLOADED_CONTENT and col not in moved
             self.cs.conflicts.append(
                 ConflictNote(
-                    kind="out_of_scope" if foreign else "invalid_value",
+                    kind="out_of_scope" if foreign and not content else "invalid_value",
                     table=name,
                     record_id=rid,
                     column=col,
@@ -246,12 +243,25 @@ class _Push:
                     site_id=cur.get("site_id"),
                     server_value=cur.get(col),
                     device_value=value,
-                    detail="a record stays at the site and in the inspection it was created in; "
+                    detail="the bytes of this photo or signature are verified and kept; "
+                    "a new picture is a new attachment"
+                    if content
+                    else "a record stays at the site and in the inspection it was created in; "
                     "the server kept its place",
                 )
             )
-        self.cs.bump(name, rid)  # the device's copy moves back on its next pull
-        return [c for c in cols if c not in moved]
+        self.cs.bump(name, rid)  # the device's copy goes back on its next pull
+        return [c for c in cols if c not in held]
+
+    def _foreign(self, name: str, target: Row, moved: dict[str, Any]) -> bool:
+        """Whether a record placed as `target` would be outside what the user may write."""
+        if name == "actions":
+            insp = self.inspection(target.get("inspection_id"))
+            site = moved.get("site_id") or (insp or target).get("site_id")
+        else:
+            site, _ = self.site_of(name, target, target)
+        parent = target if name == "inspections" else self.inspection(target.get("inspection_id"))
+        return not site or not self.scope.sees_site(site) or not self.owned(parent)
 
     # --- planning -----------------------------------------------------------------------
 
@@ -341,9 +351,8 @@ class _Push:
             # but only for the uploader's own record describing those very bytes, or anyone
             # who guessed the id could claim evidence they never sent.
             after = self.cs.add_context(name, pending)
-            same = pending.get("uploaded_by") == self.scope.user_id and (
-                pending.get("sha256") == row.get("sha256")
-                and pending.get("byte_size") == row.get("byte_size")
+            same = pending.get("uploaded_by") == self.scope.user_id and all(
+                pending.get(c) == row.get(c) for c in UPLOADED_CONTENT
             )
             keep = {k: pending[k] if same else None for k in _UPLOAD_LEARNT}
             keep["uploaded"] = bool(same and pending["uploaded"])

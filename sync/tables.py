@@ -235,3 +235,6 @@ PLACEMENT = {
     "attachments": ("inspection_id", "action_id"),
     "actions": ("inspection_id", "site_id"),
 }
+# What an attachment's verified bytes are: fixed once the upload is complete (a push changing
+# them would point the record at other bytes, someone else's or none).
+UPLOADED_CONTENT = ("sha256", "byte_size", "mime")

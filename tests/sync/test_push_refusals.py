@@ -3,6 +3,7 @@ moving records, deleting a locked inspection's actions, joining a deleted parent
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import pytest
@@ -281,3 +282,38 @@ def test_deleting_a_locked_inspections_action_is_refused_with_its_photos(env, de
     assert db.get(Attachment, att).deleted_at is None
     phone.sync()
     assert phone.get("actions", aid) is not None and phone.get("attachments", att) is not None
+
+
+def test_an_uploaded_photo_keeps_its_verified_bytes(env, device, client, db):
+    phone = device(ANA)
+    iid = new_inspection(phone, env)
+    phone.sync()
+    data = jpeg(320, 240)
+    att = photo_record(phone, iid, None, data)
+    phone.sync()
+    assert _upload(client, phone, att, data).status_code == 200
+    phone.sync()
+    phone.update("attachments", att, sha256="ab" * 32, byte_size=123, mime="text/html")
+    result = phone.sync()
+    assert sorted(c["column"] for c in result["conflicts"]) == ["byte_size", "mime", "sha256"]
+    assert set(_kinds(result)) == {"invalid_value"}
+    db.expire_all()
+    row = db.get(Attachment, att)
+    assert row.uploaded and row.sha256 == hashlib.sha256(data).hexdigest()
+    assert row.byte_size == len(data) and row.mime == "image/jpeg"
+    phone.sync()
+    assert phone.get("attachments", att)["sha256"] == row.sha256
+
+
+def test_bytes_uploaded_first_are_not_claimed_by_a_record_of_another_type(env, device, client, db):
+    phone = device(ANA)
+    iid = new_inspection(phone, env)
+    phone.sync()
+    strokes = b"[[[10, 10], [50, 40], [90, 10]]]"
+    att = random_id()
+    assert _upload(client, phone, att, strokes, mime="application/json").status_code == 200
+    photo_record(phone, iid, None, strokes, id=att)  # claims image/jpeg
+    phone.sync()
+    db.expire_all()
+    row = db.get(Attachment, att)
+    assert row.pending_upload is False and row.uploaded is False
