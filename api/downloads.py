@@ -14,13 +14,15 @@ from api.media import blob_store
 from inspections import reports, review
 from media import uploads
 from store.errors import NotFound
-from store.models import Attachment, Region, Site, User
+from store.models import Attachment, Blob, Region, Site, User
 from sync.scope import Scope
 
 
 def variant_response(att: Attachment, variant: str) -> Response:
     """A variant's bytes with an ETag (local store) or a redirect to a presigned URL (S3)."""
-    key, mime = uploads.variant_key(att, variant)
+    # The type comes from the blob the server verified, never from the (device-edited) record.
+    blob = db.session().get(Blob, att.sha256) if att.sha256 else None
+    key, mime = uploads.variant_key(att, variant, blob)
     store = blob_store()
     url = uploads.guarded(store.presign_get, key, current_app.config["PRESIGN_SECONDS"], mime)
     if url:
@@ -45,10 +47,11 @@ def inspection_report(scope: Scope, inspection_id: str) -> Response:
     view = review.detail(db.session(), scope, inspection_id)
     images = {}
     wanted = [a for item in view["items"] for a in item["evidence"]] + view["signatures"]
+    session = db.session()
     for att in wanted:
         if att.uploaded:
-            key, _mime = uploads.variant_key(att, "thumb")
             try:
+                key, _mime = uploads.variant_key(att, "thumb", session.get(Blob, att.sha256))
                 images[att.id] = uploads.guarded(blob_store().get, key)
             except NotFound:
                 continue  # the report goes out without a thumbnail the store lacks

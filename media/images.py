@@ -136,16 +136,18 @@ def process_image(
 ) -> ProcessedImage:
     """Verify, orient and derive; raises ImageRejected with a reason a person can act on."""
     img = _open(data, max_pixels)
-    mime = FORMATS[img.format]
+    # Phone cameras write multi-picture JPEGs (MPO); the first frame is the photo.
+    fmt = "JPEG" if img.format == "MPO" else img.format
+    mime = FORMATS[fmt]
     declared = (declared_mime or "").lower()
     if declared and declared != mime and not (mime == "image/heic" and declared in _HEIF_MIMES):
         raise ImageRejected("mime_mismatch", f"The file is {mime} but was declared {declared}.")
     captured, gps = _exif_facts(img)
-    orientation = img.getexif().get(0x0112, 1) if img.format in ("JPEG", "WEBP", "HEIF") else 1
+    orientation = img.getexif().get(0x0112, 1) if fmt in ("JPEG", "WEBP", "HEIF") else 1
     rotated = orientation in (5, 6, 7, 8)
     full_w, full_h = img.size
     upright = (full_h, full_w) if rotated else (full_w, full_h)
-    if img.format == "JPEG":
+    if fmt == "JPEG":
         # Decode at the smallest DCT scale that still covers the preview: a 12 MP photo is
         # never fully decoded to make a 1600 px preview.
         ratio = PREVIEW_SIDE / max(full_w, full_h)

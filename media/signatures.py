@@ -52,7 +52,8 @@ def render_strokes(strokes_json: bytes | str, *, width: int = 600, height: int =
     scaled to fit."""
     try:
         strokes = json.loads(strokes_json)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: absurdly nested arrays are not a signature either.
         raise SignatureRejected("bad_strokes", "The signature is not valid JSON.") from None
     if isinstance(strokes, dict):
         strokes = strokes.get("strokes")
@@ -82,6 +83,18 @@ def render_strokes(strokes_json: bytes | str, *, width: int = 600, height: int =
             draw.line(pts, fill=0, width=3, joint="curve")
     out = io.BytesIO()
     image.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def clean_png(data: bytes) -> bytes:
+    """The PNG's pixels re-encoded with no metadata (no EXIF/GPS, text chunks or ICC)."""
+    with Image.open(io.BytesIO(data), formats=("PNG",)) as img:
+        img.load()
+        has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+        clean = img.convert("RGBA" if has_alpha else "RGB" if img.mode != "L" else "L")
+    clean.info = {}
+    out = io.BytesIO()
+    clean.save(out, "PNG")
     return out.getvalue()
 
 

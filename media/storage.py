@@ -150,19 +150,29 @@ class S3BlobStore:
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, read_body: bool = False, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
+        from urllib3.exceptions import HTTPError as TransportError
 
         try:
-            return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
+            result = getattr(self.client, method)(Bucket=self.bucket, **kwargs)
+            # The body streams after the headers: a connection dropped mid-body is the same
+            # outage as one dropped before them.
+            return result["Body"].read() if read_body else result
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise KeyError(kwargs.get("Key")) from None
-            if code.startswith("5") or code in ("SlowDown", "ServiceUnavailable"):
-                raise StoreUnavailable(code) from exc
+            if (
+                int(status) >= 500
+                or code.startswith("5")
+                or code in ("InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout")
+            ):
+                raise StoreUnavailable(code or str(status)) from exc
             raise
-        except BotoCoreError as exc:  # connection refused, timeouts, DNS
+        except (BotoCoreError, TransportError, OSError) as exc:  # refused, timeouts, DNS, drops
             raise StoreUnavailable(str(exc)) from exc
 
     def put(self, key: str, data: bytes) -> None:
@@ -171,7 +181,7 @@ class S3BlobStore:
 
     def get(self, key: str) -> bytes:
         """Download bytes."""
-        return self._call("get_object", Key=self._key(key))["Body"].read()
+        return self._call("get_object", read_body=True, Key=self._key(key))
 
     def exists(self, key: str) -> bool:
         """HEAD the object."""

@@ -19,13 +19,18 @@ from sqlalchemy.orm import Session
 
 from media import images, signatures
 from media.storage import BlobStore, StoreUnavailable
-from store.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
-from store.models import Attachment, Blob
+from store.enums import INSPECTOR
+from store.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
+from store.models import Attachment, Blob, Inspection
 from store.types import utcnow
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# The same rule as record ids in a push (sync/tables.py ID_RE).
+ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 PHOTO_MIMES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif")
 SIGNATURE_MIMES = ("image/png", "application/json")
+# What an original may be served as: only types the server verified the bytes to be.
+SERVABLE_MIMES = frozenset((*PHOTO_MIMES, *SIGNATURE_MIMES))
 
 
 class Rejected(DomainError):
@@ -57,6 +62,12 @@ def original_key(sha256: str) -> str:
     return f"blobs/{sha256[:2]}/{sha256}"
 
 
+def staged_key(sha256: str, attachment_id: str) -> str:
+    """Where one attachment's copy of bytes the store already holds is PUT to be verified."""
+    # The "u-" prefix keeps ids such as ".." from being read as path steps.
+    return f"incoming/{sha256[:2]}/{sha256}/u-{attachment_id}"
+
+
 def derived_key(sha256: str, variant: str) -> str:
     """Where a derivative lives."""
     ext = "png" if variant.endswith("png") else "jpg"
@@ -82,8 +93,20 @@ def guarded(store_call: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _attachment(
-    session: Session, attachment_id: str, sees_site: Any, user_id: str
+    session: Session,
+    attachment_id: str,
+    sees_site: Any,
+    user_id: str,
+    *,
+    creating: bool = False,
 ) -> Attachment | None:
+    if not ATTACHMENT_ID.match(attachment_id or ""):
+        if creating:
+            raise Invalid(
+                "An attachment id is 1 to 64 letters, digits, '_', '.' or '-'.",
+                errors={"id": ["1 to 64 of A-Z a-z 0-9 _ . -"]},
+            )
+        raise NotFound("No attachment with that id.")
     att = session.get(Attachment, attachment_id)
     if att is None:
         return None
@@ -91,6 +114,47 @@ def _attachment(
     if not visible or att.deleted_at is not None:
         raise NotFound("No attachment with that id.")
     return att
+
+
+def _check_owner(session: Session, att: Attachment, user_id: str, role: str | None) -> None:
+    """Inspectors supply bytes only for their own (or unclaimed) inspections, as in a push."""
+    if role != INSPECTOR or not att.inspection_id:
+        return
+    insp = session.get(Inspection, att.inspection_id)
+    if insp is not None and insp.inspector_id not in (None, user_id):
+        raise Forbidden(
+            "This attachment belongs to another inspector's inspection; only they can upload "
+            "its bytes.",
+            reason="not_your_inspection",
+        )
+
+
+def _possessed(session: Session, sha256: str, sees_site: Any, user_id: str) -> bool:
+    """True when the user can already see an uploaded attachment with these bytes."""
+    rows = session.execute(
+        select(Attachment.site_id, Attachment.uploaded_by).where(
+            Attachment.sha256 == sha256,
+            Attachment.uploaded.is_(True),
+            Attachment.deleted_at.is_(None),
+        )
+    )
+    return any(sees_site(site) if site else uploaded_by == user_id for site, uploaded_by in rows)
+
+
+def _staging(
+    session: Session, sha256: str, sees_site: Any, user_id: str
+) -> tuple[Blob | None, bool]:
+    """The processed blob for a hash, and whether the user must PUT a copy to prove they hold
+    the bytes (the hash alone is not proof: it would hand out any photo whose hash leaked)."""
+    blob = session.get(Blob, sha256)
+    if blob is None or not blob.has_derivatives:
+        return None, False
+    return blob, not _possessed(session, sha256, sees_site, user_id)
+
+
+def _same_mime(declared: str | None, verified: str) -> bool:
+    heif = ("image/heic", "image/heif")
+    return (declared or "").lower() == verified or (declared in heif and verified in heif)
 
 
 def request_upload(
@@ -105,6 +169,7 @@ def request_upload(
     byte_size: int,
     mime: str,
     content_url: str,
+    role: str | None = None,
 ) -> dict[str, Any]:
     """Step 1: dedupe by content, or hand out where to PUT the bytes."""
     sha256 = sha256.lower()
@@ -112,7 +177,9 @@ def request_upload(
         raise Invalid("sha256 must be 64 hex characters.", errors={"sha256": ["not a sha256"]})
     if byte_size > limits.max_bytes:
         raise TooLarge(f"Uploads are limited to {limits.max_bytes} bytes.")
-    att = _attachment(session, attachment_id, sees_site, user_id)
+    att = _attachment(session, attachment_id, sees_site, user_id, creating=True)
+    if att is not None:
+        _check_owner(session, att, user_id, role)
     if att is None:
         # The bytes came before the record synced: keep a pending record for them.
         att = Attachment(
@@ -143,15 +210,19 @@ def request_upload(
     att.upload_requested_at = att.upload_requested_at or utcnow()
     att.uploaded_by = att.uploaded_by or user_id
     session.flush()
-    blob = session.get(Blob, sha256)
-    if blob is not None and blob.has_derivatives:
-        _mark_uploaded(att, blob)
-        session.flush()
-        return {"already_uploaded": True}
+    blob, staged = _staging(session, sha256, sees_site, user_id)
+    if blob is not None:
+        # The record's own claim too: a record describing the bytes wrongly is refused, as
+        # processing refuses it when the bytes are new.
+        _check_blob(blob, byte_size, mime)
+        _check_blob(blob, byte_size, att.mime or mime)
+        if not staged:
+            _mark_uploaded(att, blob)
+            session.flush()
+            return {"already_uploaded": True}
+    key = staged_key(sha256, att.id) if staged else original_key(sha256)
     expires = utcnow() + dt.timedelta(seconds=limits.presign_seconds)
-    url, headers = guarded(
-        store.presign_put, original_key(sha256), sha256, byte_size, mime, limits.presign_seconds
-    )
+    url, headers = guarded(store.presign_put, key, sha256, byte_size, mime, limits.presign_seconds)
     if url is None:
         url, headers = content_url, {"Content-Type": mime}
     return {
@@ -160,6 +231,21 @@ def request_upload(
         "headers": headers,
         "expires_at": expires.isoformat().replace("+00:00", "Z"),
     }
+
+
+def _check_blob(blob: Blob, byte_size: int, mime: str) -> None:
+    """409 when an upload describes known bytes (by hash) with another size or type."""
+    if blob.byte_size != byte_size:
+        raise Conflict(
+            f"Those bytes (sha256) are {blob.byte_size} bytes long, not {byte_size}; "
+            "send the photo's real size.",
+            reason="size_mismatch",
+        )
+    if not _same_mime(mime, blob.mime):
+        raise Conflict(
+            f"Those bytes (sha256) are {blob.mime}, not {mime}; send the file's real type.",
+            reason="mime_mismatch",
+        )
 
 
 def receive_bytes(
@@ -171,12 +257,15 @@ def receive_bytes(
     user_id: str,
     sees_site: Any,
     chunks: Iterable[bytes],
+    role: str | None = None,
 ) -> dict[str, Any]:
     """Step 2 (local store): take the bytes, check them against the requested sha256 and size,
     and store them under their hash; nothing is kept when they do not match."""
     att = _attachment(session, attachment_id, sees_site, user_id)
     if att is None or not att.sha256:
         raise Invalid("Request an upload first (POST .../upload).", reason="no_upload_requested")
+    _check_owner(session, att, user_id, role)
+    _blob, staged = _staging(session, att.sha256, sees_site, user_id)
     digest = hashlib.sha256()
     parts: list[bytes] = []
     size = 0
@@ -197,7 +286,8 @@ def receive_bytes(
             "The bytes do not match the declared sha256; nothing was kept.",
             reason="sha256_mismatch",
         )
-    guarded(store.put, original_key(att.sha256), b"".join(parts))
+    key = staged_key(att.sha256, att.id) if staged else original_key(att.sha256)
+    guarded(store.put, key, b"".join(parts))
     return {"received": size}
 
 
@@ -209,6 +299,7 @@ def complete(
     attachment_id: str,
     user_id: str,
     sees_site: Any,
+    role: str | None = None,
 ) -> Attachment:
     """Step 3: verify size and sha256 ourselves, validate and process, mark uploaded."""
     att = _attachment(session, attachment_id, sees_site, user_id)
@@ -216,39 +307,69 @@ def complete(
         raise Invalid("Request an upload first (POST .../upload).", reason="no_upload_requested")
     if att.uploaded:
         return att
-    blob = session.get(Blob, att.sha256)
-    if blob is None or not blob.has_derivatives:
-        key = original_key(att.sha256)
-        if not guarded(store.exists, key):
-            raise Invalid(
-                "No bytes have arrived for this upload yet; PUT them, then complete.",
-                reason="bytes_missing",
-            )
-        data = guarded(store.get, key)
-        problem = None
-        if len(data) != att.byte_size:
-            problem = Rejected(
-                f"The stored file has {len(data)} bytes, not the declared "
-                f"{att.byte_size}; upload it again.",
-                reason="size_mismatch",
-            )
-        elif hashlib.sha256(data).hexdigest() != att.sha256:
-            problem = Rejected(
-                "The stored bytes do not match the declared sha256; upload them again.",
-                reason="sha256_mismatch",
-            )
-        if problem is None:
+    _check_owner(session, att, user_id, role)
+    blob, staged = _staging(session, att.sha256, sees_site, user_id)
+    if blob is not None and not staged:
+        _check_blob(blob, att.byte_size or 0, att.mime or blob.mime)
+    else:
+        key = staged_key(att.sha256, att.id) if staged else original_key(att.sha256)
+        data = _verified_bytes(store, limits, att, key, own_key=staged)
+        if staged:
+            # The user proved they hold the bytes; the shared original is already processed.
+            guarded(store.delete, key)
+            _check_blob(blob, att.byte_size or 0, att.mime or blob.mime)
+        else:
             try:
                 blob = _process(session, store, limits, att, data)
             except (images.ImageRejected, signatures.SignatureRejected) as exc:
-                problem = Rejected(exc.message, reason=exc.reason)
-        if problem is not None:
-            # Bad bytes must not sit under a content address; the client uploads again.
-            guarded(store.delete, key)
-            raise problem
+                _drop_unclaimed(session, store, att, key)
+                raise Rejected(exc.message, reason=exc.reason) from None
     _mark_uploaded(att, blob)
     session.flush()
     return att
+
+
+def _verified_bytes(
+    store: BlobStore, limits: Limits, att: Attachment, key: str, *, own_key: bool
+) -> bytes:
+    """The bytes under key, checked against the record's size and sha256 (size first, so an
+    oversized object is refused without being read)."""
+    try:
+        size = guarded(store.size, key)
+    except NotFound:
+        raise Invalid(
+            "No bytes have arrived for this upload yet; PUT them, then complete.",
+            reason="bytes_missing",
+        ) from None
+    if size != att.byte_size or size > limits.max_bytes:
+        if own_key:
+            guarded(store.delete, key)
+        raise Rejected(
+            f"The stored file has {size} bytes, not the declared {att.byte_size}; "
+            "request the upload again and PUT the whole file.",
+            reason="size_mismatch",
+        )
+    data = guarded(store.get, key)
+    if len(data) != size or hashlib.sha256(data).hexdigest() != att.sha256:
+        # Bytes that are not what their content address names are of no use to anyone.
+        guarded(store.delete, key)
+        raise Rejected(
+            "The stored bytes do not match the declared sha256; upload them again.",
+            reason="sha256_mismatch",
+        )
+    return data
+
+
+def _drop_unclaimed(session: Session, store: BlobStore, att: Attachment, key: str) -> None:
+    """Delete bytes refused as this record's evidence unless another record names them: the
+    same bytes may be fine for a record declaring another type, or still in flight."""
+    others = session.execute(
+        select(Attachment.id)
+        .where(Attachment.sha256 == att.sha256, Attachment.id != att.id)
+        .limit(1)
+    ).first()
+    if others is None:
+        guarded(store.delete, key)
 
 
 def _process(
@@ -260,7 +381,8 @@ def _process(
     # bytes acceptable as both get both sets of variants.
     sha = att.sha256
     if att.kind == "signature":
-        png = signatures.render_strokes(data) if att.mime == "application/json" else data
+        strokes = att.mime == "application/json"
+        png = signatures.render_strokes(data) if strokes else data
         width, height = signatures.verify_signature_png(png)
         _put_signature_variants(store, sha, png)
         with contextlib.suppress(images.ImageRejected):
@@ -268,7 +390,8 @@ def _process(
                 png, declared_mime="image/png", max_pixels=limits.max_pixels
             )
             _put_photo_variants(store, sha, photo)
-        mime, meta = att.mime or "image/png", {}
+        # The type the bytes were verified to be, never the record's claim: it is served.
+        mime, meta = ("application/json" if strokes else "image/png"), {}
     else:
         result = images.process_image(data, declared_mime=att.mime, max_pixels=limits.max_pixels)
         _put_photo_variants(store, sha, result)
@@ -292,9 +415,10 @@ def _process(
 
 
 def _put_signature_variants(store: BlobStore, sha: str, png: bytes) -> None:
-    """A signature's preview and thumbnail: the PNG itself."""
-    guarded(store.put, derived_key(sha, "preview-png"), png)
-    guarded(store.put, derived_key(sha, "thumb-png"), png)
+    """A signature's preview and thumbnail: its pixels re-encoded, without metadata."""
+    clean = signatures.clean_png(png)
+    guarded(store.put, derived_key(sha, "preview-png"), clean)
+    guarded(store.put, derived_key(sha, "thumb-png"), clean)
 
 
 def _put_photo_variants(store: BlobStore, sha: str, result: images.ProcessedImage) -> None:
@@ -308,12 +432,15 @@ def _mark_uploaded(att: Attachment, blob: Blob) -> None:
     att.width, att.height = blob.width, blob.height
 
 
-def variant_key(att: Attachment, variant: str) -> tuple[str, str]:
-    """(store key, mime) of one variant of an uploaded attachment."""
-    if not att.uploaded or not att.sha256:
+def variant_key(att: Attachment, variant: str, blob: Blob | None) -> tuple[str, str]:
+    """(store key, mime) of one variant of an uploaded attachment; the mime is the one the
+    server verified when it processed the bytes, never the record's claim."""
+    if not att.uploaded or not att.sha256 or blob is None or blob.sha256 != att.sha256:
         raise NotFound("This attachment's bytes have not been uploaded yet.", reason="not_uploaded")
     if variant == "original":
-        return original_key(att.sha256), att.mime or "application/octet-stream"
+        # Served inline: a type not verified from the bytes could make them a page (XSS).
+        mime = blob.mime if blob.mime in SERVABLE_MIMES else "application/octet-stream"
+        return original_key(att.sha256), mime
     if att.kind == "signature":
         return derived_key(att.sha256, f"{variant}-png"), "image/png"
     return derived_key(att.sha256, variant), "image/jpeg"
@@ -342,18 +469,33 @@ def gc(session: Session, store: BlobStore, expiry: dt.timedelta) -> dict[str, in
         .scalars()
         .all()
     )
+    hashes = sorted({a.sha256 for a in stale if a.sha256})
     done = {
         b
         for (b,) in session.execute(
-            select(Blob.sha256).where(
-                Blob.sha256.in_([a.sha256 for a in stale if a.sha256]), Blob.has_derivatives
+            select(Blob.sha256).where(Blob.sha256.in_(hashes), Blob.has_derivatives)
+        )
+    }
+    # A live upload (requested within the expiry) of the same bytes still needs them: another
+    # device may be about to complete it.
+    live = {
+        h
+        for (h,) in session.execute(
+            select(Attachment.sha256).where(
+                Attachment.sha256.in_(hashes),
+                Attachment.uploaded.is_(False),
+                Attachment.deleted_at.is_(None),
+                Attachment.upload_requested_at >= cutoff,
             )
         )
     }
     removed_bytes = removed_records = 0
     for att in stale:
+        if att.sha256:
+            guarded(store.delete, staged_key(att.sha256, att.id))
         key = att.sha256 and original_key(att.sha256)
-        if key and att.sha256 not in done and guarded(store.exists, key):
+        spared = att.sha256 in done or att.sha256 in live
+        if key and not spared and guarded(store.exists, key):
             guarded(store.delete, key)
             removed_bytes += 1
         att.upload_requested_at = None

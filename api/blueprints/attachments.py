@@ -51,6 +51,11 @@ def _ctx():
     return {"user_id": scope.user_id, "sees_site": scope.sees_site}
 
 
+def _write_ctx():
+    # Writes also need the role: inspectors supply bytes only for their own inspections.
+    return {**_ctx(), "role": current_scope().role}
+
+
 @blp.route("/<attachment_id>/upload", methods=["POST"])
 @blp.arguments(UploadIn)
 @blp.response(200, UploadOut)
@@ -69,7 +74,7 @@ def request_upload(body, attachment_id):
         byte_size=body["byte_size"],
         mime=body["mime"],
         content_url=content_url,
-        **_ctx(),
+        **_write_ctx(),
     )
     if result.get("already_uploaded"):
         recompute_inspection(session, attachment_id)
@@ -84,6 +89,9 @@ def request_upload(body, attachment_id):
 @login_required
 def put_content(attachment_id):
     """Receive the bytes (local store); checked against the declared size and sha256."""
+    # Photos may be larger than other request bodies (MAX_CONTENT_LENGTH): a photo accepted
+    # by request_upload must be able to arrive here.
+    request.max_content_length = max(request.max_content_length or 0, limits().max_bytes)
     stream = request.stream
 
     def chunks():
@@ -94,7 +102,12 @@ def put_content(attachment_id):
             yield chunk
 
     uploads.receive_bytes(
-        db.session(), blob_store(), limits(), attachment_id=attachment_id, chunks=chunks(), **_ctx()
+        db.session(),
+        blob_store(),
+        limits(),
+        attachment_id=attachment_id,
+        chunks=chunks(),
+        **_write_ctx(),
     )
     return {"already_uploaded": False}
 
@@ -106,7 +119,9 @@ def put_content(attachment_id):
 def complete(attachment_id):
     """Verify and process the uploaded bytes; the record becomes `uploaded`."""
     session = db.session()
-    att = uploads.complete(session, blob_store(), limits(), attachment_id=attachment_id, **_ctx())
+    att = uploads.complete(
+        session, blob_store(), limits(), attachment_id=attachment_id, **_write_ctx()
+    )
     recompute_inspection(session, attachment_id)
     db.commit()
     return att
