@@ -126,19 +126,25 @@ def _probe_template(api) -> str:
     return next(t["id"] for t in templates if t["template_key"] == "sync_probe")
 
 
-def test_a_repeated_assignee_is_scheduled_once(api, env, db):
-    ana = env["users"][ANA]
+def _daily_at_the_hotel(api, env, assignees: list[str]):
+    """HQ schedules the probe checklist daily at N-HOTEL; returns the answer."""
     made = api.post(
         "/schedules",
         HQ_EMAIL,
         json={
             "template_id": _probe_template(api),
             "site_id": env["sites"]["N-HOTEL"],
-            "assignee_ids": [ana, ana],
+            "assignee_ids": assignees,
             "recurrence": {"freq": "daily", "times": ["08:00"]},
         },
     )
     assert made.status_code == 201, made.get_json()
+    return made
+
+
+def test_a_repeated_assignee_is_scheduled_once(api, env, db):
+    ana = env["users"][ANA]
+    made = _daily_at_the_hotel(api, env, [ana, ana])
     assert made.get_json()["assignee_ids"] == [ana]
     rows = db.scalars(select(Occurrence).where(Occurrence.schedule_id == made.get_json()["id"]))
     slots = [o.due_at for o in rows]
@@ -147,17 +153,7 @@ def test_a_repeated_assignee_is_scheduled_once(api, env, db):
 
 def test_a_deactivated_assignee_gets_no_new_occurrences(api, app, env, db):
     ana, ben = env["users"][ANA], env["users"][BEN]
-    made = api.post(
-        "/schedules",
-        HQ_EMAIL,
-        json={
-            "template_id": _probe_template(api),
-            "site_id": env["sites"]["N-HOTEL"],
-            "assignee_ids": [ana, ben],
-            "recurrence": {"freq": "daily", "times": ["08:00"]},
-        },
-    )
-    assert made.status_code == 201, made.get_json()
+    made = _daily_at_the_hotel(api, env, [ana, ben])
     assert api.patch(f"/users/{ana}", HQ_EMAIL, json={"active": False}).status_code == 200
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=40)
     with app.app_context():

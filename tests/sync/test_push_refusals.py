@@ -260,24 +260,16 @@ def _action_with_evidence(phone, env, db) -> tuple[str, str, str]:
     return iid, aid, att
 
 
-def test_deleting_a_locked_inspection_keeps_the_photos_evidencing_its_actions(env, device, db):
+@pytest.mark.parametrize("deleted", ["inspections", "actions"])
+def test_a_locked_inspections_actions_keep_their_photos(env, device, db, deleted):
+    """Deleting the completed inspection, or one of its actions, is refused as locked, and
+    the fix photos of its actions stay."""
     phone = device(ANA)
     iid, aid, att = _action_with_evidence(phone, env, db)
-    phone.delete("inspections", iid)
+    phone.delete(deleted, iid if deleted == "inspections" else aid)
     assert "locked" in _kinds(phone.sync())
     db.expire_all()
-    assert db.get(Action, aid).deleted_at is None
-    assert db.get(Attachment, att).deleted_at is None
-    phone.sync()
-    assert phone.get("actions", aid) is not None and phone.get("attachments", att) is not None
-
-
-def test_deleting_a_locked_inspections_action_is_refused_with_its_photos(env, device, db):
-    phone = device(ANA)
-    _iid, aid, att = _action_with_evidence(phone, env, db)
-    phone.delete("actions", aid)
-    assert "locked" in _kinds(phone.sync())
-    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is None
     assert db.get(Action, aid).deleted_at is None
     assert db.get(Attachment, att).deleted_at is None
     phone.sync()
