@@ -52,10 +52,10 @@ def login_address_limit() -> str:
 
 def login_account_key() -> str:
     """Rate-limit logins per account, from any address, so no password is brute-forced."""
-    email = ""
     body = request.get_json(silent=True)
-    if isinstance(body, dict) and isinstance(body.get("email"), str):
-        email = body["email"].strip().lower()
+    # The API sends JSON, the console's sign-in form a form: one count per account for both.
+    email = body.get("email") if isinstance(body, dict) else request.form.get("email")
+    email = email.strip().lower() if isinstance(email, str) else ""
     return f"account|{email}"
 
 

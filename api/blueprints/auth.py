@@ -35,8 +35,13 @@ def _failed(response) -> bool:
 
 # Only failed sign-ins count, per account and per client address (each its own counter).
 @blp.route("/login", methods=["POST"])
-@limiter.limit(login_account_limit, key_func=login_account_key, deduct_when=_failed)
-@limiter.limit(login_address_limit, key_func=login_address_key, deduct_when=_failed)
+# Shared scopes: failures through the console's sign-in form count against the same limits.
+@limiter.shared_limit(
+    login_account_limit, "login-account", key_func=login_account_key, deduct_when=_failed
+)
+@limiter.shared_limit(
+    login_address_limit, "login-address", key_func=login_address_key, deduct_when=_failed
+)
 @blp.arguments(LoginIn)
 @blp.response(200, TokensOut)
 @documented(blp, 401, 422, 429, auth=False)

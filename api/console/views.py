@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,7 +36,13 @@ from api.downloads import (
     inspection_report,
     variant_response,
 )
-from api.extensions import limiter
+from api.extensions import (
+    limiter,
+    login_account_key,
+    login_account_limit,
+    login_address_key,
+    login_address_limit,
+)
 from api.i18n import LANGUAGES, error_message
 from api.rules import sync_rules
 from api.security import authenticate, current_scope
@@ -89,13 +96,21 @@ def _before() -> Any:
     return None
 
 
+def _credential(user: User) -> str:
+    """A short fingerprint of the user's password hash: a new password ends every session
+    signed in with the old one."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
 def _session_user() -> User | None:
     uid, signed_at = session.get("uid"), session.get("at", 0)
     lifetime = current_app.permanent_session_lifetime.total_seconds()
     if not uid or time.time() - signed_at > lifetime:
         return None
     user = db.session().get(User, uid)
-    return user if user is not None and user.active else None
+    if user is None or not user.active or session.get("cred") != _credential(user):
+        return None
+    return user
 
 
 @bp.after_request
@@ -167,8 +182,18 @@ def localtime(value: Any, tz: str | None = None, fmt: str = "%Y-%m-%d %H:%M") ->
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(
-    lambda: current_app.config["LOGIN_RATE_LIMIT"],
+# The API's sign-in limits, in the same shared scopes (api/blueprints/auth.py).
+@limiter.shared_limit(
+    login_account_limit,
+    "login-account",
+    key_func=login_account_key,
+    methods=["POST"],
+    deduct_when=lambda r: r.status_code == 401,
+)
+@limiter.shared_limit(
+    login_address_limit,
+    "login-address",
+    key_func=login_address_key,
     methods=["POST"],
     deduct_when=lambda r: r.status_code == 401,
 )
@@ -187,7 +212,7 @@ def login() -> Any:
             chosen = session.get("lang")
             session.clear()  # a fresh session on sign-in: no fixation
             session.permanent = True
-            session.update(uid=user.id, at=int(time.time()))
+            session.update(uid=user.id, at=int(time.time()), cred=_credential(user))
             if chosen:
                 session["lang"] = chosen
             return redirect(_safe_next(request.args.get("next")))

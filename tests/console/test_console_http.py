@@ -268,3 +268,32 @@ def test_a_field_conflict_can_be_resolved_with_an_edited_value(client, env, devi
     assert "already resolved" in client.get(f"/console/inspections/{iid}").text
     b.sync()
     assert b.get("inspections", iid)["notes"] == "both: a and b"
+
+
+def test_a_new_password_ends_console_sessions(client, api, demo_org):
+    sign_in(client, NORTH)
+    assert client.get("/console/").status_code == 200
+    north = demo_users(client)["north"]
+    changed = api.patch(f"/users/{north}", HQ_EMAIL, json={"password": "a-new-password-123"})
+    assert changed.status_code == 200, changed.get_json()
+    resp = client.get("/console/")
+    assert resp.status_code == 302 and "/console/login" in resp.headers["Location"]
+
+
+def test_console_sign_in_failures_count_per_account_with_the_apis(client, api, demo_org, app):
+    """Failures of one account through the API and the console add up, from any address."""
+    allowed = int(app.config["LOGIN_RATE_LIMIT"].split()[0])
+    for i in range(allowed):
+        failed = api.client.post(
+            "/api/v1/auth/login",
+            json={"email": ANA, "password": "wrong-password"},
+            environ_base={"REMOTE_ADDR": f"10.0.0.{i + 1}"},
+        )
+        assert failed.status_code == 401
+    page = client.get("/console/login")
+    resp = client.post(
+        "/console/login",
+        data={"email": ANA, "password": "wrong-password", "csrf_token": csrf_from(page.text)},
+        environ_base={"REMOTE_ADDR": "10.0.9.9"},
+    )
+    assert resp.status_code == 429
