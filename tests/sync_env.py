@@ -132,6 +132,21 @@ def photo_record(
     )
 
 
+@pytest.fixture
+def completed(env, device) -> tuple[Device, str]:
+    """A device completes an inspection with two failed items, one of them critical; returns
+    the device and the inspection."""
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "no")
+    answer(phone, iid, "fridge", 9)
+    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
+    assert phone.sync()["conflicts"] == []
+    phone.sync()
+    return phone, iid
+
+
 __all__ = [
     "ANA",
     "BEN",

@@ -6,24 +6,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import ANA, HQ_EMAIL, NORTH
-from tests.sync_env import answer, new_inspection
+from tests.conftest import HQ_EMAIL, NORTH
 
 PERIOD = f"start={quote('2000-01-01T00:00:00Z')}&end={quote('2100-01-01T00:00:00Z')}"
-
-
-@pytest.fixture
-def completed(env, device):
-    """A device completes an inspection with two failed items."""
-    phone = device(ANA, "phone")
-    phone.sync()
-    iid = new_inspection(phone, env)
-    answer(phone, iid, "clean", "no")
-    answer(phone, iid, "fridge", 9)
-    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
-    assert phone.sync()["conflicts"] == []
-    phone.sync()
-    return phone, iid
 
 
 def _counts(api, who=HQ_EMAIL):

@@ -5,26 +5,9 @@ from __future__ import annotations
 import csv
 import io
 
-import pytest
-
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, SOUTH
 from tests.media.conftest import jpeg
 from tests.sync_env import answer, new_inspection, photo_record
-
-
-@pytest.fixture
-def completed(env, device):
-    """A device completes an inspection with two failed items, one of them critical."""
-    phone = device(ANA, "phone")
-    phone.sync()
-    iid = new_inspection(phone, env)
-    answer(phone, iid, "clean", "no")
-    answer(phone, iid, "fridge", 9)
-    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
-    result = phone.sync()
-    assert result["conflicts"] == []
-    phone.sync()
-    return phone, iid
 
 
 def test_completion_scores_and_opens_actions(completed, api):
