@@ -63,3 +63,23 @@ def test_sql_and_path_injection_strings_are_plain_data(api, demo_org):
     assert api.get("/users", HQ_EMAIL).status_code == 200
     _envelope(api.get("/sites/..%2F..%2Fetc%2Fpasswd", HQ_EMAIL), 404)
     _envelope(api.get("/sites/' OR '1'='1", HQ_EMAIL), 404)
+
+
+def test_json_depth_limit_is_exact():
+    from api.jsonio import BadJSON, parse
+
+    def nested(depth: int) -> bytes:
+        """`depth` containers inside each other."""
+        # Mixed containers with scalar leaves at every level, the way real bodies nest.
+        raw = b"1"
+        for level in range(depth):
+            raw = b'{"k": ' + raw + b', "s": "x"}' if level % 2 else b"[0, " + raw + b"]"
+        return raw
+
+    assert parse(nested(32), max_depth=32) is not None
+    try:
+        parse(nested(33), max_depth=32)
+    except BadJSON as exc:
+        assert exc.reason == "too_deep"
+    else:
+        raise AssertionError("a body one level too deep was accepted")
