@@ -27,7 +27,7 @@ WEEKDAYS = {
     "SA": rrule.SA,
     "SU": rrule.SU,
 }
-_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)\Z")
 
 
 class RecurrenceInvalid(Exception):

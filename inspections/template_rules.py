@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-TEMPLATE_KEY_RE = re.compile(r"^[a-z0-9_]{2,64}$")
+KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
+TEMPLATE_KEY_RE = re.compile(r"^[a-z0-9_]{2,64}\Z")
 ITEM_TYPES = (
     "yes_no",
     "score_1_5",

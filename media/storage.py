@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,500}$")
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,500}\Z")
 
 
 class StoreUnavailable(Exception):

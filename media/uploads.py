@@ -24,9 +24,9 @@ from store.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Un
 from store.models import Attachment, Blob, Inspection
 from store.types import utcnow
 
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-# The same rule as record ids in a push (sync/tables.py ID_RE).
-ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
+# The same rule as record ids in a push (sync/validate.py _ID).
+ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 PHOTO_MIMES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif")
 SIGNATURE_MIMES = ("image/png", "application/json")
 # What an original may be served as: only types the server verified the bytes to be.

@@ -12,6 +12,17 @@ from store.types import MAX_EPOCH_MS, epoch_ms
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
+class Pattern(validate.Regexp):
+    """A regular expression the whole value must match. The pattern keeps ECMA-262 syntax
+    for the OpenAPI document, but Python's `$` also matches before a final newline, so the
+    check is a full match ("abc\\n" is not an id)."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
 class Strict(ma.Schema):
     """Input schema: unknown fields are an error, not silently dropped."""
 
@@ -25,7 +36,7 @@ class Out(ma.Schema):
 
 def Id(**kwargs) -> fields.String:
     """A record id as the wire carries it."""
-    return fields.String(validate=validate.Regexp(ID_PATTERN, error="Not a valid id."), **kwargs)
+    return fields.String(validate=Pattern(ID_PATTERN, error="Not a valid id."), **kwargs)
 
 
 def Text(max_len: int, **kwargs) -> fields.String:

@@ -6,7 +6,7 @@ import zoneinfo
 
 from marshmallow import ValidationError, fields, validate
 
-from schemas.common import Id, Out, Strict, Text
+from schemas.common import Id, Out, Pattern, Strict, Text
 from store.enums import ROLES
 
 
@@ -17,7 +17,7 @@ def _valid_timezone(value: str) -> None:
         raise ValidationError("Not a known IANA time zone, e.g. 'Asia/Shanghai'.") from None
 
 
-CODE = validate.Regexp(r"^[A-Za-z0-9_-]{1,32}$", error="Use 1-32 letters, digits, '-' or '_'.")
+CODE = Pattern(r"^[A-Za-z0-9_-]{1,32}$", error="Use 1-32 letters, digits, '-' or '_'.")
 
 
 class RegionIn(Strict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.common import Bilingual, Out, Strict
+from schemas.common import Bilingual, Out, Pattern, Strict
 
 CATEGORIES = (
     "hygiene",
@@ -17,7 +17,7 @@ CATEGORIES = (
     "safety",
     "other",
 )
-KEY = validate.Regexp(r"^[a-z0-9_]{2,64}$", error="Use 2-64 lowercase letters, digits or '_'.")
+KEY = Pattern(r"^[a-z0-9_]{2,64}$", error="Use 2-64 lowercase letters, digits or '_'.")
 
 
 class Title(Bilingual):

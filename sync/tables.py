@@ -18,8 +18,6 @@ from store.models import (
     TemplateVersion,
 )
 
-ID_RE = r"^[A-Za-z0-9_.-]{1,64}$"
-
 
 @dataclass(frozen=True)
 class Col:

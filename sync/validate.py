@@ -10,7 +10,8 @@ from typing import Any
 from store.errors import DomainError, Invalid
 from sync.tables import CLIENT_META, PUSHABLE, TABLES, Col, TableSpec
 
-_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# \Z, not $: "$" also matches before a final newline.
+_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 _MAX_ERRORS = 50
 # The last millisecond of 9999-12-31 UTC: later times cannot become datetimes, which the
 # REST API and the reports make of them.
@@ -74,6 +75,46 @@ def check_value(col: Col, value: Any) -> str | None:
     return None
 
 
+def _quick(col: Col) -> Any:
+    """A cheap test that a value certainly fits the column: most values of a big push pass
+    it, and only the rest pay check_value's full walk (which also words the refusal)."""
+    kind, top = col.kind, col.max_len
+    if kind == "id":
+        return lambda v: type(v) is str and (v == "" or _is_id(v))
+    if kind in ("str", "text") and col.choices:
+        choices = frozenset(col.choices)
+        return lambda v: type(v) is str and v in choices
+    if kind in ("str", "text"):
+        return (lambda v: type(v) is str and len(v) <= top) if top else (lambda v: type(v) is str)
+    if kind == "bool":
+        return lambda v: type(v) is bool
+    if kind == "ms":
+        return lambda v: type(v) is int and 0 <= v <= _MS_MAX
+    return None  # numbers with bounds and the rest: check_value decides
+
+
+def _is_id(value: str) -> bool:
+    """A valid record id (_ID), the common all-alphanumeric case without the regex."""
+    if value.isascii() and value.isalnum():
+        return len(value) <= 64
+    return _ID.match(value) is not None
+
+
+# Client bookkeeping that is fine as it comes (the id is checked before the columns).
+_META_FITS = {
+    "id": lambda v: True,
+    "_status": lambda v: True,
+    "server_rev": lambda v: True,
+    "_changed": lambda v: type(v) is str,
+    "base_rev": lambda v: type(v) is int or type(v) is float,
+}
+# Per pushable table: key -> quick test (absent for columns check_value always decides).
+_QUICK = {
+    name: {c: q for c, col in spec.columns.items() if (q := _quick(col)) is not None} | _META_FITS
+    for name, spec in PUSHABLE.items()
+}
+
+
 def _blank(value: Any) -> bool:
     """True for null and '' (a WatermelonDB id column's null)."""
     return value is None or value == ""
@@ -109,13 +150,17 @@ def _check_record(
         errors[f"{spec.name}[?]"] = ["each record must be an object"]
         return None
     rid = rec.get("id")
-    if not isinstance(rid, str) or not _ID.match(rid):
+    if not isinstance(rid, str) or not rid or not _is_id(rid):
         errors[f"{spec.name}[{str(rid)[:64]!r}].id"] = [
             "id must be 1-64 letters, digits, '_', '-' or '.'"
         ]
         return None
     columns = spec.columns
+    quick = _QUICK.get(spec.name, {})
     for key, value in rec.items():
+        fits = quick.get(key)
+        if fits is not None and (value is None or fits(value)):
+            continue
         col = columns.get(key)
         if col is None:
             if key in CLIENT_META:

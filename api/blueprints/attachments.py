@@ -11,7 +11,7 @@ from api.downloads import variant_response
 from api.media import blob_store, limits, recompute_inspection
 from api.security import current_scope, login_required
 from media import uploads
-from schemas.common import Out, Strict
+from schemas.common import Out, Pattern, Strict
 from schemas.inspections import AttachmentOut
 
 blp = make_blueprint("attachments", "/attachments", "Photo and signature evidence")
@@ -25,7 +25,7 @@ BYTES = {"schema": {"type": "string", "format": "binary"}}
 class UploadIn(Strict):
     """What the device is about to upload."""
 
-    sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-fA-F]{64}$"))
+    sha256 = fields.String(required=True, validate=Pattern(r"^[0-9a-fA-F]{64}$"))
     byte_size = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     mime = fields.String(required=True, validate=validate.Length(max=100))
 

@@ -450,3 +450,13 @@ def test_a_photo_accepted_for_upload_can_be_put(app, env, device, client):
         headers={**phone.headers(), "Content-Type": "application/json"},
     )
     assert resp.status_code == 413
+
+
+def test_attachment_ids_with_a_trailing_newline_are_not_ids(env, device, client):
+    # A regex `$` also matches before a final newline: "abc%0A" must not reach the store.
+    phone = device(ANA)
+    resp = _ask(client, phone, "abc%0A", _photo(64, 48))
+    assert resp.status_code == 422 and "id" in resp.get_json()["errors"]
+    for method, path in (("post", "complete"), ("put", "content"), ("get", "file")):
+        got = getattr(client, method)(f"/api/v1/attachments/abc%0A/{path}", headers=phone.headers())
+        assert got.status_code == 404, (path, got.status_code)

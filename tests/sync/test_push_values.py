@@ -228,3 +228,17 @@ def test_an_update_of_a_record_the_server_never_had_needs_what_a_creation_needs(
     body = _refused(resp, f"responses.{made['id']}.item_key")
     assert body["errors"][f"responses.{made['id']}.item_key"] == ["is required"]
     assert db.get(Response, made["id"]) is None
+
+
+@pytest.mark.parametrize("bad", ["abc\n", "abc\r\n", "a b", ""])
+def test_record_ids_are_the_whole_string(env, device, client, db, bad):
+    # A regex `$` also matches before a final newline: "abc\n" must not pass as an id.
+    ana = device(ANA)
+    cursor = ana.pull()
+    rec = {"id": bad, "site_id": env["sites"]["N-HOTEL"], "template_id": env["template"]}
+    resp = _push(client, ana, {"inspections": {"created": [rec]}}, cursor)
+    assert resp.status_code == 422, (resp.status_code, resp.get_json())
+    assert db.query(Inspection).filter(Inspection.id == bad).count() == 0
+    ref = {"id": random_id(), "site_id": env["sites"]["N-HOTEL"], "template_id": bad}
+    resp = _push(client, ana, {"inspections": {"created": [ref]}}, cursor)
+    assert resp.status_code == 422 or bad == "", (resp.status_code, resp.get_json())
