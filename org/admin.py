@@ -177,14 +177,22 @@ def _users_visible(scope: Scope):
     if scope.is_hq:
         return None
     if scope.role == REGIONAL_MANAGER:
-        return User.region_id == scope.region_id
+        # An inspector working at a site of the region is the manager's to know, whatever
+        # region (or none) their account names: their inspections are in the manager's queue.
+        works_here = (
+            select(SiteAssignment.user_id)
+            .join(Site, Site.id == SiteAssignment.site_id)
+            .where(Site.region_id == scope.region_id, SiteAssignment.revoked_at.is_(None))
+        )
+        return or_(User.region_id == scope.region_id, User.id.in_(works_here))
     return User.id == scope.user_id
 
 
 def list_users(
     db: Session, scope: Scope, page: int, page_size: int, filters: dict
 ) -> tuple[list, int]:
-    """Users the caller may see: HQ all, managers their region, inspectors themselves."""
+    """Users the caller may see: HQ all, managers their region's people (and inspectors
+    assigned to its sites), inspectors themselves."""
     stmt = select(User)
     clause = _users_visible(scope)
     if clause is not None:

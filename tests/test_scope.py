@@ -72,8 +72,9 @@ def test_region_reads_follow_scope(api, ids, email):
     "email,visible",
     [
         (HQ_EMAIL, {HQ_EMAIL, NORTH, SOUTH, ANA, BEN}),
-        (NORTH, {NORTH, ANA}),
-        (SOUTH, {SOUTH}),
+        # Ben works at a hotel in each region: both managers review his inspections.
+        (NORTH, {NORTH, ANA, BEN}),
+        (SOUTH, {SOUTH, BEN}),
         (ANA, {ANA}),
         (BEN, {BEN}),
     ],
@@ -135,3 +136,13 @@ def test_deactivated_user_cannot_use_a_live_token(api, ids, db):
     assert db.get(DeviceState, (ids["users"][BEN], "ben-phone")) is None
     db.expire_all()
     assert db.get(User, ids["users"][BEN]).active is False
+
+
+def test_a_manager_stops_seeing_an_inspector_whose_assignment_ends(api, ids, db):
+    ben = ids["users"][BEN]
+    assert api.get(f"/users/{ben}", SOUTH).status_code == 200
+    live = db.query(SiteAssignment).filter_by(user_id=ben, site_id=ids["sites"]["S-HOTEL"]).one()
+    assert api.delete(f"/assignments/{live.id}", HQ_EMAIL).status_code == 204
+    assert api.get(f"/users/{ben}", SOUTH).status_code == 404
+    assert BEN not in {u["email"] for u in api.get("/users", SOUTH).get_json()}
+    assert api.get(f"/users/{ben}", NORTH).status_code == 200

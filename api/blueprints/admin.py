@@ -159,7 +159,8 @@ def delete_site(site_id):
 @documented(users, 401, 422)
 @login_required
 def list_users(query, pagination_parameters):
-    """List users you can see (HQ: all; managers: their region; inspectors: themselves)."""
+    """List users you can see (HQ: all; managers: their region and its sites' inspectors;
+    inspectors: themselves)."""
     return page(
         pagination_parameters,
         lambda p, n: admin.list_users(db.session(), current_scope(), p, n, query),
