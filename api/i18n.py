@@ -37,6 +37,10 @@ MESSAGES_ZH = {
         "这是最后一个启用的总部账号,请先创建或启用另一个总部用户。"
     ),
     "The address contains a NUL character (%00); remove it.": "地址中含有空字符(%00),请删除。",
+    (
+        "The device's answer was deleted on the server, so it cannot become the live one; "
+        "resolve the conflict keeping the server's value to close it."
+    ): "设备上的答案已在服务器上删除,无法设为有效答案;请选择保留服务器值来关闭该冲突。",
     "This file of the attachment is not available; fetch variant=original instead.": (
         "该附件的此版本文件不可用,请改为获取原图(variant=original)。"
     ),

@@ -13,7 +13,7 @@ from store.errors import Invalid, NotFound
 from store.models import Conflict
 from store.types import utcnow
 from sync import writer
-from sync.push import Rules, to_db
+from sync.push import Rules, to_db, tombstone
 from sync.scope import Scope
 from sync.tables import PLACEMENT, TABLES, TableSpec
 from sync.validate import REQUIRED, check_value
@@ -21,6 +21,8 @@ from sync.validate import REQUIRED, check_value
 RESOLUTIONS = ("keep_server", "take_device", "edit")
 # Children locked with their inspection (actions follow their own lifecycle).
 LOCKED_WITH_INSPECTION = ("inspections", "responses", "attachments")
+# Inspection statuses no door leads out of for its records (completed ones can be returned).
+FROZEN = ("approved", "archived")
 
 
 def _visible(scope: Scope) -> Any:
@@ -77,8 +79,10 @@ def _wanted(conflict: Conflict, resolution: str, value: Any) -> dict[str, Any]:
     spec = TABLES[conflict.table_name]
     if resolution == "keep_server":
         # Only a concurrent edit left the device's value in place; every other kind refused
-        # the device, so the server's value is already what is stored.
-        if conflict.kind == "concurrent_edit" and conflict.column:
+        # the device, so the server's value is already what is stored. A status is never
+        # written back: only review moves a status, so keeping the server's status closes
+        # the conflict and leaves the status where it is now.
+        if conflict.kind == "concurrent_edit" and conflict.column not in (None, "status"):
             return {conflict.column: conflict.server_value}
         return {}
     source = conflict.device_value if resolution == "take_device" else value
@@ -207,6 +211,8 @@ def _apply_values(
             reason="not_resolvable",
         )
     scope.check_write(current.get("site_id") or conflict.site_id, "record")
+    if resolution == "keep_server" and _frozen(inspection):
+        return {}  # it can never change again: the stored value is the server's for good
     values = _checked(spec, wanted)
     changes = {c: v for c, v in values.items() if current.get(c) != v}
     if "status" in changes:
@@ -229,6 +235,98 @@ def _apply_values(
         cs.device_changed.setdefault(name, {})[conflict.record_id] = set(changes)
     cs.bump(name, conflict.record_id)
     return values
+
+
+def _frozen(inspection: Row | None) -> bool:
+    """Whether the record's inspection can no longer change at all (not even once returned)."""
+    return inspection is not None and inspection["status"] in FROZEN
+
+
+def _is_deletion(device_value: Any) -> bool:
+    """Whether the device's value is a deletion: refused out of scope ({"_deleted": true})
+    or reverted by a lock ({"deleted_at": ...})."""
+    return isinstance(device_value, dict) and (
+        device_value.get("_deleted") is True or "deleted_at" in device_value
+    )
+
+
+def _live_record(session: Session, scope: Scope, conflict: Conflict, cs: ChangeSet) -> Row | None:
+    """The record, locked with its inspection (which joins the plan for the rules' locks);
+    None when the server has no live record; refused outside the user's scope."""
+    current, inspection = _lock_record(session, conflict)
+    if current is None or current.get("deleted_at") is not None:
+        return None
+    scope.check_write(current.get("site_id") or conflict.site_id, "record")
+    if inspection is None and current.get("inspection_id"):
+        # An action is not locked with its inspection, but deleting it is (as in a push).
+        inspection = _row(session, "inspections", current["inspection_id"])
+    if inspection is not None:
+        cs.add_context("inspections", inspection)
+    return current
+
+
+def _row(session: Session, name: str, record_id: str) -> Row | None:
+    """One stored row, or None."""
+    rows = writer.load_rows(session, TABLES[name].table, "id", [record_id])
+    return rows[0] if rows else None
+
+
+def _take_deletion(
+    session: Session, scope: Scope, conflict: Conflict, cs: ChangeSet
+) -> dict[str, Any]:
+    """Delete the record as the device asked, with its children; returns what was done."""
+    current = _live_record(session, scope, conflict, cs)
+    if current is None:
+        return {}  # the server has no live record: the device's deletion already holds
+    tombstone(session, cs, conflict.table_name, current)
+    return {"deleted": conflict.record_id}
+
+
+def _take_answer(
+    session: Session, scope: Scope, conflict: Conflict, cs: ChangeSet
+) -> dict[str, Any]:
+    """Make the device's answer the only live one for its item: the other answers to that
+    item are deleted as a device's deletion of them would be; returns what was done."""
+    current = _live_record(session, scope, conflict, cs)
+    if current is None:
+        raise Invalid(
+            "The device's answer was deleted on the server, so it cannot become the live "
+            "one; resolve the conflict keeping the server's value to close it.",
+            reason="not_resolvable",
+        )
+    table = TABLES["responses"].table
+    rows = writer.load_rows(
+        session, table, "inspection_id", [current["inspection_id"]], lock=is_postgres(session)
+    )
+    others = [
+        r
+        for r in rows
+        if r["item_key"] == current["item_key"]
+        and r["id"] != current["id"]
+        and r.get("deleted_at") is None
+    ]
+    for row in others:
+        tombstone(session, cs, "responses", row)
+    return {"kept": current["id"], "deleted": sorted(r["id"] for r in others)}
+
+
+def _plan(
+    session: Session,
+    scope: Scope,
+    conflict: Conflict,
+    resolution: str,
+    value: Any,
+    cs: ChangeSet,
+) -> dict[str, Any]:
+    """Plan what the resolution writes; returns what it writes, for the audit trail."""
+    if resolution == "take_device" and _is_deletion(conflict.device_value):
+        return _take_deletion(session, scope, conflict, cs)
+    if resolution == "take_device" and conflict.kind == "duplicate_response":
+        return _take_answer(session, scope, conflict, cs)
+    wanted = _wanted(conflict, resolution, value)
+    if resolution == "keep_server" and not wanted:
+        return {}
+    return _apply_values(session, scope, conflict, resolution, cs, wanted)
 
 
 def _create(
@@ -334,9 +432,10 @@ def resolve(
     )
     values: dict[str, Any] = {}
     if conflict.table_name in TABLES:
-        wanted = _wanted(conflict, resolution, value)
-        if resolution != "keep_server" or wanted:
-            values = _apply_values(session, scope, conflict, resolution, cs, wanted)
+        values = _plan(session, scope, conflict, resolution, value, cs)
+    # Every record the resolution changes, whose refusal by the rules refuses it all.
+    changed = {(name, rid) for name, rows in cs.device_changed.items() for rid in rows}
+    changed.add((conflict.table_name, conflict.record_id))
     conflict.resolved_at = utcnow()
     conflict.resolved_by = scope.user_id
     conflict.resolution = resolution
@@ -359,7 +458,7 @@ def resolve(
     if rules is not None:
         rules.apply(session, cs)
     for note in cs.conflicts:
-        if (note.table, note.record_id) == (conflict.table_name, conflict.record_id):
+        if (note.table, note.record_id) in changed:
             _refuse_by_rules(cs, note)
     writer.write(session, cs)
     return conflict

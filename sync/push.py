@@ -75,6 +75,22 @@ def _changed_columns(spec_name: str, rec: dict[str, Any], is_update: bool) -> li
     return [c for c in rec if c in spec.writable]
 
 
+def tombstone(session: Session, cs: ChangeSet, name: str, cur: Row) -> None:
+    """Plan the deletion of a record and of its live children (stored, or planned in this
+    change set), as a device's change: the rules refuse it where they would a push's."""
+    after = cs.add_context(name, cur)
+    after["deleted_at"] = utcnow()
+    cs.device_changed.setdefault(name, {}).setdefault(cur["id"], set()).add("deleted_at")
+    for child, fk in TABLES[name].children:
+        stored = writer.load_rows(session, TABLES[child].table, fk, [cur["id"]])
+        planned = [r for r in cs.after.get(child, {}).values() if r.get(fk) == cur["id"]]
+        # A child reached through two parents (inspection and response) is planned once.
+        rows = {r["id"]: r for r in stored} | {r["id"]: r for r in planned}
+        for row in rows.values():
+            if cs.after.get(child, {}).get(row["id"], row).get("deleted_at") is None:
+                tombstone(session, cs, child, row)
+
+
 class _Push:
     """The state of one push while it is planned."""
 
@@ -379,21 +395,7 @@ class _Push:
                 insp_id,
             )
             return
-        self.tombstone(name, cur)
-
-    def tombstone(self, name: str, cur: Row) -> None:
-        after = self.cs.add_context(name, cur)
-        after["deleted_at"] = utcnow()
-        self.cs.device_changed.setdefault(name, {}).setdefault(cur["id"], set()).add("deleted_at")
-        for child, fk in TABLES[name].children:
-            stored = writer.load_rows(self.session, TABLES[child].table, fk, [cur["id"]])
-            # Children planned in this push too (created with it, or already loaded).
-            planned = [r for r in self.cs.after.get(child, {}).values() if r.get(fk) == cur["id"]]
-            rows = {r["id"]: r for r in stored} | {r["id"]: r for r in planned}
-            for row in rows.values():
-                current = self.cs.after.get(child, {}).get(row["id"], row)
-                if current.get("deleted_at") is None:
-                    self.tombstone(child, row)
+        tombstone(self.session, self.cs, name, cur)
 
     def concurrent_edits(self) -> None:
         """A column changed on the server after the device's base_rev: keep the server's value."""

@@ -267,3 +267,191 @@ def test_a_created_inspection_cannot_start_approved(env, device, api, db):
     body = _refused(_resolve(api, conflict.id, "take_device", who=SOUTH), "review_only")
     assert "review" in body["message"]
     assert db.get(Inspection, iid) is None and _unresolved(db, conflict.id)
+
+
+def _deleted_by_ben(env, device, db, complete: bool = False):
+    """Ben deletes Ana's inspection (with an answer): refused as out of scope, kept."""
+    if complete:
+        _, iid, rid = _completed(env, device)
+    else:
+        ana = device(ANA, "ana")
+        ana.sync()
+        iid = new_inspection(ana, env)
+        rid = answer(ana, iid, "clean", "yes")
+        ana.sync()
+    ben = device(BEN, "ben")
+    ben.sync()
+    ben.delete("inspections", iid)
+    assert [c["kind"] for c in ben.sync()["conflicts"]] == ["out_of_scope"]
+    conflict = db.query(Conflict).filter_by(record_id=iid, kind="out_of_scope").one()
+    assert conflict.device_value == {"id": iid, "_deleted": True}
+    return iid, rid, conflict
+
+
+def test_taking_a_deletion_tombstones_the_record_and_its_children(env, device, api, db):
+    iid, rid, conflict = _deleted_by_ben(env, device, db)
+    ana = device(ANA, "ana-2")
+    ana.sync()
+    assert _resolve(api, conflict.id, "take_device").status_code == 200
+    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is not None
+    assert db.get(Response, rid).deleted_at is not None
+    assert not _unresolved(db, conflict.id)
+    ana.sync()  # devices drop it on their next pull, as after a push's deletion
+    assert ana.get("inspections", iid) is None and ana.get("responses", rid) is None
+
+
+def test_keeping_the_server_record_over_a_deletion_keeps_it(env, device, api, db):
+    iid, _, conflict = _deleted_by_ben(env, device, db)
+    assert _resolve(api, conflict.id, "keep_server").status_code == 200
+    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is None
+    assert not _unresolved(db, conflict.id)
+
+
+def test_a_completed_inspection_is_deleted_only_after_it_is_returned(env, device, api, db):
+    iid, rid, conflict = _deleted_by_ben(env, device, db, complete=True)
+    body = _refused(_resolve(api, conflict.id, "take_device"), "locked")
+    assert "return it for rework" in body["message"]
+    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is None and db.get(Response, rid).deleted_at is None
+    assert _unresolved(db, conflict.id)
+    returned = api.post(f"/inspections/{iid}/return", NORTH, json={"comment": "Delete it"})
+    assert returned.status_code == 200
+    assert _resolve(api, conflict.id, "take_device").status_code == 200
+    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is not None
+
+
+def test_a_deletion_refused_by_the_lock_is_taken_after_the_return(env, device, api, db):
+    phone, iid, rid = _completed(env, device)
+    phone.delete("responses", rid)
+    assert [c["kind"] for c in phone.sync()["conflicts"]] == ["locked"]
+    conflict = db.query(Conflict).filter_by(record_id=rid, kind="locked").one()
+    assert "deleted_at" in conflict.device_value
+    _refused(_resolve(api, conflict.id, "take_device"), "locked")
+    db.expire_all()
+    assert db.get(Response, rid).deleted_at is None and _unresolved(db, conflict.id)
+    assert api.post(f"/inspections/{iid}/return", NORTH, json={"comment": "x"}).status_code == 200
+    assert _resolve(api, conflict.id, "take_device").status_code == 200
+    db.expire_all()
+    assert db.get(Response, rid).deleted_at is not None
+
+
+def _status_conflict(env, device, db):
+    """Device b moves an inspection back to draft; device a, which never saw that, completes
+    it: a's status applies and b's is kept in a concurrent_edit conflict."""
+    a, b = device(ANA, "a"), device(ANA, "b")
+    a.sync()
+    iid = new_inspection(a, env)
+    answer(a, iid, "clean", "yes")
+    answer(a, iid, "fridge", 3)
+    a.sync()
+    b.sync()
+    b.update("inspections", iid, status="draft")
+    b.sync()
+    a.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
+    a.sync()
+    conflict = db.query(Conflict).filter_by(record_id=iid, kind="concurrent_edit").one()
+    assert (conflict.column, conflict.server_value, conflict.device_value) == (
+        "status",
+        "draft",
+        "completed",
+    )
+    return iid, conflict
+
+
+def test_keep_server_of_a_status_resolves_without_changing_the_status(env, device, api, db):
+    iid, conflict = _status_conflict(env, device, db)
+    assert _resolve(api, conflict.id, "keep_server").status_code == 200
+    db.expire_all()
+    assert db.get(Inspection, iid).status == "completed"  # review moves it, not a resolution
+    assert not _unresolved(db, conflict.id)
+
+
+def test_keep_server_of_a_status_that_moved_on_since(env, device, api, db):
+    iid, conflict = _status_conflict(env, device, db)
+    assert api.post(f"/inspections/{iid}/approve", NORTH, json={}).status_code == 200
+    assert _resolve(api, conflict.id, "keep_server").status_code == 200
+    db.expire_all()
+    assert db.get(Inspection, iid).status == "approved"
+    assert not _unresolved(db, conflict.id)
+
+
+def _duplicate(env, device, db):
+    """Two of Ana's phones answer the same item: both kept, b's (the newest) scored."""
+    a, b = device(ANA, "a"), device(ANA, "b")
+    a.sync()
+    iid = new_inspection(a, env)
+    a.sync()
+    b.sync()
+    first = answer(a, iid, "fridge", 3)
+    a.sync()
+    second = answer(b, iid, "fridge", 9)
+    assert [c["kind"] for c in b.sync()["conflicts"]] == ["duplicate_response"]
+    conflict = db.query(Conflict).filter_by(kind="duplicate_response").one()
+    assert (conflict.record_id, conflict.server_value) == (second, [first])
+    return a, iid, first, second, conflict
+
+
+def test_take_device_of_a_duplicate_answer_makes_it_the_only_one(env, device, api, db):
+    a, iid, first, second, conflict = _duplicate(env, device, db)
+    assert _resolve(api, conflict.id, "take_device").status_code == 200
+    db.expire_all()
+    assert db.get(Response, first).deleted_at is not None
+    kept = db.get(Response, second)
+    assert (kept.deleted_at, kept.item_key, kept.value) == (None, "fridge", "9")
+    assert db.get(Inspection, iid).critical_failed
+    assert not _unresolved(db, conflict.id)
+    a.sync()
+    assert a.get("responses", first) is None and a.get("responses", second) is not None
+
+
+def test_take_device_of_a_duplicate_answer_respects_the_lock(env, device, api, db):
+    a, iid, first, second, conflict = _duplicate(env, device, db)
+    answer(a, iid, "clean", "yes")
+    a.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
+    a.sync()
+    assert db.get(Inspection, iid).status == "completed"
+    body = _refused(_resolve(api, conflict.id, "take_device"), "locked")
+    assert "return it for rework" in body["message"]
+    db.expire_all()
+    assert db.get(Response, first).deleted_at is None and _unresolved(db, conflict.id)
+    assert db.get(Response, second).deleted_at is None
+
+
+def test_keep_server_on_an_approved_inspection_closes_the_conflict(env, device, api, db):
+    a, _, iid, conflict = _concurrent(env, device, db, "notes", "from a", "from b")
+    answer(a, iid, "clean", "yes")
+    answer(a, iid, "fridge", 3)
+    a.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
+    a.sync()
+    assert api.post(f"/inspections/{iid}/approve", NORTH, json={}).status_code == 200
+    # Approved records never change again, so the server's value cannot be written back:
+    # keeping it closes the conflict rather than sending the manager round in a loop.
+    assert _resolve(api, conflict.id, "keep_server").status_code == 200
+    db.expire_all()
+    insp = db.get(Inspection, iid)
+    assert (insp.status, insp.notes) == ("approved", "from a")
+    assert not _unresolved(db, conflict.id)
+
+
+def test_an_action_of_a_completed_inspection_is_not_deleted(env, device, api, db):
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "no")  # a failed item opens an action on completion
+    answer(phone, iid, "fridge", 3)
+    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
+    phone.sync()
+    aid = db.query(Action).filter_by(inspection_id=iid).one().id
+    ben = device(BEN, "ben")
+    ben.sync()
+    ben.delete("actions", aid)
+    assert [c["kind"] for c in ben.sync()["conflicts"]] == ["out_of_scope"]
+    conflict = db.query(Conflict).filter_by(record_id=aid, kind="out_of_scope").one()
+    # The action's own inspection locks it, whatever the conflict record names.
+    db.execute(update(Conflict).where(Conflict.id == conflict.id).values(inspection_id=None))
+    _refused(_resolve(api, conflict.id, "take_device"), "locked")
+    db.expire_all()
+    assert db.get(Action, aid).deleted_at is None and _unresolved(db, conflict.id)
