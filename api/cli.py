@@ -16,11 +16,18 @@ from api.config import DEMO_PASSWORD
 from api.security import hash_password
 from inspections import schedule_service
 from media import uploads
-from org import demo
+from org import admin, demo
 from store.db import without_statement_timeout
+from store.enums import HQ
+from store.errors import DomainError
 from sync import idempotency, purge
+from sync.scope import Scope
 
 ROOT = Path(__file__).resolve().parent.parent
+# The same floor as the users API (schemas/org.py).
+MIN_PASSWORD = 10
+# The command line acts for the operator, with HQ's reach.
+SYSTEM = Scope(user_id=None, role=HQ, region_id=None, site_ids=None)
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -82,9 +89,35 @@ def register(app: Flask) -> None:
         db.commit()
         click.echo(f"{made} occurrences created")
 
+    users_group = AppGroup("users", help="Accounts.")
+
+    @users_group.command("create-hq")
+    @click.argument("email")
+    @click.option("--name", default="HQ", show_default=True, help="The person's name.")
+    @click.password_option(help="Prompted for (twice) when not given; at least 10 characters.")
+    def users_create_hq_cmd(email: str, name: str, password: str) -> None:
+        """Create an HQ account: the first sign-in of a new deployment (HQ then adds the rest)."""
+        if len(password) < MIN_PASSWORD or password == DEMO_PASSWORD:
+            raise click.ClickException(
+                f"Choose a password of at least {MIN_PASSWORD} characters (not the demo one)."
+            )
+        session = db.session()
+        try:
+            user = admin.create_user(
+                session,
+                SYSTEM,
+                {"email": email, "name": name, "role": HQ},
+                hash_password(password),
+            )
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from None
+        db.commit()
+        click.echo(f"HQ account {user.email} created; sign in with it to add the others")
+
     app.cli.add_command(schedules_group)
     app.cli.add_command(sync_group)
     app.cli.add_command(media_group)
+    app.cli.add_command(users_group)
 
     @app.cli.command("seed-demo")
     @click.option("--if-empty", is_flag=True, help="Only seed a database with no users.")
@@ -101,7 +134,16 @@ def register(app: Flask) -> None:
         db.commit()
         from api.demo_activity import seed_activity
 
-        made = seed_activity(current_app)
+        try:
+            made = seed_activity(current_app)
+        except Exception as exc:
+            # Half a demo would pass --if-empty's check forever: leave the database empty.
+            db.session().rollback()
+            demo.wipe(db.session())
+            db.commit()
+            raise click.ClickException(
+                f"The demo activity could not be made ({exc}); nothing was kept, run it again."
+            ) from exc
         click.echo(
             f"demo organisation seeded with {len(made)} synced inspections; "
             f"password for every account: {DEMO_PASSWORD}"

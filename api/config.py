@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 DEMO_PASSWORD = "demo-pass-2026"
+ENVIRONMENTS = ("development", "testing", "production")
+# HMAC keys shorter than this can be guessed offline from one token, and every token forged.
+MIN_SECRET_BYTES = 32
+_PLACEHOLDER_SECRETS = {"...", "changeme", "change-me", "secret", "secret_key", "dev", "test"}
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
@@ -22,10 +26,24 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
 
 def _secret_key(instance: Path, env: dict[str, str], production: bool) -> str:
     """The signing key: from SECRET_KEY, or generated once and kept in the instance folder."""
-    if env.get("SECRET_KEY"):
-        return env["SECRET_KEY"]
+    key = env.get("SECRET_KEY")
+    if (
+        key
+        and production
+        and (len(key.encode()) < MIN_SECRET_BYTES or key.strip().lower() in _PLACEHOLDER_SECRETS)
+    ):
+        raise RuntimeError(
+            f"SECRET_KEY must be a random value of at least {MIN_SECRET_BYTES} characters "
+            "when APP_ENV=production; generate one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    if key:
+        return key
     if production:
-        raise RuntimeError("SECRET_KEY must be set when APP_ENV=production")
+        raise RuntimeError(
+            "SECRET_KEY must be set when APP_ENV=production; generate one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
     path = instance / "secret_key"
     if not path.exists():
         instance.mkdir(parents=True, exist_ok=True)
@@ -38,9 +56,15 @@ def load_config(env: dict[str, str] | None = None, instance_path: str | None = N
     """Build the app configuration from an environment mapping (os.environ by default)."""
     env = dict(os.environ if env is None else env)
     instance = Path(env.get("INSTANCE_PATH") or instance_path or Path.cwd() / "instance")
-    production = env.get("APP_ENV", "development") == "production"
+    app_env = (env.get("APP_ENV") or "development").strip().lower()
+    if app_env not in ENVIRONMENTS:
+        # A typo ("prod") must not quietly run production without its safeguards.
+        raise RuntimeError(
+            f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env['APP_ENV']!r}"
+        )
+    production = app_env == "production"
     cfg: dict[str, Any] = {
-        "APP_ENV": "production" if production else env.get("APP_ENV", "development"),
+        "APP_ENV": app_env,
         "INSTANCE_PATH": str(instance),
         "DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{instance / 'inspections.db'}",
         "SECRET_KEY": _secret_key(instance, env, production),

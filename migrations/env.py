@@ -1,4 +1,7 @@
-"""Alembic environment: runs on a connection handed in, or on sqlalchemy.url."""
+"""Alembic environment: runs on a connection handed in, or on sqlalchemy.url, or on
+DATABASE_URL (the plain `alembic` command, e.g. `alembic downgrade -1`)."""
+
+import os
 
 from alembic import context
 
@@ -15,7 +18,12 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL")
+    if not url:
+        raise SystemExit(
+            "Set DATABASE_URL to the database to migrate (or run `flask --app wsgi migrate`)."
+        )
+    engine = make_engine(url)
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()
