@@ -132,3 +132,28 @@ def test_plain_alembic_migrates_the_database_url(tmp_path):
     engine = create_engine(url)
     assert "alembic_version" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_health_logs_why_the_blob_store_is_down_once(tmp_path, caplog):
+    from api import create_app
+    from api.cli import migrate_database
+
+    broken = create_app(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'health.db'}",
+            "INSTANCE_PATH": str(tmp_path),
+            "SECRET_KEY": "k" * 40,
+            "MEDIA_STORE": "s3",
+            "S3_BUCKET": "nowhere",
+            "S3_ENDPOINT_URL": "http://127.0.0.1:1",
+        }
+    )
+    migrate_database(broken.extensions["db_engine"])
+    client = broken.test_client()
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            body = client.get("/api/v1/health").get_json()
+            assert body["status"] == "degraded" and body["storage"] == "unavailable"
+    said = [r.getMessage() for r in caplog.records if "storage unavailable" in r.getMessage()]
+    assert len(said) == 1, said
+    broken.extensions["db_engine"].dispose()

@@ -28,16 +28,23 @@ class HealthOut(Out):
 def health():
     """Whether the database and the blob store answer (200 'degraded' without the store)."""
     parts = {"database": "ok", "storage": "ok"}
+    # Each dependency's last state seen by this app: a failure's cause is logged when the
+    # state changes, not on every probe of a load balancer.
+    seen = current_app.extensions.setdefault("health_seen", dict(parts))
     try:
         db.session().execute(text("SELECT 1"))
-    except Exception:  # any failure to reach the database counts as down
-        parts["database"] = "unavailable"
+    except Exception as exc:  # any failure to reach the database counts as down
+        _down("database", exc, parts, seen)
     store = current_app.extensions.get("blob_store")
     if store is not None:
         try:
             store.ping()
-        except Exception:
-            parts["storage"] = "unavailable"
+        except Exception as exc:
+            _down("storage", exc, parts, seen)
+    for name, state in parts.items():
+        if state == "ok" and seen[name] != "ok":
+            current_app.logger.warning("health: %s is back", name)
+        seen[name] = state
     # Only a lost database takes the instance out of a load balancer: without the blob store
     # sync, review and reports still work, and uploads answer 503 with Retry-After themselves.
     if parts["database"] != "ok":
@@ -49,6 +56,13 @@ def health():
             extra=parts,
         )
     return {"status": "ok" if parts["storage"] == "ok" else "degraded", **parts}
+
+
+def _down(name: str, exc: Exception, parts: dict[str, str], seen: dict[str, str]) -> None:
+    """Mark a dependency down; say why in the log when it was up before."""
+    parts[name] = "unavailable"
+    if seen[name] == "ok":
+        current_app.logger.warning("health: %s unavailable: %s: %s", name, type(exc).__name__, exc)
 
 
 def blueprints():
