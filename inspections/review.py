@@ -30,6 +30,9 @@ from sync import writer
 from sync.scope import Scope
 from sync.tables import TABLES
 
+# The statuses of an inspection that is done: it counts, and it fulfils its occurrence.
+DONE = ("completed", "approved")
+
 
 def queue(scope: Scope, filters: dict[str, Any]) -> Select:
     """Inspections awaiting review (or in another review status), newest first, in scope."""
@@ -238,25 +241,83 @@ def decide(
     cs, row = _plan(session, scope, insp)
     old = row["status"]
     row["status"] = target
-    if decision != "archive":
+    changes: dict[str, Any] = {"status": [old, target], "comment": comment}
+    if decision == "archive":
+        changes.update(_archive_undone(row, old))
+    else:
         row["review_state"] = "approved" if decision == "approve" else "returned"
         row["review_comment"] = comment.strip() if comment else None
         row["reviewed_by"] = scope.user_id
         row["reviewed_at"] = dt.datetime.now(dt.UTC)
     cs.recompute.add(insp.id)
-    cs.audit.append(
-        AuditNote(
-            "inspection",
-            insp.id,
-            decision,
-            {"status": [old, target], "comment": comment},
-            inspection_id=insp.id,
-        )
-    )
+    cs.audit.append(AuditNote("inspection", insp.id, decision, changes, inspection_id=insp.id))
     rules.apply(session, cs)
+    if decision == "return":
+        _release_occurrence(session, cs, row)
     writer.write(session, cs)
     session.expire(insp)
     return insp
+
+
+def _archive_undone(row: Row, old: str) -> dict[str, Any]:
+    """Clear the completion time of an inspection archived while not done; the audit change."""
+    # Reports and rollups (store/rollups.py) count an archived inspection by its completion
+    # time: only one archived while completed or approved keeps it. A returned one (or one
+    # back in progress) was not done when archived, and archived is final: nothing re-sets it.
+    received = row.get("completed_received_at")
+    if old in DONE or received is None:
+        return {}
+    row["completed_received_at"] = None
+    return {"completed_received_at": [received.isoformat(), None]}
+
+
+def _release_occurrence(session: Session, cs: ChangeSet, insp: Row) -> None:
+    """Take the occurrence a returned inspection fulfilled from it, through the revs."""
+    # Another done inspection of the occurrence takes it over; else it is open again until
+    # this one is completed again (plan_rules marks it done then), and devices pull either.
+    occ_id = insp.get("occurrence_id")
+    if not occ_id:
+        return
+    found = writer.load_rows(session, TABLES["occurrences"].table, "id", [occ_id])
+    if not found or found[0]["status"] != "done" or found[0]["inspection_id"] != insp["id"]:
+        return  # fulfilled by another inspection (or not at all): that stands
+    occ = cs.add_context("occurrences", found[0])
+    other = _other_fulfilment(session, occ, insp["id"])
+    # The stored status only says done or not: "upcoming" is what generation stores, and
+    # readers derive due, overdue and missed from the times (schedules.status).
+    occ.update(status="done" if other else "upcoming", inspection_id=other)
+    cs.audit.append(
+        AuditNote(
+            "occurrence",
+            occ_id,
+            "reopen" if other is None else "refulfil",
+            {"status": ["done", occ["status"]], "inspection_id": [insp["id"], other]},
+            inspection_id=insp["id"],
+        )
+    )
+
+
+def _other_fulfilment(session: Session, occ: Row, returned_id: str) -> str | None:
+    """The earliest other live done inspection started for this occurrence, of its checklist."""
+    key = select(TemplateVersion.template_key).where(TemplateVersion.id == occ["template_id"])
+    versions = select(TemplateVersion.id).where(
+        TemplateVersion.template_key == key.scalar_subquery()
+    )
+    stmt = (
+        select(Inspection.id)
+        .where(
+            # Indexed (ix_inspections_site_rev); plan_rules fulfils only at the same site too.
+            Inspection.site_id == occ["site_id"],
+            Inspection.occurrence_id == occ["id"],
+            Inspection.id != returned_id,
+            Inspection.deleted_at.is_(None),
+            Inspection.status.in_(DONE),
+            Inspection.template_id.in_(versions),
+        )
+        .order_by(Inspection.completed_received_at, Inspection.id)
+        .limit(1)
+    )
+    return session.execute(stmt).scalar()
 
 
 def complete(

@@ -4,7 +4,9 @@ Two tables (store/models.py), each equal at every commit to a rebuild from scrat
 
 - `inspection_daily` = the counted inspections (live; completed, approved or archived; with a
   completion time) grouped by UTC day of `completed_received_at` x site x template version x
-  inspector: how many, how many passed, with a critical failure, scored, and the score sum;
+  inspector: how many, how many passed, with a critical failure, scored, and the score sum
+  (archiving one that is not completed or approved clears its completion time, see
+  inspections/review.py, so an inspection returned for rework never counts again that way);
 - `region_daily` = `inspection_daily` joined to the existing sites, grouped by their current
   region instead of the site.
 
