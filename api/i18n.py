@@ -21,6 +21,9 @@ MESSAGES_ZH = {
     "This refresh token was already used; sign in again.": "刷新令牌已被使用,请重新登录。",
     "The demo password is refused in production; ask HQ for a new one.": "生产环境不接受演示密码,请向总部申请新密码。",
     "Only regional managers and HQ review inspections.": "只有区域经理和总部可以审核检查。",
+    "You ran this inspection; another regional manager or HQ reviews it.": (
+        "这是您本人执行的检查,须由其他区域经理或总部审核。"
+    ),
     "The review queue is for regional managers and HQ.": "审核队列仅供区域经理和总部使用。",
     "Only the inspector who ran it completes an inspection.": "只有执行检查的检查员可以提交完成。",
     "Say what must be reworked: a comment is required to return an inspection.": "请说明需要整改的内容:退回检查必须填写意见。",
@@ -37,6 +40,8 @@ MESSAGES_ZH = {
         "这是最后一个启用的总部账号,请先创建或启用另一个总部用户。"
     ),
     "The address contains a NUL character (%00); remove it.": "地址中含有空字符(%00),请删除。",
+    "Expected an access token.": "需要访问令牌(access token)。",
+    "Expected a refresh token.": "需要刷新令牌(refresh token)。",
     (
         "The device's answer was deleted on the server, so it cannot become the live one; "
         "resolve the conflict keeping the server's value to close it."
@@ -62,6 +67,14 @@ PATTERNS_ZH = (
     (re.compile(r"^Cannot complete: (.*)$"), "无法完成:{0}"),
     (re.compile(r"^Invalid input: (.*)$"), "输入无效:{0}"),
     (re.compile(r"^Uploads are limited to (\d+) bytes\.$"), "上传文件不得超过 {0} 字节。"),
+    (
+        re.compile(r"^This address does not accept (\S+); it accepts (.*)\.$"),
+        "该地址不支持 {0} 请求方法,可用的请求方法:{1}。",
+    ),
+    (
+        re.compile(r"^Nothing was found at this address; remove the trailing slash: (.*)$"),
+        "未找到该地址;请去掉末尾的斜杠:{0}",
+    ),
 )
 
 STATUS_ZH = {

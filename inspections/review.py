@@ -224,6 +224,12 @@ def decide(
     insp = get_inspection(session, scope, inspection_id)
     if scope.role not in REVIEWER_ROLES:
         raise Forbidden("Only regional managers and HQ review inspections.", reason="wrong_role")
+    if decision != "archive" and insp.inspector_id == scope.user_id:
+        # Four eyes: whoever collected the evidence does not also sign it off.
+        raise Forbidden(
+            "You ran this inspection; another regional manager or HQ reviews it.",
+            reason="own_inspection",
+        )
     target = {"approve": "approved", "return": "returned", "archive": "archived"}[decision]
     if decision == "return" and not (comment or "").strip():
         raise Invalid(

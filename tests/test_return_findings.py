@@ -200,3 +200,19 @@ def test_returning_one_of_two_inspections_of_an_occurrence_keeps_it_done(api, en
     assert (kept.status, kept.inspection_id, kept.server_rev) == ("done", second, rev)
     _return(api, second)
     assert _occurrence(db, occ.id).status == "upcoming"
+
+
+def test_a_manager_does_not_review_an_inspection_they_ran(api, env, device):
+    """Four eyes: the person who collected the evidence does not approve or return it."""
+    phone = device(NORTH)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "yes")
+    answer(phone, iid, "fridge", 3)
+    phone.update("inspections", iid, status="completed")
+    assert phone.sync()["conflicts"] == []
+    for decision, body in (("approve", {}), ("return", {"comment": "redo"})):
+        resp = api.post(f"/inspections/{iid}/{decision}", NORTH, json=body)
+        assert resp.status_code == 403, resp.get_json()
+        assert resp.get_json()["reason"] == "own_inspection"
+    assert api.post(f"/inspections/{iid}/approve", HQ_EMAIL, json={}).status_code == 200
