@@ -146,6 +146,12 @@ _TRANSACTION_NOTES = (
 def _on_after_rollback(session: Session) -> None:
     """A rolled-back transaction's revs and staged rows are gone: so are its notes, or the
     session's next transaction would stamp or report them."""
+    if session.in_nested_transaction():
+        # Only a savepoint rolled back: the rows written before it still need their revs
+        # stamped (pending revs handed out inside it are simply never used). SQLite's counter
+        # went back with the savepoint, so its noted top may be ahead of it: forget that.
+        session.info.pop("sqlite_top", None)
+        return
     for key in _TRANSACTION_NOTES:
         session.info.pop(key, None)
 
