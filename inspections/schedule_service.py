@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
 from inspections import schedules
-from store.enums import HQ, INSPECTOR
+from store.enums import HQ
 from store.errors import Invalid, NotFound
 from store.models import (
     Occurrence,
@@ -24,6 +26,7 @@ from store.types import utcnow
 from sync.scope import Scope, scope_for
 
 HORIZON = dt.timedelta(days=14)
+log = logging.getLogger(__name__)
 
 
 def _check(session: Session, data: dict[str, Any]) -> tuple[Template, TemplateVersion]:
@@ -138,6 +141,7 @@ def generate(
         for assignee in assignees or [None]:
             if (assignee, slot.due_at) in existing:
                 continue
+            existing.add((assignee, slot.due_at))  # never the same row twice in one run
             session.add(
                 Occurrence(
                     schedule_id=schedule.id,
@@ -169,9 +173,28 @@ def generate_all(session: Session, now: dt.datetime | None = None) -> int:
         .scalars()
         .all()
     )
-    return sum(generate(session, s, now) for s in rows)
+    return sum(_generate_isolated(session, s, now) for s in rows)
 
 
+def _generate_isolated(session: Session, schedule: Schedule, now: dt.datetime) -> int:
+    """generate() in a savepoint; a schedule that fails is logged and skipped."""
+    schedule_id = schedule.id  # read before a rollback expires the row
+    try:
+        with session.begin_nested():
+            return generate(session, schedule, now)
+    except Exception:
+        # Whatever the failure: all schedules share one transaction, and one bad schedule
+        # must not leave the whole organisation without occurrences.
+        log.exception(
+            "Schedule %s was skipped by the daily top-up: check its recurrence, time zone and "
+            "template, or stop it (DELETE /schedules/%s).",
+            schedule_id,
+            schedule_id,
+        )
+        return 0
+
+
+@contextmanager
 def list_schedules(scope: Scope) -> Select:
     """Schedules at sites in scope."""
     return (
@@ -209,26 +232,45 @@ def stop_at_site(session: Session, scope: Scope, site_id: str) -> int:
 def _stop(session: Session, row: Schedule) -> None:
     """Deactivate a schedule and withdraw its future occurrences that are not done."""
     row.active = False
+    _withdraw(session, Occurrence.schedule_id == row.id)
+
+
+def withdraw_assignee(session: Session, user_id: str, site_id: str | None = None) -> int:
+    """Withdraw a person's future occurrences that are not done (at one site, or at all):
+    they lost the site or their account, so nobody could do them and they would count as
+    missed. Past ones stay as history; generate() gives them no new ones."""
+    where = [Occurrence.assignee_id == user_id]
+    if site_id is not None:
+        where.append(Occurrence.site_id == site_id)
+    return _withdraw(session, *where)
+
+
+def _withdraw(session: Session, *where: ColumnElement[bool]) -> int:
+    """Tombstone the future, not-done, live occurrences matching `where` (devices drop them)."""
     now = utcnow()
-    for occ in session.execute(
+    rows = session.execute(
         select(Occurrence).where(
-            Occurrence.schedule_id == row.id,
+            *where,
             Occurrence.due_at > now,
             Occurrence.status != "done",
             Occurrence.deleted_at.is_(None),
         )
-    ).scalars():
+    ).scalars()
+    count = 0
+    for occ in rows:
         occ.deleted_at = now
+        count += 1
     session.flush()
+    return count
 
 
 def occurrences(scope: Scope, filters: dict[str, Any]) -> Select:
-    """Occurrences in scope (inspectors: their own), by due time."""
+    """Live occurrences at sites in scope, by due time."""
+    # Inspectors too see every occurrence of their sites (a colleague's, or one for whoever
+    # is on duty): what a sync pull gives their device (sync/pull.py), as domain.md says.
     stmt = select(Occurrence).where(
         Occurrence.deleted_at.is_(None), scope.site_clause(Occurrence.site_id)
     )
-    if scope.role == INSPECTOR:
-        stmt = stmt.where(Occurrence.assignee_id == scope.user_id)
     for key in ("site_id", "schedule_id", "assignee_id"):
         if filters.get(key):
             stmt = stmt.where(getattr(Occurrence, key) == filters[key])

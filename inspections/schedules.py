@@ -7,6 +7,11 @@ A recurrence is a dict:
   {"freq": "monthly", "monthday": 1, "times": ["10:00"]}
   {"freq": "quarterly", "monthday": 1, "times": ["10:00"]}   # Jan, Apr, Jul, Oct
 Times are local wall-clock times, so 08:00 stays 08:00 across daylight-saving changes.
+On the two days a year when the wall clock jumps, a time is read with fold=0 (zoneinfo's
+default, made explicit below): a time that happens twice (01:30 when clocks fall back) is due
+at its first instant, and a time that does not exist (02:30 when clocks spring forward) is
+read with the offset from before the jump, so it falls that far after (03:30). Two times can
+then name one instant (02:00 and 03:00 on spring-forward day): that instant is one slot.
 """
 
 from __future__ import annotations
@@ -111,14 +116,16 @@ def slots(
     # Expand on naive local time (so DST never shifts 08:00), then attach the zone.
     local_start = start.astimezone(tz).replace(tzinfo=None) - dt.timedelta(days=1)
     local_end = end.astimezone(tz).replace(tzinfo=None) + dt.timedelta(days=1)
-    out = []
+    out: dict[dt.datetime, Slot] = {}
     for local in _rule(recurrence, local_start).between(local_start, local_end, inc=True):
         if local.strftime("%H:%M") not in wanted:
             continue  # byhour x byminute makes combinations the times list did not ask for
-        due = local.replace(tzinfo=tz).astimezone(dt.UTC)
-        if start <= due < end:
-            out.append(Slot(window_start=due - window, due_at=due, miss_at=due + grace))
-    return out
+        due = local.replace(tzinfo=tz, fold=0).astimezone(dt.UTC)  # see the module docstring
+        # Keyed by instant: two local times meeting in a spring-forward gap are one slot, and
+        # a second slot would break the one-occurrence-per-assignee-and-instant rule.
+        if start <= due < end and due not in out:
+            out[due] = Slot(window_start=due - window, due_at=due, miss_at=due + grace)
+    return list(out.values())
 
 
 def status(

@@ -260,12 +260,16 @@ def update_user(
     # Either way the sessions signed in before must end: tokens from before a deactivation
     # would otherwise work again on reactivation, and an old password's must not outlive it.
     ends_sessions = bool(password_hash) or data.get("active", user.active) != user.active
+    deactivating = user.active and data.get("active", True) is False
     for key, value in data.items():
         setattr(user, key, value)
     if password_hash:
         user.password_hash = password_hash
     if ends_sessions:
         revoke_refresh_tokens(db, user.id)
+    if deactivating:
+        # Nobody else can do what is assigned to them; left live it would count as missed.
+        schedule_service.withdraw_assignee(db, user.id)
     db.flush()
     return user
 
@@ -344,10 +348,12 @@ def assign(db: Session, scope: Scope, user_id: str, site_id: str) -> SiteAssignm
 
 
 def revoke(db: Session, scope: Scope, assignment_id: str) -> None:
-    """HQ removes an assignment; the site's records arrive on the device as deletions."""
+    """HQ removes an assignment; the site's records arrive on the device as deletions, and
+    the inspector's future occurrences there are withdrawn (they can no longer do them)."""
     scope.require_role(HQ)
     row = db.get(SiteAssignment, assignment_id)
     if row is None or row.revoked_at is not None:
         raise NotFound("No assignment with that id.")
     row.revoked_at = utcnow()
+    schedule_service.withdraw_assignee(db, row.user_id, row.site_id)
     db.flush()
