@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select
@@ -194,7 +193,6 @@ def _generate_isolated(session: Session, schedule: Schedule, now: dt.datetime) -
         return 0
 
 
-@contextmanager
 def list_schedules(scope: Scope) -> Select:
     """Schedules at sites in scope."""
     return (
