@@ -8,9 +8,10 @@ from http import HTTPStatus
 from typing import Any
 
 import psycopg
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, has_request_context, jsonify, request
 from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 from api.i18n import error_message, request_language
 from store.errors import DomainError
@@ -64,7 +65,51 @@ def envelope(
     resp.vary.add("Accept-Language")
     for key, value in (headers or {}).items():
         resp.headers[key] = value
+    # HTTP requires a challenge on every 401; the API's scheme is a bearer token.
+    if code == 401 and "WWW-Authenticate" not in resp.headers and _is_api_request():
+        resp.headers["WWW-Authenticate"] = "Bearer"
     return resp
+
+
+def _is_api_request() -> bool:
+    return has_request_context() and request.path.startswith("/api/")
+
+
+# Headers of a werkzeug exception that describe its HTML page, not the HTTP semantics.
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
+
+
+def _http_headers(error: HTTPException) -> dict[str, str]:
+    """The headers HTTP requires with this error (Allow on a 405, WWW-Authenticate on a 401,
+    Retry-After...), without those of werkzeug's HTML body."""
+    return {k: v for k, v in error.get_headers() if k.lower() not in _BODY_HEADERS}
+
+
+def _method_not_allowed_message(error: MethodNotAllowed) -> str | None:
+    allowed = ", ".join(
+        sorted(m for m in error.valid_methods or () if m not in {"HEAD", "OPTIONS"})
+    )
+    if not allowed or not has_request_context():
+        return None
+    return f"This address does not accept {request.method}; it accepts {allowed}."
+
+
+def _trailing_slash_message() -> str | None:
+    """A 404 for '/x/' when '/x' is a route: say so rather than 'nothing here'."""
+    if not has_request_context() or request.url_rule is not None:
+        return None  # a view's own 404 (a missing record), not an unknown address
+    path = request.path
+    if len(path) < 2 or not path.endswith("/"):
+        return None
+    bare = path.rstrip("/") or "/"
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    try:
+        adapter.match(bare, method=request.method)
+    except (MethodNotAllowed, RequestRedirect):
+        pass  # the route exists (for other methods, or under a redirect)
+    except HTTPException:
+        return None
+    return f"Nothing was found at this address; remove the trailing slash: {bare}"
 
 
 def _flatten_locations(errors: Any) -> Any:
@@ -100,7 +145,11 @@ def handle_http(error: HTTPException) -> Response:
         message = _summary(errors)
     if message is None and error.description and code not in _DEFAULT_MESSAGES:
         message = error.description
-    headers = dict(data.get("headers") or {})
+    if message is None and isinstance(error, MethodNotAllowed):
+        message = _method_not_allowed_message(error)
+    if message is None and isinstance(error, NotFound):
+        message = _trailing_slash_message()
+    headers = {**_http_headers(error), **(data.get("headers") or {})}
     if code == 429 and error.description:
         message = f"Too many requests ({error.description}); wait before trying again."
     return envelope(code, message, errors=errors, reason=data.get("reason"), headers=headers)

@@ -18,6 +18,13 @@ class BadJSON(DomainError):
     reason = "invalid_json"
 
 
+class NotJSON(DomainError):
+    """A body sent to a JSON endpoint under another (or no) Content-Type."""
+
+    status = 415
+    reason = "unsupported_media_type"
+
+
 class BadURL(DomainError):
     """The address (path or query string) holds something no record can contain."""
 
@@ -109,9 +116,36 @@ def parse(raw: bytes, *, max_depth: int) -> Any:
     return value
 
 
+# The JSON API; everything else (the console's HTML forms) may post what it likes.
+API_PREFIX = "/api/v1/"
+# API endpoints whose body is raw bytes, not JSON (the local store's photo upload).
+RAW_BODY_ENDPOINTS = frozenset({"attachments.put_content"})
+NOT_JSON_MESSAGE = "Send the body as JSON with 'Content-Type: application/json'."
+
+
+def _refuse_non_json_body() -> None:
+    """A body sent to a JSON endpoint under another Content-Type would be ignored and the
+    request refused for "missing" fields: say what is wrong instead (415). A request with
+    no body (an action such as archive) needs no Content-Type."""
+    if (
+        request.method not in ("POST", "PATCH", "PUT")
+        or request.is_json
+        or request.endpoint is None  # 404 or 405: routing answers first
+        or request.endpoint in RAW_BODY_ENDPOINTS
+        or not request.path.startswith(API_PREFIX)
+    ):
+        return
+    if request.content_length == 0:
+        return
+    # No Content-Length (chunked): look, within MAX_CONTENT_LENGTH, whether anything came.
+    if request.get_data(cache=True):
+        raise NotJSON(NOT_JSON_MESSAGE)
+
+
 def guard_json_body() -> None:
     """Before every request with a JSON body: parse it once, strictly, and keep it on g."""
     g.json_body = None
+    _refuse_non_json_body()
     # PUT carries raw bytes (uploads), never a JSON document to check.
     if request.method not in ("POST", "PATCH") or not request.is_json:
         return

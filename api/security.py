@@ -82,7 +82,8 @@ def _decode(token: str, expected_type: str) -> dict[str, Any]:
     except jwt.InvalidTokenError:
         raise Unauthorized("The token is not valid.", reason="token_invalid") from None
     if claims.get("typ") != expected_type:
-        raise Unauthorized(f"Expected a {expected_type} token.", reason="token_invalid")
+        expected = {"access": "an access token", "refresh": "a refresh token"}[expected_type]
+        raise Unauthorized(f"Expected {expected}.", reason="token_invalid")
     return claims
 
 
@@ -139,9 +140,24 @@ def rotate_refresh(db: Session, token: str) -> dict[str, Any]:
     return issue_tokens(db, user, family=row.family)
 
 
+def end_session(db: Session, token: str) -> None:
+    """Sign out: revoke a refresh token's session (its family, every later token of that
+    sign-in); a token already spent or revoked is fine, a forged or garbled one is 401."""
+    claims = _decode(token, "refresh")
+    family = db.execute(
+        select(RefreshToken.family).where(RefreshToken.jti == claims.get("jti"))
+    ).scalar_one_or_none()
+    if family is not None:
+        db.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+
+
 # API endpoints anyone may call; every other /api/v1 endpoint needs a valid access token.
 PUBLIC_ENDPOINTS = frozenset(
-    {"auth.login", "auth.refresh", "health.health", "api-docs.openapi_json"}
+    {"auth.login", "auth.refresh", "auth.logout", "health.health", "api-docs.openapi_json"}
     | {"api-docs.openapi_swagger_ui"}
 )
 

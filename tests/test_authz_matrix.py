@@ -95,6 +95,13 @@ MATRIX: dict[str, Rule] = {
     "POST /api/v1/auth/refresh": Rule(
         ALL, aimed=False, public=True, body=lambda w, s: {"refresh_token": w.refresh_token}
     ),
+    "POST /api/v1/auth/logout": Rule(
+        ALL,
+        ok=204,
+        aimed=False,
+        public=True,
+        body=lambda w, s: {"refresh_token": w.refresh_token},
+    ),
     "GET /api/v1/me": Rule(ALL, aimed=False, shows="site"),
     # --- organisation ---
     "GET /api/v1/regions": Rule(ALL, aimed=False, shows="region"),

@@ -18,6 +18,7 @@ from api.security import (
     authenticate,
     current_scope,
     current_user,
+    end_session,
     issue_tokens,
     login_required,
     rotate_refresh,
@@ -25,7 +26,7 @@ from api.security import (
 from schemas.auth import LoginIn, MeOut, RefreshIn, TokensOut
 from store.models import Region, Site
 
-blp = make_blueprint("auth", "/auth", "Sign in and token refresh")
+blp = make_blueprint("auth", "/auth", "Sign in, token refresh and sign out")
 me_blp = make_blueprint("me", "/me", "The signed-in user")
 
 
@@ -66,6 +67,19 @@ def refresh(body):
         raise
     db.commit()
     return tokens
+
+
+@blp.route("/logout", methods=["POST"])
+@blp.arguments(RefreshIn)
+@blp.response(204, description="Signed out: the refresh token no longer refreshes")
+@documented(blp, 401, 422, auth=False)
+def logout(body):
+    """Sign out: revoke a refresh token and the session (token family) it belongs to.
+
+    Idempotent: a token already spent or revoked answers 204 too. The access tokens already
+    issued stay valid until they expire (minutes); forget them on the device."""
+    end_session(db.session(), body["refresh_token"])
+    db.commit()
 
 
 @me_blp.route("")

@@ -3,20 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from flask import g
+import marshmallow as ma
+from flask import current_app, g, request
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import MultiDict
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 AUTH = [{"bearerAuth": []}]
 
 
+# The query parameters of paginate(), read by its own parser (_PageParser).
+PAGE_KEYS = frozenset({"page", "page_size"})
+
+
+def _view_doc() -> dict:
+    """What flask-smorest recorded about the view of this request (arguments, pagination)."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, "_apidoc", None) or {}
+
+
+def _has_query_arguments() -> bool:
+    parameters = _view_doc().get("arguments", {}).get("parameters", [])
+    return any(isinstance(p, dict) and p.get("in") == "query" for p in parameters)
+
+
 class _Parser(FlaskParser):
-    """webargs reading the body api.jsonio already parsed strictly."""
+    """webargs reading the body api.jsonio already parsed strictly, and query strings as
+    strictly as bodies: an unknown (misspelt) parameter is a 422 naming it, not ignored."""
+
+    # None: the schema's own Meta decides, and input schemas (Strict) raise on unknown keys
+    # (webargs' default EXCLUDE would silently drop "?statsu=open"). A query schema that must
+    # be lenient says so itself with Meta.unknown = EXCLUDE.
+    DEFAULT_UNKNOWN_BY_LOCATION: ClassVar[dict[str, str | None]] = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": None,
+        "querystring": None,
+    }
+
+    def load_querystring(self, req: Any, schema: ma.Schema) -> Any:
+        args = req.args
+        if "pagination" in _view_doc():
+            # page and page_size belong to paginate(), which reads them with its own parser.
+            args = MultiDict([(k, v) for k, v in args.items(multi=True) if k not in PAGE_KEYS])
+        return self._makeproxy(args, schema)
 
     def _raw_load_json(self, req: Any) -> Any:
         # webargs' own stdlib parse would accept what orjson refuses or cannot write back
@@ -25,10 +59,21 @@ class _Parser(FlaskParser):
         return super()._raw_load_json(req) if body is None else body
 
 
+class _PageParser(FlaskParser):
+    """paginate()'s parser. Its schema ignores other keys (they are the view's filters); on a
+    list with no query arguments of its own, nothing but page and page_size is accepted."""
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        if not _has_query_arguments():
+            kwargs["unknown"] = ma.RAISE
+        return super().parse(*args, **kwargs)
+
+
 class _Blueprint(Blueprint):
     """A smorest blueprint parsing JSON bodies with the app's one parser."""
 
     ARGUMENTS_PARSER = _Parser()
+    PAGINATION_ARGUMENTS_PARSER = _PageParser()
 
 
 def make_blueprint(name: str, url_prefix: str, description: str) -> Blueprint:

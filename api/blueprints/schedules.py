@@ -105,7 +105,8 @@ def compliance(query):
 
 
 @report_blp.route("/compliance.<any(png, svg):fmt>")
-@report_blp.arguments(ReportQuery, location="query")
+# The chart's format is its extension: no json/csv `format` parameter here.
+@report_blp.arguments(ReportQuery(exclude=("format",)), location="query")
 @report_blp.response(
     200, description="A chart of pass rate and average score over time", content_type="image/png"
 )
