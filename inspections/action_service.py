@@ -175,6 +175,8 @@ def transition(
             action.status,
             target,
             scope.role,
+            # Only a note written as a resolution (this request's, or one a device drafted)
+            # says what was done: start, verify and reopen comments go to the audit trail.
             note=note or action.resolution_note,
             has_evidence=evidence_count(session, action.id) > 0,
         )
@@ -188,10 +190,10 @@ def transition(
     )
     old = row["status"]
     row["status"] = target
-    if note:
-        row["resolution_note"] = note
     if target == "resolved":
         row["resolved_at"] = utcnow()
+        if note:
+            row["resolution_note"] = note
     if target == "verified":
         row["verified_by"], row["verified_at"] = scope.user_id, now_ms()
     if target == "reopened":

@@ -9,8 +9,8 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, aliased
 
 from inspections import actions as action_rules
 from inspections import lifecycle, scoring
@@ -60,6 +60,7 @@ class InspectionRules:
     def __init__(self, policy: action_rules.ActionPolicy | None = None) -> None:
         self.policy = policy or action_rules.ActionPolicy()
         self._index: dict[str, dict[str, list[Row]]] = {}
+        self._links: dict[str, Row] | None = None
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -69,6 +70,7 @@ class InspectionRules:
         # (the children index) lives on a copy, never on the shared object.
         run = copy.copy(self)
         run._index = {}
+        run._links = None
         run._apply(session, cs)
 
     def _apply(self, session: Session, cs: ChangeSet) -> None:
@@ -81,7 +83,7 @@ class InspectionRules:
             for iid in ids:
                 self._recompute(cs, iid, versions.get(cs.after["inspections"][iid]["template_id"]))
             self._flags(session, cs, ids)
-        self._device_actions(cs)
+        self._device_actions(session, cs)
 
     # --- context --------------------------------------------------------------------------
 
@@ -478,24 +480,105 @@ class InspectionRules:
             cs.audit.append(AuditNote("inspection", iid, action, changes, inspection_id=iid))
 
     def _fulfil(self, session: Session, cs: ChangeSet, insp: Row) -> None:
-        """An inspection started from an occurrence fulfils it."""
-        occ_id = insp["occurrence_id"]
-        row = cs.after.get("occurrences", {}).get(occ_id)
+        """An inspection started from an occurrence fulfils it, when it is a run of the
+        scheduled checklist at the occurrence's site and the occurrence is still live."""
+        link = self._occurrence_links(session, cs).get(insp["occurrence_id"])
+        problem = _link_problem(insp, link)
+        if problem:
+            if _newly_linked(cs, insp):
+                self._occurrence_conflict(cs, insp, problem)
+            return
+        row = cs.after.get("occurrences", {}).get(link["id"])
         if row is None:
-            found = _rows(session, Occurrence, "id", [occ_id])
-            if not found or found[0]["site_id"] != insp["site_id"]:
-                return
-            row = cs.add_context("occurrences", found[0])
+            row = cs.add_context("occurrences", link["row"])
         if row.get("status") != "done":
             row.update(status="done", inspection_id=insp["id"])
 
+    def _occurrence_links(self, session: Session, cs: ChangeSet) -> dict[str, Row]:
+        """Per occurrence linked by a completed inspection in the plan: its stored row and its
+        template key, plus each planned inspection version sharing that key (one query)."""
+        if self._links is not None:
+            return self._links
+        linking = [
+            i
+            for i in cs.after.get("inspections", {}).values()
+            if i.get("occurrence_id") and i.get("status") in ("completed", "approved")
+        ]
+        occ_ids = sorted({i["occurrence_id"] for i in linking})
+        versions = sorted({i["template_id"] for i in linking if i.get("template_id")})
+        links: dict[str, Row] = {}
+        if occ_ids:
+            scheduled = aliased(Version)
+            run = aliased(Version)
+            occ = Occurrence.__table__
+            stmt = (
+                select(occ, scheduled.template_key.label("_key"), run.id.label("_run"))
+                .join(scheduled, scheduled.id == occ.c.template_id)
+                .outerjoin(
+                    run,
+                    and_(
+                        run.template_key == scheduled.template_key,
+                        one_of(session, run.id, versions),
+                    ),
+                )
+                .where(one_of(session, occ.c.id, occ_ids))
+            )
+            for found in session.execute(stmt).mappings():
+                row = {k: v for k, v in found.items() if k not in ("_key", "_run")}
+                link = links.setdefault(
+                    row["id"], {"id": row["id"], "row": row, "key": found["_key"], "runs": set()}
+                )
+                if found["_run"]:
+                    link["runs"].add(found["_run"])
+        self._links = links
+        return links
+
+    def _occurrence_conflict(self, cs: ChangeSet, insp: Row, problem: str) -> None:
+        """Keep the inspection, leave the occurrence open, and tell the reviewer why."""
+        cs.conflicts.append(
+            ConflictNote(
+                kind="invalid_value",
+                table="inspections",
+                record_id=insp["id"],
+                column="occurrence_id",
+                inspection_id=insp["id"],
+                site_id=insp.get("site_id"),
+                device_value=insp["occurrence_id"],
+                detail=f"{problem}; the occurrence stays open: start its inspection from the "
+                "occurrence itself, or clear occurrence_id for an unscheduled inspection",
+            )
+        )
+        insp["has_conflicts"] = True
+
     # --- actions pushed by devices ----------------------------------------------------------
 
-    def _device_actions(self, cs: ChangeSet) -> None:
-        evidence = defaultdict(int)
-        for att in cs.after.get("attachments", {}).values():
+    def _action_evidence(self, session: Session, cs: ChangeSet) -> dict[str, int]:
+        """Live evidence per action the push moves to `resolved`: photos stored by earlier
+        pushes, as this push leaves them, plus the ones it adds (one query)."""
+        resolving = [
+            aid
+            for aid in cs.device_changed.get("actions", {})
+            if (cs.after["actions"].get(aid) or {}).get("status") == "resolved"
+        ]
+        planned = cs.after.get("attachments", {})
+        evidence: dict[str, int] = defaultdict(int)
+        if resolving:
+            stored = session.execute(
+                select(Attachment.id, Attachment.action_id).where(
+                    one_of(session, Attachment.action_id, resolving),
+                    Attachment.deleted_at.is_(None),
+                )
+            ).all()
+            for att_id, action_id in stored:
+                if att_id not in planned:  # a planned row is counted as the push leaves it
+                    evidence[action_id] += 1
+        for att in planned.values():
             if att.get("action_id") and att.get("deleted_at") is None:
                 evidence[att["action_id"]] += 1
+        return evidence
+
+    def _device_actions(self, session: Session, cs: ChangeSet) -> None:
+        evidence = self._action_evidence(session, cs)
         for aid in list(cs.device_changed.get("actions", {})):
             after = cs.after["actions"].get(aid)
             if after is None:
@@ -530,8 +613,7 @@ class InspectionRules:
                 after["status"] = old
                 cs.bump("actions", aid)
                 continue
-            if new == "resolved":
-                after["resolved_at"] = dt.datetime.now(dt.UTC)
+            self._device_move_effects(cs, aid, after, new)
             cs.audit.append(
                 AuditNote(
                     "action",
@@ -541,6 +623,41 @@ class InspectionRules:
                     inspection_id=after.get("inspection_id"),
                 )
             )
+
+    def _device_move_effects(self, cs: ChangeSet, aid: str, after: Row, new: str) -> None:
+        """What a status move records, the same as over REST (action_service.transition)."""
+        if new == "resolved":
+            after["resolved_at"] = dt.datetime.now(dt.UTC)
+        elif new == "verified":
+            after["verified_by"], after["verified_at"] = cs.user_id, cs.now_ms
+            cs.bump("actions", aid)  # the device learns who verified
+        elif new == "reopened":
+            # The fix was not good enough: resolving again takes a new note.
+            after.update(resolved_at=None, verified_by=None, verified_at=None)
+            after["resolution_note"] = None
+            cs.bump("actions", aid)
+
+
+def _link_problem(insp: Row, link: Row | None) -> str | None:
+    """Why this inspection cannot fulfil the occurrence it names, or None when it can."""
+    if link is None:
+        return "no such occurrence"
+    occ = link["row"]
+    if occ.get("deleted_at") is not None:
+        return "the occurrence was withdrawn (its schedule stopped)"
+    if occ["site_id"] != insp["site_id"]:
+        return "the occurrence is at another site"
+    if insp.get("template_id") not in link["runs"]:
+        return f"the occurrence is for template {link['key']}; this inspection runs another one"
+    return None
+
+
+def _newly_linked(cs: ChangeSet, insp: Row) -> bool:
+    """The link is news in this plan (just completed, or relinked), so worth a conflict once."""
+    before = cs.before.get("inspections", {}).get(insp["id"]) or {}
+    return before.get("status") not in ("completed", "approved") or before.get(
+        "occurrence_id"
+    ) != insp.get("occurrence_id")
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,230 @@
+"""Reviewer findings on corrective actions and fulfilled occurrences: evidence synced earlier
+counts for a device's resolve, the resolution note records only what was done, and only an
+inspection of the scheduled checklist fulfils an occurrence."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from store.models import Occurrence, TemplateVersion
+from tests.conftest import ANA, HQ_EMAIL, NORTH
+from tests.media.conftest import jpeg
+from tests.sync_env import answer, new_inspection, photo_record
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _high(api, iid):
+    """The critical item's action of a completed inspection."""
+    actions = api.get(f"/actions?inspection_id={iid}", ANA).get_json()
+    return next(a for a in actions if a["priority"] == "high")["id"]
+
+
+def _schedule(api, env, key, site="N-HOTEL"):
+    """HQ schedules a daily 09:00 check of template `key` at a site for Ana; returns its id."""
+    templates = api.get("/templates?page_size=100", HQ_EMAIL).get_json()
+    tpl = next(t for t in templates if t["template_key"] == key)
+    made = api.post(
+        "/schedules",
+        HQ_EMAIL,
+        json={
+            "template_id": tpl["id"],
+            "site_id": env["sites"][site],
+            "assignee_ids": [env["users"][ANA]],
+            "recurrence": {"freq": "daily", "times": ["09:00"]},
+        },
+    )
+    assert made.status_code == 201, made.get_json()
+    return made.get_json()["id"]
+
+
+def _first_occurrence(db, schedule_id):
+    """The schedule's earliest occurrence."""
+    return (
+        db.query(Occurrence).filter_by(schedule_id=schedule_id).order_by(Occurrence.due_at).first()
+    )
+
+
+def _complete_linked(phone, env, occurrence_id, site="N-HOTEL", template=None):
+    """Run a passing sync_probe inspection linked to an occurrence; returns (id, push result)."""
+    extra = {"template_id": template} if template else {}
+    iid = new_inspection(phone, env, site, occurrence_id=occurrence_id, mode="scheduled")
+    if template:
+        phone.update("inspections", iid, **extra)
+    answer(phone, iid, "clean", "yes")
+    answer(phone, iid, "fridge", 3)
+    phone.update("inspections", iid, status="completed")
+    return iid, phone.sync()
+
+
+def _occurrence_conflicts(result, iid):
+    """Conflicts a push reported on the inspection's occurrence link."""
+    return [
+        c
+        for c in result["conflicts"]
+        if c["table"] == "inspections" and c["id"] == iid and c["column"] == "occurrence_id"
+    ]
+
+
+# --- A: evidence synced in an earlier push --------------------------------------------------
+
+
+def test_a_device_resolves_an_action_whose_photo_it_synced_earlier(completed, api):
+    """A photo synced in an earlier push is evidence for a device's resolve, as over REST."""
+    phone, iid = completed
+    aid = _high(api, iid)
+    photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    assert phone.sync()["conflicts"] == []
+    phone.update("actions", aid, status="resolved", resolution_note="Thermostat replaced")
+    result = phone.sync()
+    assert result["conflicts"] == [], result["conflicts"]
+    assert api.get(f"/actions/{aid}", NORTH).get_json()["status"] == "resolved"
+
+
+def test_a_device_cannot_resolve_while_deleting_its_only_photo(completed, api):
+    """Deleting the only stored photo in the resolving push leaves no evidence: refused."""
+    phone, iid = completed
+    aid = _high(api, iid)
+    att = photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    phone.sync()
+    phone.delete("attachments", att)
+    phone.update("actions", aid, status="resolved", resolution_note="Thermostat replaced")
+    result = phone.sync()
+    refused = [c for c in result["conflicts"] if c["table"] == "actions" and c["id"] == aid]
+    assert [c["kind"] for c in refused] == ["lifecycle"], result["conflicts"]
+    assert "evidence" in refused[0]["detail"]
+    assert api.get(f"/actions/{aid}", NORTH).get_json()["status"] == "open"
+
+
+# --- B: the resolution note is what was done ----------------------------------------------
+
+
+def test_verifying_with_a_comment_keeps_the_resolution_note(completed, api):
+    """A verifier's comment goes to the audit trail; the record of the fix stays."""
+    phone, iid = completed
+    aid = _high(api, iid)
+    photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    phone.sync()
+    path = f"/actions/{aid}/transition"
+    resolved = api.post(path, ANA, json={"status": "resolved", "note": "Thermostat replaced"})
+    assert resolved.status_code == 200
+    verified = api.post(path, NORTH, json={"status": "verified", "note": "Checked on site, 4 C"})
+    assert verified.status_code == 200
+    assert verified.get_json()["resolution_note"] == "Thermostat replaced"
+    trail = api.get(f"/actions/{aid}/audit", NORTH).get_json()
+    assert trail[-1]["changes"]["note"] == "Checked on site, 4 C"
+
+
+def test_a_start_note_is_not_a_resolution_note(completed, api):
+    """A note given when starting work neither becomes nor stands in for the resolution note."""
+    phone, iid = completed
+    aid = _high(api, iid)
+    photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    phone.sync()
+    path = f"/actions/{aid}/transition"
+    started = api.post(path, ANA, json={"status": "in_progress", "note": "Technician booked"})
+    assert started.status_code == 200 and started.get_json()["resolution_note"] is None
+    trail = api.get(f"/actions/{aid}/audit", NORTH).get_json()
+    assert trail[-1]["changes"]["note"] == "Technician booked"
+    resp = api.post(path, ANA, json={"status": "resolved"})
+    assert resp.status_code == 422 and resp.get_json()["reason"] == "note_required"
+
+
+def test_a_device_resolving_after_a_start_note_gives_its_own_note(completed, api):
+    """The device path agrees: a start note given over REST does not resolve a device's action."""
+    phone, iid = completed
+    aid = _high(api, iid)
+    path = f"/actions/{aid}/transition"
+    assert api.post(path, ANA, json={"status": "in_progress", "note": "Booked"}).status_code == 200
+    phone.sync()
+    assert phone.get("actions", aid)["resolution_note"] is None
+    photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    phone.update("actions", aid, status="resolved")
+    result = phone.sync()
+    refused = [c for c in result["conflicts"] if c["table"] == "actions" and c["id"] == aid]
+    assert [c["kind"] for c in refused] == ["lifecycle"], result["conflicts"]
+    assert api.get(f"/actions/{aid}", NORTH).get_json()["status"] == "in_progress"
+
+
+# --- C: which inspection fulfils an occurrence ----------------------------------------------
+
+
+def test_an_inspection_of_another_template_does_not_fulfil_the_occurrence(api, env, device, db):
+    """A sync_probe inspection linked to a 5S slot leaves it open and says why."""
+    occ = _first_occurrence(db, _schedule(api, env, "five_s"))
+    phone = device(ANA)
+    phone.sync()
+    iid, result = _complete_linked(phone, env, occ.id)
+    db.expire_all()
+    assert db.get(Occurrence, occ.id).status != "done"
+    notes = _occurrence_conflicts(result, iid)
+    assert [c["kind"] for c in notes] == ["invalid_value"], result["conflicts"]
+    assert "five_s" in notes[0]["detail"] and "occurrence_id" in notes[0]["detail"]
+    # The inspection itself still counts as completed, flagged for the reviewer.
+    shown = api.get(f"/inspections/{iid}", NORTH).get_json()
+    assert shown["inspection"]["status"] == "completed"
+    assert shown["inspection"]["has_conflicts"] is True
+    assert any(c.get("column") == "occurrence_id" for c in shown["conflicts"]), shown["conflicts"]
+
+
+def test_an_inspection_at_another_site_does_not_fulfil_the_occurrence(api, env, device, db):
+    """An occurrence at N-HOTEL is not done by an inspection at N-CANTEEN."""
+    occ = _first_occurrence(db, _schedule(api, env, "sync_probe"))
+    phone = device(ANA)
+    phone.sync()
+    iid, result = _complete_linked(phone, env, occ.id, site="N-CANTEEN")
+    db.expire_all()
+    assert db.get(Occurrence, occ.id).status != "done"
+    assert [c["kind"] for c in _occurrence_conflicts(result, iid)] == ["invalid_value"]
+
+
+def test_a_withdrawn_occurrence_is_not_fulfilled(api, env, device, db):
+    """An occurrence withdrawn from devices (deleted) stays withdrawn."""
+    occ = _first_occurrence(db, _schedule(api, env, "sync_probe"))
+    phone = device(ANA)
+    phone.sync()
+    db.execute(update(Occurrence).where(Occurrence.id == occ.id).values(deleted_at=occ.due_at))
+    iid, result = _complete_linked(phone, env, occ.id)
+    db.expire_all()
+    assert db.get(Occurrence, occ.id).status != "done"
+    assert [c["kind"] for c in _occurrence_conflicts(result, iid)] == ["invalid_value"]
+
+
+def test_a_newer_version_of_the_scheduled_template_fulfils_the_occurrence(api, env, device, db):
+    """The match is on the template, not its version: a republished checklist still counts."""
+    occ = _first_occurrence(db, _schedule(api, env, "sync_probe"))
+    draft_id = db.get(TemplateVersion, env["template"]).draft_id
+    newer = api.post(f"/templates/{draft_id}/publish", HQ_EMAIL)
+    assert newer.status_code in (200, 201), newer.get_json()
+    assert newer.get_json()["id"] != occ.template_id
+    phone = device(ANA)
+    phone.sync()
+    iid, result = _complete_linked(phone, env, occ.id, template=newer.get_json()["id"])
+    assert result["conflicts"] == [], result["conflicts"]
+    db.expire_all()
+    done = db.get(Occurrence, occ.id)
+    assert done.status == "done" and done.inspection_id == iid
+
+
+# --- device moves record what REST moves record ---------------------------------------------
+
+
+def test_a_managers_device_verifies_and_reopens_as_rest_does(completed, api, device):
+    """Verifying on a device names the verifier; reopening clears the note and the verifier."""
+    phone, iid = completed
+    aid = _high(api, iid)
+    photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    phone.update("actions", aid, status="resolved", resolution_note="Thermostat replaced")
+    assert phone.sync()["conflicts"] == []
+    manager = device(NORTH, "tablet")
+    manager.sync()
+    manager.update("actions", aid, status="verified")
+    assert manager.sync()["conflicts"] == []
+    shown = api.get(f"/actions/{aid}", NORTH).get_json()
+    assert shown["verified_by"] and shown["resolution_note"] == "Thermostat replaced"
+    manager.update("actions", aid, status="reopened")
+    assert manager.sync()["conflicts"] == []
+    shown = api.get(f"/actions/{aid}", NORTH).get_json()
+    assert shown["verified_by"] is None and shown["resolution_note"] is None
+    manager.sync()
+    assert manager.get("actions", aid)["resolution_note"] is None
