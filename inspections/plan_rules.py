@@ -84,6 +84,7 @@ class InspectionRules:
                 self._recompute(cs, iid, versions.get(cs.after["inspections"][iid]["template_id"]))
             self._flags(session, cs, ids)
         self._device_actions(session, cs)
+        self._keep_fix_evidence(session, cs)
 
     # --- context --------------------------------------------------------------------------
 
@@ -623,6 +624,34 @@ class InspectionRules:
                     inspection_id=after.get("inspection_id"),
                 )
             )
+
+    def _keep_fix_evidence(self, session: Session, cs: ChangeSet) -> None:
+        """A resolved or verified action keeps the photos that evidence its fix: a device's
+        deletion of one is refused as locked (reopening the action frees them)."""
+        gone = cs.device_changed.get("attachments", {})
+        deleted = [
+            (rid, row)
+            for rid, row in cs.after.get("attachments", {}).items()
+            if row.get("action_id")
+            and "deleted_at" in gone.get(rid, ())
+            and cs.before.get("attachments", {}).get(rid) is not None
+        ]
+        if not deleted:
+            return
+        planned = cs.after.get("actions", {})
+        missing = sorted({row["action_id"] for _, row in deleted} - set(planned))
+        stored = {r["id"]: r for r in _rows(session, Action, "id", missing)}
+        for rid, row in deleted:
+            action = planned.get(row["action_id"]) or stored.get(row["action_id"])
+            if action is None or action.get("deleted_at") is not None:
+                continue  # the action goes too (or never was): nothing left to evidence
+            status = action.get("status")
+            if status in ("resolved", "verified"):
+                detail = (
+                    f"the corrective action is {status}; the photos evidencing its fix are "
+                    "kept (reopen the action to replace them)"
+                )
+                self._revert(cs, "attachments", rid, "locked", detail, row.get("inspection_id"))
 
     def _device_move_effects(self, cs: ChangeSet, aid: str, after: Row, new: str) -> None:
         """What a status move records, the same as over REST (action_service.transition)."""

@@ -130,12 +130,15 @@ class _Push:
         if missing:
             for row in writer.load_rows(self.session, TABLES["inspections"].table, "id", missing):
                 self.cs.add_context("inspections", row)
-        # Actions that evidence attachments document, for placing those attachments.
+        # Actions that evidence attachments document, for placing those attachments (the
+        # stored ones too: a deleted photo of an action is placed by its action).
         att = changes.get("attachments", {})
         action_ids = sorted(
             {
                 r.get("action_id")
-                for r in att.get("created", []) + att.get("updated", [])
+                for r in att.get("created", [])
+                + att.get("updated", [])
+                + list(self.existing.get("attachments", {}).values())
                 if r.get("action_id")
             }
             - set(self.existing.get("actions", {}))

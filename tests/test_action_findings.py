@@ -228,3 +228,35 @@ def test_a_managers_device_verifies_and_reopens_as_rest_does(completed, api, dev
     assert shown["verified_by"] is None and shown["resolution_note"] is None
     manager.sync()
     assert manager.get("actions", aid)["resolution_note"] is None
+
+
+# --- the evidence of a fix stays ---------------------------------------------------------------
+
+
+def test_a_device_cannot_delete_the_photo_of_a_resolved_action(completed, api):
+    """The photo that evidences a fix is kept once the action is resolved or verified."""
+    phone, iid = completed
+    aid = _high(api, iid)
+    att = photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    assert phone.sync()["conflicts"] == []
+    phone.update("actions", aid, status="resolved", resolution_note="Thermostat replaced")
+    assert phone.sync()["conflicts"] == []
+    for status in ("resolved", "verified"):
+        if status == "verified":
+            path = f"/actions/{aid}/transition"
+            assert api.post(path, NORTH, json={"status": "verified"}).status_code == 200
+            phone.sync()
+        phone.delete("attachments", att)
+        result = phone.sync()
+        assert [(c["table"], c["id"], c["kind"]) for c in result["conflicts"]] == [
+            ("attachments", att, "locked")
+        ]
+        phone.sync()
+        assert att in phone.live("attachments")  # the next sync gives the device it back
+        assert api.get(f"/attachments/{att}", NORTH).status_code == 200
+    reopen = {"status": "reopened", "note": "still warm"}
+    assert api.post(f"/actions/{aid}/transition", NORTH, json=reopen).status_code == 200
+    phone.sync()
+    phone.delete("attachments", att)
+    assert phone.sync()["conflicts"] == []
+    assert api.get(f"/attachments/{att}", NORTH).status_code == 404
