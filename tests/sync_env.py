@@ -158,3 +158,25 @@ __all__ = [
     "now_ms",
     "photo_record",
 ]
+
+
+def daily_schedule(
+    api: Any,
+    env: dict,
+    key: str = "sync_probe",
+    site: str = "N-HOTEL",
+    assignee_ids: list[str] | None = None,
+) -> str:
+    """HQ schedules checklist `key` daily at 09:00 at a site (for these assignees, or for
+    whoever is on duty when None); returns the schedule's id."""
+    templates = api.get("/templates?page_size=100", HQ_EMAIL).get_json()
+    body: dict[str, Any] = {
+        "template_id": next(t["id"] for t in templates if t["template_key"] == key),
+        "site_id": env["sites"][site],
+        "recurrence": {"freq": "daily", "times": ["09:00"]},
+    }
+    if assignee_ids is not None:
+        body["assignee_ids"] = assignee_ids
+    made = api.post("/schedules", HQ_EMAIL, json=body)
+    assert made.status_code == 201, made.get_json()
+    return made.get_json()["id"]

@@ -9,7 +9,7 @@ from sqlalchemy import update
 from store.models import Occurrence, TemplateVersion
 from tests.conftest import ANA, HQ_EMAIL, NORTH
 from tests.media.conftest import jpeg
-from tests.sync_env import answer, new_inspection, photo_record
+from tests.sync_env import answer, daily_schedule, new_inspection, photo_record
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -18,24 +18,6 @@ def _high(api, iid):
     """The critical item's action of a completed inspection."""
     actions = api.get(f"/actions?inspection_id={iid}", ANA).get_json()
     return next(a for a in actions if a["priority"] == "high")["id"]
-
-
-def _schedule(api, env, key, site="N-HOTEL"):
-    """HQ schedules a daily 09:00 check of template `key` at a site for Ana; returns its id."""
-    templates = api.get("/templates?page_size=100", HQ_EMAIL).get_json()
-    tpl = next(t for t in templates if t["template_key"] == key)
-    made = api.post(
-        "/schedules",
-        HQ_EMAIL,
-        json={
-            "template_id": tpl["id"],
-            "site_id": env["sites"][site],
-            "assignee_ids": [env["users"][ANA]],
-            "recurrence": {"freq": "daily", "times": ["09:00"]},
-        },
-    )
-    assert made.status_code == 201, made.get_json()
-    return made.get_json()["id"]
 
 
 def _first_occurrence(db, schedule_id):
@@ -151,7 +133,9 @@ def test_a_device_resolving_after_a_start_note_gives_its_own_note(completed, api
 
 def test_an_inspection_of_another_template_does_not_fulfil_the_occurrence(api, env, device, db):
     """A sync_probe inspection linked to a 5S slot leaves it open and says why."""
-    occ = _first_occurrence(db, _schedule(api, env, "five_s"))
+    occ = _first_occurrence(
+        db, daily_schedule(api, env, "five_s", assignee_ids=[env["users"][ANA]])
+    )
     phone = device(ANA)
     phone.sync()
     iid, result = _complete_linked(phone, env, occ.id)
@@ -169,7 +153,9 @@ def test_an_inspection_of_another_template_does_not_fulfil_the_occurrence(api, e
 
 def test_an_inspection_at_another_site_does_not_fulfil_the_occurrence(api, env, device, db):
     """An occurrence at N-HOTEL is not done by an inspection at N-CANTEEN."""
-    occ = _first_occurrence(db, _schedule(api, env, "sync_probe"))
+    occ = _first_occurrence(
+        db, daily_schedule(api, env, "sync_probe", assignee_ids=[env["users"][ANA]])
+    )
     phone = device(ANA)
     phone.sync()
     iid, result = _complete_linked(phone, env, occ.id, site="N-CANTEEN")
@@ -180,7 +166,9 @@ def test_an_inspection_at_another_site_does_not_fulfil_the_occurrence(api, env, 
 
 def test_a_withdrawn_occurrence_is_not_fulfilled(api, env, device, db):
     """An occurrence withdrawn from devices (deleted) stays withdrawn."""
-    occ = _first_occurrence(db, _schedule(api, env, "sync_probe"))
+    occ = _first_occurrence(
+        db, daily_schedule(api, env, "sync_probe", assignee_ids=[env["users"][ANA]])
+    )
     phone = device(ANA)
     phone.sync()
     db.execute(update(Occurrence).where(Occurrence.id == occ.id).values(deleted_at=occ.due_at))
@@ -192,7 +180,9 @@ def test_a_withdrawn_occurrence_is_not_fulfilled(api, env, device, db):
 
 def test_a_newer_version_of_the_scheduled_template_fulfils_the_occurrence(api, env, device, db):
     """The match is on the template, not its version: a republished checklist still counts."""
-    occ = _first_occurrence(db, _schedule(api, env, "sync_probe"))
+    occ = _first_occurrence(
+        db, daily_schedule(api, env, "sync_probe", assignee_ids=[env["users"][ANA]])
+    )
     draft_id = db.get(TemplateVersion, env["template"]).draft_id
     newer = api.post(f"/templates/{draft_id}/publish", HQ_EMAIL)
     assert newer.status_code in (200, 201), newer.get_json()

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from store.models import Inspection, Occurrence
 from tests.conftest import ANA, HQ_EMAIL, NORTH
-from tests.sync_env import answer, new_inspection
+from tests.sync_env import answer, daily_schedule, new_inspection
 from tests.test_report_rollups import assert_consistent
 
 PERIOD = f"start={quote('2000-01-01T00:00:00Z')}&end={quote('2100-01-01T00:00:00Z')}"
@@ -49,27 +49,6 @@ def _return(api, iid: str) -> None:
 def _archive(api, iid: str) -> None:
     resp = api.post(f"/inspections/{iid}/archive", HQ_EMAIL)
     assert resp.status_code == 200, resp.get_json()
-
-
-def _schedule(api, env) -> str:
-    """HQ schedules the sync_probe checklist daily at N-HOTEL for Ana; returns its id."""
-    tpl = next(
-        t
-        for t in api.get("/templates?page_size=100", HQ_EMAIL).get_json()
-        if t["template_key"] == "sync_probe"
-    )
-    made = api.post(
-        "/schedules",
-        HQ_EMAIL,
-        json={
-            "template_id": tpl["id"],
-            "site_id": env["sites"]["N-HOTEL"],
-            "assignee_ids": [env["users"][ANA]],
-            "recurrence": {"freq": "daily", "times": ["09:00"]},
-        },
-    )
-    assert made.status_code == 201, made.get_json()
-    return made.get_json()["id"]
 
 
 def _first_occurrence(db, schedule_id: str) -> Occurrence:
@@ -150,7 +129,7 @@ def test_a_returned_inspection_completed_again_counts_once(api, completed, app, 
 
 def test_returning_an_inspection_reopens_its_occurrence(api, env, device, db):
     """The occurrence goes back to upcoming (devices pull it), then done on completion again."""
-    occ = _first_occurrence(db, _schedule(api, env))
+    occ = _first_occurrence(db, daily_schedule(api, env, assignee_ids=[env["users"][ANA]]))
     phone = device(ANA)
     phone.sync()
     iid = _complete(phone, env, occ.id)
@@ -179,7 +158,7 @@ def test_returning_an_inspection_reopens_its_occurrence(api, env, device, db):
 def test_returning_one_of_two_inspections_of_an_occurrence_keeps_it_done(api, env, device, db):
     """Another completed inspection for the same occurrence takes it over; returning one the
     occurrence does not name changes nothing."""
-    occ = _first_occurrence(db, _schedule(api, env))
+    occ = _first_occurrence(db, daily_schedule(api, env, assignee_ids=[env["users"][ANA]]))
     phone = device(ANA)
     phone.sync()
     first = _complete(phone, env, occ.id)

@@ -13,6 +13,7 @@ from store.models import Occurrence, Schedule, SyncCounter, Template
 from store.types import utcnow
 from sync.scope import Scope
 from tests.conftest import ANA, BEN, HQ_EMAIL
+from tests.sync_env import daily_schedule
 
 UTC = dt.UTC
 HQ = Scope(user_id="hq", role="hq", region_id=None, site_ids=None)
@@ -134,23 +135,9 @@ def test_one_failing_schedule_does_not_stop_the_daily_top_up_of_the_others(
 
 
 def test_an_inspector_lists_over_rest_the_occurrences_sync_gives_them(api, env, device):
-    tpl = next(
-        t
-        for t in api.get("/templates?page_size=100", HQ_EMAIL).get_json()
-        if t["template_key"] == "sync_probe"
-    )
     # HQ schedules a daily check at N-HOTEL for whoever is on duty (no named assignee); the
     # demo's room-status checks there are Ana's and Ben's.
-    made = api.post(
-        "/schedules",
-        HQ_EMAIL,
-        json={
-            "template_id": tpl["id"],
-            "site_id": env["sites"]["N-HOTEL"],
-            "recurrence": {"freq": "daily", "times": ["09:00"]},
-        },
-    )
-    assert made.status_code == 201, made.get_json()
+    daily_schedule(api, env)
     phone = device(ANA)
     phone.sync()
     on_phone = {o["id"]: o["assignee_id"] for o in phone.live("occurrences").values()}
@@ -160,26 +147,6 @@ def test_an_inspector_lists_over_rest_the_occurrences_sync_gives_them(api, env, 
 
 
 # --- 3. people who can no longer do them ---------------------------------------------------
-
-
-def _daily_at_the_hotel(api, env, assignees: list[str]) -> str:
-    tpl = next(
-        t
-        for t in api.get("/templates?page_size=100", HQ_EMAIL).get_json()
-        if t["template_key"] == "sync_probe"
-    )
-    made = api.post(
-        "/schedules",
-        HQ_EMAIL,
-        json={
-            "template_id": tpl["id"],
-            "site_id": env["sites"]["N-HOTEL"],
-            "assignee_ids": assignees,
-            "recurrence": {"freq": "daily", "times": ["09:00"]},
-        },
-    )
-    assert made.status_code == 201, made.get_json()
-    return made.get_json()["id"]
 
 
 def _live_future(db, user_id: str, site_id: str | None = None) -> list[Occurrence]:
@@ -209,7 +176,7 @@ def _an_overdue_one(db, schedule_id: str, user_id: str) -> str:
 
 def test_revoking_an_inspector_withdraws_their_future_occurrences_at_that_site(api, env, db):
     ana, ben, hotel = env["users"][ANA], env["users"][BEN], env["sites"]["N-HOTEL"]
-    sched = _daily_at_the_hotel(api, env, [ana, ben])
+    sched = daily_schedule(api, env, assignee_ids=[ana, ben])
     past = _an_overdue_one(db, sched, ana)
     elsewhere = len(_live_future(db, ana)) - len(_live_future(db, ana, hotel))
     assert elsewhere > 0  # the demo's N-CANTEEN checks
@@ -228,7 +195,7 @@ def test_revoking_an_inspector_withdraws_their_future_occurrences_at_that_site(a
 
 def test_deactivating_a_user_withdraws_their_future_occurrences_everywhere(api, env, db):
     ana = env["users"][ANA]
-    sched = _daily_at_the_hotel(api, env, [ana])
+    sched = daily_schedule(api, env, assignee_ids=[ana])
     past = _an_overdue_one(db, sched, ana)
     assert _live_future(db, ana)
     assert api.patch(f"/users/{ana}", HQ_EMAIL, json={"active": False}).status_code == 200
