@@ -243,6 +243,33 @@ def withdraw_assignee(session: Session, user_id: str, site_id: str | None = None
     return _withdraw(session, *where)
 
 
+def restore_assignee(session: Session, user_id: str, site_id: str | None = None) -> int:
+    """Bring back a person's withdrawn future occurrences (at one site, or at all) of the
+    schedules that still name them, now that they can do them again: withdrawn slots block
+    the top-up from making them anew, so without this they stayed gone up to the horizon."""
+    where = [
+        Occurrence.assignee_id == user_id,
+        Occurrence.deleted_at.is_not(None),
+        Occurrence.due_at > utcnow(),
+        Occurrence.status != "done",
+        Schedule.active.is_(True),
+    ]
+    if site_id is not None:
+        where.append(Occurrence.site_id == site_id)
+    rows = session.execute(
+        select(Occurrence, Schedule)
+        .join(Schedule, Schedule.id == Occurrence.schedule_id)
+        .where(*where)
+    ).all()
+    count = 0
+    for occ, schedule in rows:
+        if user_id in (schedule.assignee_ids or []) and _works_at(session, user_id, occ.site_id):
+            occ.deleted_at = None  # the rev moves, so devices get it back on their next pull
+            count += 1
+    session.flush()
+    return count
+
+
 def _withdraw(session: Session, *where: ColumnElement[bool]) -> int:
     """Tombstone the future, not-done, live occurrences matching `where` (devices drop them)."""
     now = utcnow()

@@ -261,6 +261,7 @@ def update_user(
     # would otherwise work again on reactivation, and an old password's must not outlive it.
     ends_sessions = bool(password_hash) or data.get("active", user.active) != user.active
     deactivating = user.active and data.get("active", True) is False
+    reactivating = not user.active and data.get("active") is True
     for key, value in data.items():
         setattr(user, key, value)
     if password_hash:
@@ -270,6 +271,9 @@ def update_user(
     if deactivating:
         # Nobody else can do what is assigned to them; left live it would count as missed.
         schedule_service.withdraw_assignee(db, user.id)
+    elif reactivating:
+        db.flush()
+        schedule_service.restore_assignee(db, user.id)
     db.flush()
     return user
 
@@ -343,6 +347,8 @@ def assign(db: Session, scope: Scope, user_id: str, site_id: str) -> SiteAssignm
         db.add(row)
     elif row.revoked_at is not None:
         row.revoked_at = None
+        db.flush()
+        schedule_service.restore_assignee(db, user_id, site_id)
     db.flush()
     return row
 

@@ -191,6 +191,13 @@ def test_revoking_an_inspector_withdraws_their_future_occurrences_at_that_site(a
     assert len(_live_future(db, ana)) == elsewhere  # her other site keeps its own
     assert _live_future(db, ben, hotel)  # her colleague's stay
     assert db.get(Occurrence, past).deleted_at is None  # the past is history
+    # The site given back: her withdrawn slots there come back at once (the top-up could not
+    # make them anew), and her device gets them on its next pull.
+    back = api.post("/assignments", HQ_EMAIL, json={"user_id": ana, "site_id": hotel})
+    assert back.status_code in (200, 201), back.get_json()
+    db.expire_all()
+    assert {o.id for o in _live_future(db, ana, hotel) if o.schedule_id == sched}
+    assert len(_live_future(db, ana)) - len(_live_future(db, ana, hotel)) == elsewhere
 
 
 def test_deactivating_a_user_withdraws_their_future_occurrences_everywhere(api, env, db):
@@ -200,8 +207,13 @@ def test_deactivating_a_user_withdraws_their_future_occurrences_everywhere(api, 
     assert _live_future(db, ana)
     assert api.patch(f"/users/{ana}", HQ_EMAIL, json={"active": False}).status_code == 200
     db.expire_all()
+    withdrawn = {o.id for o in db.query(Occurrence).filter(Occurrence.assignee_id == ana)}
     assert _live_future(db, ana) == []
     assert db.get(Occurrence, past).deleted_at is None
+    assert api.patch(f"/users/{ana}", HQ_EMAIL, json={"active": True}).status_code == 200
+    db.expire_all()
+    restored = {o.id for o in _live_future(db, ana)}
+    assert restored and restored <= withdrawn  # the same slots, not new ones
 
 
 @pytest.mark.parametrize("change", [{"name": "Ana L."}, {"active": True}])
@@ -211,3 +223,14 @@ def test_other_changes_to_an_active_user_keep_their_occurrences(api, env, db, ch
     assert api.patch(f"/users/{ana}", HQ_EMAIL, json=change).status_code == 200
     db.expire_all()
     assert len(_live_future(db, ana)) == before > 0
+
+
+def test_reactivating_brings_back_nothing_of_a_stopped_schedule(api, env, db):
+    ana = env["users"][ANA]
+    sched = daily_schedule(api, env, assignee_ids=[ana])
+    assert api.patch(f"/users/{ana}", HQ_EMAIL, json={"active": False}).status_code == 200
+    assert api.delete(f"/schedules/{sched}", HQ_EMAIL).status_code in (200, 204)
+    assert api.patch(f"/users/{ana}", HQ_EMAIL, json={"active": True}).status_code == 200
+    db.expire_all()
+    assert _live_future(db, ana)  # the demo's other schedules come back
+    assert not [o for o in _live_future(db, ana) if o.schedule_id == sched]
