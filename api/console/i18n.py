@@ -135,6 +135,10 @@ UI: dict[str, tuple[str, str]] = {
     "conflict_resolved_msg": ("Conflict resolved.", "冲突已处理。"),
     "action_updated_msg": ("Action updated.", "整改项已更新。"),
     "invalid_filters": ("Some filters are invalid and were ignored", "部分筛选条件无效,已忽略"),
+    "dates_out_of_range": (
+        "Choose dates between 1970-01-01 and 9999-12-30.",
+        "请选择 1970-01-01 至 9999-12-30 之间的日期。",
+    ),
     "st_draft": ("Draft", "草稿"),
     "st_in_progress": ("In progress", "进行中"),
     "st_completed": ("Awaiting review", "待审核"),

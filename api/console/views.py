@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import secrets
 import time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,7 +24,7 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from werkzeug.exceptions import HTTPException
 from wtforms.validators import ValidationError as WTFValidationError
 
@@ -53,7 +54,7 @@ from schemas.actions import ActionQuery
 from schemas.inspections import InspectionQuery
 from store.enums import REVIEWER_ROLES
 from store.errors import DomainError, Unauthorized
-from store.models import Region, Site, SiteAssignment, TemplateVersion, User
+from store.models import RefreshToken, Region, Site, SiteAssignment, TemplateVersion, User
 from store.types import from_epoch_ms, utcnow
 from sync import conflicts
 from sync.tables import TABLES
@@ -70,6 +71,13 @@ bp = Blueprint(
 PAGE_SIZE = 25
 PUBLIC = {"console.login", "console.static", "console.language"}
 GROUPS = ("region", "site", "template", "inspector", "day", "week", "month")
+# The dashboard's whole days: the API's report range (schemas/common.py: Instant), the end day
+# included, so its period ends at midnight after it; 9999-12-31 has no day after it.
+FIRST_DAY, LAST_DAY = dt.date(1970, 1, 1), dt.date(9999, 12, 30)
+# A console sign-in is a row of refresh_tokens in a family of its own, "console:<session id>"
+# (never a token the API hands out): sign-out revokes it, and so does everything that ends a
+# user's sign-ins (a password change or a deactivation: org/admin.py revoke_refresh_tokens).
+SESSION_FAMILY = "console:"
 
 
 # --- session, language, CSRF --------------------------------------------------------------
@@ -103,14 +111,64 @@ def _credential(user: User) -> str:
 
 
 def _session_user() -> User | None:
-    uid, signed_at = session.get("uid"), session.get("at", 0)
+    uid, sid, signed_at = session.get("uid"), session.get("sid"), session.get("at", 0)
     lifetime = current_app.permanent_session_lifetime.total_seconds()
-    if not uid or time.time() - signed_at > lifetime:
+    if not uid or not isinstance(sid, str) or time.time() - signed_at > lifetime:
         return None
-    user = db.session().get(User, uid)
+    # The cookie is signed, but a copy of it outlives sign-out; the sign-in must still be live
+    # on the server.
+    user = (
+        db.session()
+        .execute(
+            select(User)
+            .join(RefreshToken, RefreshToken.user_id == User.id)
+            .where(
+                User.id == uid,
+                RefreshToken.jti == sid,
+                RefreshToken.family == SESSION_FAMILY + sid,
+                RefreshToken.revoked_at.is_(None),
+                RefreshToken.expires_at > utcnow(),
+            )
+        )
+        .scalar_one_or_none()
+    )
     if user is None or not user.active or session.get("cred") != _credential(user):
         return None
     return user
+
+
+def _open_session(user: User) -> str:
+    """Record a new sign-in on the server and commit it; returns its session id."""
+    sid = secrets.token_hex(16)
+    now = utcnow()
+    db.session().add(
+        RefreshToken(
+            jti=sid,
+            user_id=user.id,
+            family=SESSION_FAMILY + sid,
+            expires_at=now + current_app.permanent_session_lifetime,
+            # Spent from the start: no refresh-token exchange can ever succeed on this row.
+            used_at=now,
+        )
+    )
+    db.commit()
+    return sid
+
+
+def _close_session(sid: Any) -> None:
+    """Revoke one console sign-in (the user's other sessions stay) and commit."""
+    if not isinstance(sid, str) or not sid:
+        return
+    db.session().execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.jti == sid,
+            RefreshToken.family == SESSION_FAMILY + sid,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+    db.commit()
 
 
 @bp.after_request
@@ -178,7 +236,11 @@ def localtime(value: Any, tz: str | None = None, fmt: str = "%Y-%m-%d %H:%M") ->
         zone = ZoneInfo(tz or "UTC")
     except (KeyError, ValueError):
         zone = ZoneInfo("UTC")
-    return value.astimezone(zone).strftime(fmt)
+    try:
+        return value.astimezone(zone).strftime(fmt)
+    except OverflowError:
+        # 9999-12-31 late in UTC is already year 10000 east of Greenwich: show it in UTC.
+        return value.astimezone(dt.UTC).strftime(fmt) + " UTC"
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -210,9 +272,11 @@ def login() -> Any:
             error, status = error_message(exc.message, 401, None, lang()), 401
         else:
             chosen = session.get("lang")
+            _close_session(session.get("sid"))  # this browser's earlier sign-in, if any
+            sid = _open_session(user)
             session.clear()  # a fresh session on sign-in: no fixation
             session.permanent = True
-            session.update(uid=user.id, at=int(time.time()), cred=_credential(user))
+            session.update(uid=user.id, sid=sid, at=int(time.time()), cred=_credential(user))
             if chosen:
                 session["lang"] = chosen
             return redirect(_safe_next(request.args.get("next")))
@@ -228,8 +292,9 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
-    """Sign out."""
+    """Sign out: this sign-in ends on the server too, so a copy of the cookie stops working."""
     chosen = session.get("lang")
+    _close_session(session.get("sid"))
     session.clear()
     if chosen:
         session["lang"] = chosen
@@ -332,7 +397,7 @@ def queue() -> Any:
         if name in args:
             try:
                 day = dt.date.fromisoformat(args[name]) + dt.timedelta(days=shift)
-            except ValueError:
+            except (ValueError, OverflowError):  # not a date, or 9999-12-31 (no day after it)
                 query[field] = args[name]  # let the schema name the bad value
             else:
                 query[field] = f"{day.isoformat()}T00:00:00+00:00"
@@ -514,6 +579,8 @@ def _report_args() -> tuple[dict[str, Any], dict[str, str]]:
         end = today
     if end < start:
         start, end = end, start
+    if start < FIRST_DAY or end > LAST_DAY:
+        abort(400, t("dates_out_of_range"))
     group_by = [gb for gb in request.args.getlist("group_by") if gb in GROUPS] or ["site"]
     raw.update(start=start.isoformat(), end=end.isoformat())
     query = {
