@@ -4,9 +4,13 @@
   grade 优1 良.75 中.5 差.25 很差0; number/count 1 inside the limits else 0; choice its score.
 - `na` answers and hidden items (visible_if) leave both score and max.
 - Unanswered applicable scorable items count 0 of their weight.
-- score_percent = 100 x score / max_score, one decimal. When max_score is 0 (everything na,
-  hidden or unscored) there is no percentage and no grade; passed then depends only on critical
-  failures, since nothing scorable was wrong.
+- score_percent = 100 x score / max_score, rounded half up to one decimal from the exact
+  ratio: weights and option scores are summed as the decimals they are written as (0.1, not
+  the binary float 0.1000000000000000055...), so 81.25 % is 81.3 and not 81.2. When max_score
+  is 0 (everything na, hidden or unscored) there is no percentage and no grade; passed then
+  depends only on critical failures, since nothing scorable was wrong.
+- A percentage below every grade band (only possible for bands published without a 0 floor,
+  which validation now refuses) gets no grade rather than the last band's.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from inspections.template_rules import GRADES, iter_items
@@ -106,23 +111,33 @@ def check_answer(item: dict[str, Any], value: Any) -> str | None:
     return "photo and signature items are answered with attachments, not a value"
 
 
-def _fraction(item: dict[str, Any], value: Any) -> tuple[float, bool]:
-    """(fraction, failed) of a valid, applicable, non-na answer to a scorable item."""
+def _exact(value: Any) -> Fraction:
+    """A template number (weight, option score) as the decimal it is written as."""
+    if isinstance(value, int):
+        return Fraction(value)
+    return Fraction(Decimal(str(value)))
+
+
+_ONE, _ZERO = Fraction(1), Fraction(0)
+
+
+def _fraction(item: dict[str, Any], value: Any) -> tuple[Fraction, bool]:
+    """(exact fraction, failed) of a valid, applicable, non-na answer to a scorable item."""
     kind = item["type"]
     if kind == "yes_no":
-        return (1.0, False) if value == "yes" else (0.0, True)
+        return (_ONE, False) if value == "yes" else (_ZERO, True)
     if kind == "score_1_5":
-        return (value - 1) / 4, value <= 2
+        return Fraction(value - 1, 4), value <= 2
     if kind == "grade":
-        return GRADE_FRACTIONS[value], value in ("差", "很差")
+        return _exact(GRADE_FRACTIONS[value]), value in ("差", "很差")
     if kind == "number":
         lo, hi = item.get("min"), item.get("max")
         inside = (lo is None or value >= lo) and (hi is None or value <= hi)
-        return (1.0, False) if inside else (0.0, True)
+        return (_ONE, False) if inside else (_ZERO, True)
     if kind == "count":
-        return (1.0, False) if value == item.get("expected") else (0.0, True)
+        return (_ONE, False) if value == item.get("expected") else (_ZERO, True)
     option = next(o for o in item["options"] if o["value"] == value)
-    return float(option["score"]), bool(option.get("fail", False))
+    return _exact(option["score"]), bool(option.get("fail", False))
 
 
 def _visible(item: dict[str, Any], answers: dict[str, Any], hidden: set[str]) -> bool:
@@ -137,18 +152,22 @@ def _visible(item: dict[str, Any], answers: dict[str, Any], hidden: set[str]) ->
     return answer in cond.get("in", [])
 
 
-def _round1(value: float) -> float:
-    return float(Decimal(str(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+def _round1(value: Fraction | float) -> float:
+    """Round half up (away from zero) to one decimal, from the exact value."""
+    exact = value if isinstance(value, Fraction) else _exact(value)
+    tenths = math.floor(abs(exact) * 10 + Fraction(1, 2))
+    return float(Fraction(tenths if exact >= 0 else -tenths, 10))
 
 
 def grade_for(percent: float | None, bands: Any) -> str | None:
-    """The grade band a percentage falls in."""
+    """The grade band a percentage falls in; None when it reaches no band (a template
+    published before bands needed a 0 floor), rather than the last band's grade."""
     if percent is None:
         return None
     for band in bands or DEFAULT_BANDS:
         if percent >= band["min"]:
             return band["grade"]
-    return (bands or DEFAULT_BANDS)[-1]["grade"]
+    return None
 
 
 def _items(body: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -168,13 +187,16 @@ def score(
     hidden: set[str] = set()
     results: dict[str, ItemResult] = {}
     sections: dict[str, SectionResult] = {}
-    total = maximum = 0.0
+    # Exact sums; the floats in the result are the nearest floats to them.
+    total = maximum = _ZERO
+    sec_exact: dict[str, list[Fraction]] = {}
     critical_failed = False
     failed: list[str] = []
     unanswered: list[str] = []
     for section_key, item in _items(body):
         key, kind = item["key"], item["type"]
-        sec = sections.setdefault(section_key, SectionResult())
+        sections.setdefault(section_key, SectionResult())
+        sec = sec_exact.setdefault(section_key, [_ZERO, _ZERO])
         if not _visible(item, answers, hidden):
             hidden.add(key)
             results[key] = ItemResult(key, applicable=False, answered=False)
@@ -186,7 +208,8 @@ def score(
             answered = value is not None and check_answer(item, value) is None
         if not answered and item.get("required", True):
             unanswered.append(key)
-        weight = float(item.get("weight", 1))
+        exact_weight = _exact(item.get("weight", 1))
+        weight = float(exact_weight)
         if kind not in SCORABLE:
             results[key] = ItemResult(key, applicable=True, answered=answered)
             continue
@@ -194,26 +217,30 @@ def score(
             results[key] = ItemResult(key, applicable=False, answered=True)
             continue
         result = ItemResult(key, applicable=True, answered=answered, weight=weight)
+        item_score = _ZERO
         if answered:
-            result.fraction, result.failed = _fraction(item, value)
-            result.item_score = weight * result.fraction
+            fraction, result.failed = _fraction(item, value)
+            item_score = exact_weight * fraction
+            result.fraction, result.item_score = float(fraction), float(item_score)
         else:
             result.fraction, result.item_score = None, 0.0
         results[key] = result
-        total += result.item_score or 0.0
-        maximum += weight
-        sec.score += result.item_score or 0.0
-        sec.max_score += weight
+        total += item_score
+        maximum += exact_weight
+        sec[0] += item_score
+        sec[1] += exact_weight
         if result.failed:
             failed.append(key)
             critical_failed = critical_failed or bool(item.get("critical"))
-    for sec in sections.values():
-        sec.percent = _round1(100 * sec.score / sec.max_score) if sec.max_score else None
+    for section_key, (sec_score, sec_max) in sec_exact.items():
+        subtotal = sections[section_key]
+        subtotal.score, subtotal.max_score = float(sec_score), float(sec_max)
+        subtotal.percent = _round1(100 * sec_score / sec_max) if sec_max else None
     percent = _round1(100 * total / maximum) if maximum else None
     passed = not critical_failed and (percent is None or percent >= threshold)
     return ScoreResult(
-        score=total,
-        max_score=maximum,
+        score=float(total),
+        max_score=float(maximum),
         score_percent=percent,
         grade=grade_for(percent, body.get("grade_bands")),
         passed=passed,

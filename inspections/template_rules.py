@@ -76,7 +76,41 @@ class _Errors:
         self.errors.setdefault(where, []).append(message)
 
 
-def _check_item(item: dict[str, Any], where: str, earlier: set[str], err: _Errors) -> None:
+def _condition_problem(cond: dict[str, Any], controller: Any) -> str | None:
+    """Why a visible_if condition on `controller` (an earlier item) can never be true, if it
+    cannot: the dependent item, perhaps critical, would be hidden for ever."""
+    # Imported here: scoring imports this module. check_answer is the rule answers are held to,
+    # so a condition is possible exactly when one of its values is an answer the item accepts.
+    from inspections.scoring import check_answer
+
+    name = cond["item"]
+    kind = controller.get("type") if isinstance(controller, dict) else None
+    if kind in ("photo", "signature"):
+        return (
+            f"visible_if refers to {name!r}, a {kind} item, which is answered with attachments "
+            "and has no value to compare, so the condition could never be true"
+        )
+    values = [cond["equals"]] if "equals" in cond else cond["in"]
+    if not values:
+        return f"visible_if.in must list at least one possible answer of {name!r}"
+    if kind not in ITEM_TYPES:
+        return None  # the controlling item's own error says what is wrong with it
+    for value in values:
+        # JSON may write a whole number as 5.0; an answer of 5 still equals it.
+        candidate = int(value) if isinstance(value, float) and value.is_integer() else value
+        try:
+            problem = check_answer(controller, candidate)
+        except (AttributeError, KeyError, TypeError):
+            return None  # a malformed controlling item, reported where it is
+        if problem:
+            return (
+                f"visible_if value {value!r} can never be an answer of {name!r} "
+                f"({problem}), so the condition could never be true"
+            )
+    return None
+
+
+def _check_item(item: dict[str, Any], where: str, earlier: dict[str, Any], err: _Errors) -> None:
     kind = item.get("type")
     if kind not in ITEM_TYPES:
         err.add(where, f"unknown type {kind!r}; use one of {', '.join(ITEM_TYPES)}")
@@ -109,6 +143,10 @@ def _check_item(item: dict[str, Any], where: str, earlier: set[str], err: _Error
             err.add(where, f"visible_if refers to {cond['item']!r}, which is not an earlier item")
         elif "in" in cond and not isinstance(cond["in"], list):
             err.add(where, "visible_if.in must be a list")
+        else:
+            problem = _condition_problem(cond, earlier[cond["item"]])
+            if problem:
+                err.add(where, problem)
     if kind == "number":
         lo, hi = item.get("min"), item.get("max")
         if lo is None and hi is None:
@@ -169,6 +207,12 @@ def _check_bands(bands: Any, err: _Errors) -> None:
         if band["min"] >= last:
             err.add(f"body.grade_bands[{i}]", "mins must be in descending order")
         last = band["min"]
+    lowest = bands[-1]
+    if isinstance(lowest, dict) and _is_number(lowest.get("min")) and lowest["min"] != 0:
+        err.add(
+            f"body.grade_bands[{len(bands) - 1}]",
+            "the lowest band's min must be 0, so that every score gets a grade",
+        )
 
 
 def validate_template(doc: dict[str, Any]) -> None:
@@ -196,6 +240,7 @@ def validate_template(doc: dict[str, Any]) -> None:
         raise TemplateInvalid(err.errors)
     section_keys: set[str] = set()
     item_keys: set[str] = set()
+    earlier_items: dict[str, Any] = {}
     for s_index, section in enumerate(sections):
         s_where = f"body.sections[{s_index}]"
         if not isinstance(section, dict):
@@ -226,8 +271,9 @@ def validate_template(doc: dict[str, Any]) -> None:
                 err.add(where, "key must be 1-64 letters, digits, '_', '-' or '.'")
             elif key in item_keys:
                 err.add(where, f"duplicate item key {key!r}: keys must be unique in a template")
-            _check_item(item, where, set(item_keys), err)
+            _check_item(item, where, earlier_items, err)
             if isinstance(key, str):
                 item_keys.add(key)
+                earlier_items.setdefault(key, item)
     if err.errors:
         raise TemplateInvalid(err.errors)
