@@ -186,6 +186,7 @@ def _inspection(phone: Phone, site_id: str, version: dict, failures: int, area: 
     digest = content_sha256(
         {"template_id": inspection["template_id"], "site_id": site_id, "area": area},
         [{**r, "deleted_at": None} for r in responses],
+        attachments,  # the photos so far: a photo item's answer (canonical.py)
     )
     for n, (rid, item) in enumerate(signatures):
         strokes = json.dumps([[[20, 60 + 10 * n], [80, 20], [140, 70], [220, 30]]]).encode()

@@ -1,34 +1,100 @@
 """The canonical content a signature binds to.
 
-Form: UTF-8 JSON with sorted keys and no whitespace (separators "," and ":"), non-ASCII kept
-as is, of {"area", "responses", "site_id", "template_id"} where responses is the list of live
-responses sorted by item_key then id, each {"item_key", "note", "value"} with `value` the JSON
-text exactly as synced. Server-owned columns and times are excluded, so the hash changes only
-when what was answered changes. A device computes sha256 over these bytes (hex, lower case).
+This is what a device must compute, byte for byte, for a signature's `signed_content_sha256`:
+the lower-case hex sha256 of the UTF-8 bytes of
+
+    json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+(in JavaScript: the same object with keys in sorted order, `JSON.stringify` without spacing),
+where `doc` is
+
+    {"area": <inspection.area>, "responses": [<entry>...],
+     "site_id": <inspection.site_id>, "template_id": <inspection.template_id>}
+
+`responses` holds one entry per *answered* live response of the inspection (deleted_at null),
+sorted by item_key, then by response id. A response is answered when its `value` is not null,
+its `note` is not null, or it has at least one photo: a live attachment (deleted_at null) with
+`response_id` equal to the response's id, `kind` "photo" and a non-null `sha256`. A response
+with none of these (e.g. a signature item's own response) is left out, so a co-signer adding
+their response does not change the content, while clearing an earlier answer does.
+
+Each entry is {"item_key", "note", "value"}, plus "photos" only when the response has photos:
+
+    {"item_key": str, "note": str | null, "photos": [sha256 hex, ...], "value": str | null}
+
+`value` is the JSON text exactly as synced (a string, not parsed); `photos` is the list of those
+photos' `sha256` strings as synced, sorted (duplicates kept). Signature attachments are never
+content; nor are server-owned columns, times, ids, or any other attachment metadata. So the hash
+changes only when what was answered changes: a value, a note, or the photos that answer an item.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 
-def canonical_content(inspection: dict[str, Any], responses: list[dict[str, Any]]) -> bytes:
-    """The bytes a signature's signed_content_sha256 is computed over."""
-    live = [r for r in responses if r.get("deleted_at") is None]
+def _photos(attachments: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    """response id -> sorted sha256 of its live photo attachments."""
+    photos: dict[str, list[str]] = defaultdict(list)
+    for a in attachments:
+        if (
+            a.get("kind") == "photo"
+            and a.get("deleted_at") is None
+            and a.get("response_id") is not None
+            and a.get("sha256") is not None
+        ):
+            photos[a["response_id"]].append(a["sha256"])
+    return {rid: sorted(hashes) for rid, hashes in photos.items()}
+
+
+def _entry(response: dict[str, Any], photos: list[str]) -> dict[str, Any]:
+    entry = {
+        "item_key": response["item_key"],
+        "note": response.get("note"),
+        "value": response.get("value"),
+    }
+    if photos:
+        entry["photos"] = photos
+    return entry
+
+
+def canonical_content(
+    inspection: dict[str, Any],
+    responses: Iterable[dict[str, Any]],
+    attachments: Iterable[dict[str, Any]] = (),
+) -> bytes:
+    """The bytes a signature's signed_content_sha256 is computed over (see the module doc).
+
+    `attachments` are the inspection's attachments (any kind, live or not); only live photos
+    pointing at a live response count.
+    """
+    photos = _photos(attachments)
+    entries = []
+    for r in sorted(
+        (r for r in responses if r.get("deleted_at") is None),
+        key=lambda r: (r["item_key"], r["id"]),
+    ):
+        own = photos.get(r["id"], [])
+        if r.get("value") is None and r.get("note") is None and not own:
+            continue  # carries no answer: not content
+        entries.append(_entry(r, own))
     doc = {
         "template_id": inspection.get("template_id"),
         "site_id": inspection.get("site_id"),
         "area": inspection.get("area"),
-        "responses": [
-            {"item_key": r["item_key"], "value": r.get("value"), "note": r.get("note")}
-            for r in sorted(live, key=lambda r: (r["item_key"], r["id"]))
-        ],
+        "responses": entries,
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def content_sha256(inspection: dict[str, Any], responses: list[dict[str, Any]]) -> str:
+def content_sha256(
+    inspection: dict[str, Any],
+    responses: Iterable[dict[str, Any]],
+    attachments: Iterable[dict[str, Any]] = (),
+) -> str:
     """Hex sha256 of the canonical content."""
-    return hashlib.sha256(canonical_content(inspection, responses)).hexdigest()
+    return hashlib.sha256(canonical_content(inspection, responses, attachments)).hexdigest()

@@ -34,6 +34,16 @@ _INSPECTION_AUDITED = (
     "completed_at",
     "deleted_at",
 )
+# The columns of an action a device may edit, audited old -> new (status moves as transitions).
+_ACTION_AUDITED = (
+    "title",
+    "description",
+    "priority",
+    "due_at",
+    "assignee_id",
+    "resolution_note",
+    "deleted_at",
+)
 
 
 def _rows(session: Session, model: type, column: str, ids: list[str]) -> list[Row]:
@@ -395,7 +405,7 @@ class InspectionRules:
             response = chosen.get(draft.item_key)
             if response is None or response["id"] in existing:
                 continue  # never twice for the same response
-            cs.add_new(
+            action = cs.add_new(
                 "actions",
                 {
                     "id": new_id(),
@@ -412,6 +422,7 @@ class InspectionRules:
                     "source": "auto",
                 },
             )
+            cs.audit.append(_action_created(action))
         cs.audit.append(
             AuditNote(
                 "inspection",
@@ -452,8 +463,13 @@ class InspectionRules:
         ]
         if not sigs:
             return
-        responses = [r for r in self._children(cs, "responses", iid)]
-        digest = content_sha256(cs.after["inspections"][iid], responses)
+        # The content includes the photos answering each response (canonical.py), never the
+        # signatures themselves; _children gives live rows only.
+        digest = content_sha256(
+            cs.after["inspections"][iid],
+            self._children(cs, "responses", iid),
+            self._children(cs, "attachments", iid),
+        )
         for sig in sigs:
             sig["signature_stale"] = sig["signed_content_sha256"] != digest
 
@@ -493,7 +509,17 @@ class InspectionRules:
         if row is None:
             row = cs.add_context("occurrences", link["row"])
         if row.get("status") != "done":
+            old = [row.get("status"), row.get("inspection_id")]
             row.update(status="done", inspection_id=insp["id"])
+            cs.audit.append(
+                AuditNote(
+                    "occurrence",
+                    link["id"],
+                    "fulfil",
+                    {"status": [old[0], "done"], "inspection_id": [old[1], insp["id"]]},
+                    inspection_id=insp["id"],
+                )
+            )
 
     def _occurrence_links(self, session: Session, cs: ChangeSet) -> dict[str, Row]:
         """Per occurrence linked by a completed inspection in the plan: its stored row and its
@@ -588,6 +614,7 @@ class InspectionRules:
             old = before["status"] if before else "open"
             new = after.get("status") or "open"
             if old == new:
+                self._audit_device_action(cs, aid, before, after, None)
                 continue
             try:
                 action_rules.action_transition(
@@ -613,16 +640,35 @@ class InspectionRules:
                 )
                 after["status"] = old
                 cs.bump("actions", aid)
+                self._audit_device_action(cs, aid, before, after, None)  # its other edits
                 continue
             self._device_move_effects(cs, aid, after, new)
+            self._audit_device_action(cs, aid, before, after, (old, new))
+
+    def _audit_device_action(
+        self,
+        cs: ChangeSet,
+        aid: str,
+        before: Row | None,
+        after: Row,
+        move: tuple[str, str] | None,
+    ) -> None:
+        """One audit event per action a device pushed: its creation, or its status move and
+        edits together (old -> new), with the device the push came from (ChangeSet)."""
+        if before is None:
+            cs.audit.append(_action_created(after))
+            return
+        changes: dict[str, Any] = {
+            col: [_plain(before.get(col)), _plain(after.get(col))]
+            for col in _ACTION_AUDITED
+            if before.get(col) != after.get(col)
+        }
+        if move is not None:
+            changes["status"] = list(move)
+        if changes:
+            action = "transition" if move is not None else "update"
             cs.audit.append(
-                AuditNote(
-                    "action",
-                    aid,
-                    "transition",
-                    {"status": [old, new]},
-                    inspection_id=after.get("inspection_id"),
-                )
+                AuditNote("action", aid, action, changes, inspection_id=after.get("inspection_id"))
             )
 
     def _keep_fix_evidence(self, session: Session, cs: ChangeSet) -> None:
@@ -687,6 +733,22 @@ def _newly_linked(cs: ChangeSet, insp: Row) -> bool:
     return before.get("status") not in ("completed", "approved") or before.get(
         "occurrence_id"
     ) != insp.get("occurrence_id")
+
+
+def _action_created(row: Row) -> AuditNote:
+    """The audit event of a new action (raised on a device, or opened on completion)."""
+    changes: dict[str, Any] = {
+        col: [None, _plain(row.get(col))]
+        for col in ("status", *_ACTION_AUDITED)
+        if row.get(col) is not None
+    }
+    changes["title"] = [None, row.get("title")]
+    changes["status"] = [None, row.get("status") or "open"]
+    if row.get("source"):
+        changes["source"] = row["source"]
+    if row.get("response_id"):
+        changes["response_id"] = row["response_id"]
+    return AuditNote("action", row["id"], "create", changes, inspection_id=row.get("inspection_id"))
 
 
 def _plain(value: Any) -> Any:
