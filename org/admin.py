@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -12,7 +13,7 @@ from org.paging import page_of
 from store import rollups
 from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER
 from store.errors import Conflict, Invalid, NotFound
-from store.models import RefreshToken, Region, Site, SiteAssignment, User
+from store.models import AuditEvent, RefreshToken, Region, Site, SiteAssignment, User
 from store.types import utcnow
 from sync.scope import Scope
 
@@ -34,6 +35,47 @@ def _unique(
     }
     if errors:
         raise Invalid("Some values are already taken.", errors=errors, reason="duplicate")
+
+
+# --- audit trail -------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe value for the audit trail."""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def _diff(obj: Any, data: dict[str, Any]) -> dict[str, list[Any]]:
+    """{column: [old, new]} for what `data` changes on `obj` (read before it is applied)."""
+    return {
+        key: [_plain(getattr(obj, key)), _plain(value)]
+        for key, value in data.items()
+        if getattr(obj, key) != value
+    }
+
+
+def _created(obj: Any, columns: tuple[str, ...]) -> dict[str, list[Any]]:
+    return {c: [None, _plain(getattr(obj, c))] for c in columns}
+
+
+def _audit(
+    db: Session, scope: Scope, entity: str, entity_id: str, action: str, changes: dict
+) -> None:
+    """One audit event for an administrative change, in the caller's transaction: who (the
+    signed-in HQ user), when, and old -> new. REST has no device, so device_id stays empty."""
+    if not changes:
+        return
+    db.add(
+        AuditEvent(
+            actor_id=scope.user_id,
+            entity=entity,
+            entity_id=entity_id,
+            action=action,
+            changes=changes,
+        )
+    )
 
 
 # --- regions ---------------------------------------------------------------------------
@@ -69,6 +111,8 @@ def create_region(db: Session, scope: Scope, data: dict) -> Region:
     region = Region(**data)
     db.add(region)
     db.flush()
+    _audit(db, scope, "region", region.id, "create", _created(region, ("name", "code")))
+    db.flush()
     return region
 
 
@@ -77,6 +121,7 @@ def update_region(db: Session, scope: Scope, region_id: str, data: dict) -> Regi
     scope.require_role(HQ)
     region = get_region(db, scope, region_id)
     _unique(db, Region, {k: data.get(k) for k in ("name", "code")}, exclude_id=region.id)
+    _audit(db, scope, "region", region.id, "update", _diff(region, data))
     for key, value in data.items():
         setattr(region, key, value)
     db.flush()
@@ -95,11 +140,16 @@ def delete_region(db: Session, scope: Scope, region_id: str) -> None:
         raise Invalid(
             "Move or delete this region's sites and users first.", reason="region_not_empty"
         )
+    gone = {c: [_plain(getattr(region, c)), None] for c in ("name", "code")}
+    _audit(db, scope, "region", region.id, "delete", gone)
     db.delete(region)
     db.flush()
 
 
 # --- sites ------------------------------------------------------------------------------
+
+
+_SITE_AUDITED = ("region_id", "name", "code", "timezone", "address")
 
 
 def _require_region(db: Session, region_id: str) -> None:
@@ -134,6 +184,8 @@ def create_site(db: Session, scope: Scope, data: dict) -> Site:
     site = Site(**data)
     db.add(site)
     db.flush()
+    _audit(db, scope, "site", site.id, "create", _created(site, _SITE_AUDITED))
+    db.flush()
     return site
 
 
@@ -144,6 +196,7 @@ def update_site(db: Session, scope: Scope, site_id: str, data: dict) -> Site:
         _require_region(db, data["region_id"])
     _unique(db, Site, {"code": data.get("code")}, exclude_id=site.id)
     old_region = site.region_id
+    _audit(db, scope, "site", site.id, "update", _diff(site, data))
     for key, value in data.items():
         setattr(site, key, value)
     db.flush()
@@ -156,6 +209,7 @@ def delete_site(db: Session, scope: Scope, site_id: str) -> None:
     """HQ closes a site: a tombstone, so devices drop it on their next pull; its schedules stop."""
     site = _site_for_write(db, scope, site_id)
     site.deleted_at = utcnow()
+    _audit(db, scope, "site", site.id, "delete", {"deleted_at": [None, _plain(site.deleted_at)]})
     schedule_service.stop_at_site(db, scope, site.id)
     db.flush()
 
@@ -240,6 +294,10 @@ def create_user(db: Session, scope: Scope, data: dict, password_hash: str) -> Us
     )
     db.add(user)
     db.flush()
+    # Never the hash: that a password was set is all the trail keeps.
+    changes = _created(user, ("email", "name", "role", "region_id", "active"))
+    _audit(db, scope, "user", user.id, "create", changes)
+    db.flush()
     return user
 
 
@@ -262,6 +320,10 @@ def update_user(
     ends_sessions = bool(password_hash) or data.get("active", user.active) != user.active
     deactivating = user.active and data.get("active", True) is False
     reactivating = not user.active and data.get("active") is True
+    changes: dict[str, Any] = _diff(user, data)
+    if password_hash:
+        changes["password_changed"] = True  # never the hash
+    _audit(db, scope, "user", user.id, "update", changes)
     for key, value in data.items():
         setattr(user, key, value)
     if password_hash:
@@ -342,13 +404,18 @@ def assign(db: Session, scope: Scope, user_id: str, site_id: str) -> SiteAssignm
             SiteAssignment.user_id == user_id, SiteAssignment.site_id == site_id
         )
     ).scalar_one_or_none()
+    changes: dict[str, Any] = {}
     if row is None:
         row = SiteAssignment(user_id=user_id, site_id=site_id)
         db.add(row)
+        changes = {"user_id": [None, user_id], "site_id": [None, site_id]}
     elif row.revoked_at is not None:
+        changes = {"revoked_at": [_plain(row.revoked_at), None]}
         row.revoked_at = None
         db.flush()
         schedule_service.restore_assignee(db, user_id, site_id)
+    db.flush()
+    _audit(db, scope, "site_assignment", row.id, "assign", changes)
     db.flush()
     return row
 
@@ -361,5 +428,11 @@ def revoke(db: Session, scope: Scope, assignment_id: str) -> None:
     if row is None or row.revoked_at is not None:
         raise NotFound("No assignment with that id.")
     row.revoked_at = utcnow()
+    changes = {
+        "revoked_at": [None, _plain(row.revoked_at)],
+        "user_id": row.user_id,
+        "site_id": row.site_id,
+    }
+    _audit(db, scope, "site_assignment", row.id, "revoke", changes)
     schedule_service.withdraw_assignee(db, row.user_id, row.site_id)
     db.flush()

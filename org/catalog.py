@@ -14,7 +14,7 @@ from inspections.template_rules import TemplateInvalid, validate_template
 from org.paging import page_of
 from store.enums import HQ
 from store.errors import Conflict, Invalid, NotFound
-from store.models import Template, TemplateVersion
+from store.models import AuditEvent, Template, TemplateVersion
 from sync.scope import Scope
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "library" / "templates"
@@ -174,6 +174,20 @@ def publish(
         published_by=published_by or scope.user_id,
     )
     db.add(version)
+    db.flush()
+    db.add(
+        AuditEvent(
+            actor_id=version.published_by,
+            entity="template",
+            entity_id=t.id,
+            action="publish",
+            changes={
+                "latest_version": [t.latest_version - 1, t.latest_version],
+                "version_id": version.id,
+                "template_key": t.template_key,
+            },
+        )
+    )
     db.flush()
     return version
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -435,6 +436,12 @@ def resolve(
         values = _plan(session, scope, conflict, resolution, value, cs)
     # Every record the resolution changes, whose refusal by the rules refuses it all.
     changed = {(name, rid) for name, rows in cs.device_changed.items() for rid in rows}
+    # What the resolution writes, column by column, for the audit trail (old -> new).
+    written = {
+        (name, rid): set(cols)
+        for name, rows in cs.device_changed.items()
+        for rid, cols in rows.items()
+    }
     changed.add((conflict.table_name, conflict.record_id))
     conflict.resolved_at = utcnow()
     conflict.resolved_by = scope.user_id
@@ -446,12 +453,13 @@ def resolve(
         ):
             cs.add_context("inspections", row)
             cs.recompute.add(row["id"])
+    audit = {"conflict": conflict.id, "resolution": resolution, "values": values}
     cs.audit.append(
         AuditNote(
             conflict.table_name.rstrip("s"),
             conflict.record_id,
             "resolve_conflict",
-            {"conflict": conflict.id, "resolution": resolution, "values": values},
+            audit,
             inspection_id=conflict.inspection_id,
         )
     )
@@ -460,8 +468,41 @@ def resolve(
     for note in cs.conflicts:
         if (note.table, note.record_id) in changed:
             _refuse_by_rules(cs, note)
+    audit.update(_old_and_new(cs, conflict, written))
     writer.write(session, cs)
     return conflict
+
+
+def _old_and_new(
+    cs: ChangeSet, conflict: Conflict, written: dict[tuple[str, str], set[str]]
+) -> dict[str, Any]:
+    """The resolution's writes as the audit trail keeps them: the conflict's record's columns
+    {col: [old, new]}, and each record it deleted (its cascade included) with its old values."""
+    changes: dict[str, Any] = {}
+    deleted: list[dict[str, Any]] = []
+    for (name, rid), cols in sorted(written.items()):
+        before = cs.before.get(name, {}).get(rid) or {}
+        after = cs.after.get(name, {}).get(rid) or {}
+        if (name, rid) == (conflict.table_name, conflict.record_id):
+            changes = {
+                c: [_plain(before.get(c)), _plain(after.get(c))]
+                for c in sorted(cols)
+                if before.get(c) != after.get(c)
+            }
+        if before.get("deleted_at") is None and after.get("deleted_at") is not None:
+            kept = {c: _plain(before.get(c)) for c in sorted(TABLES[name].writable) if c in before}
+            deleted.append({"table": name, "id": rid, "before": kept})
+    out: dict[str, Any] = {"changes": changes}
+    if deleted:
+        out["deleted"] = deleted
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe value for the audit trail."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
 
 
 def _refuse_by_rules(cs: ChangeSet, note: ConflictNote) -> None:

@@ -112,7 +112,12 @@ def test_action_flow_needs_note_and_evidence_and_a_manager_to_verify(completed, 
     verified = api.post(path, NORTH, json={"status": "verified"}).get_json()
     assert verified["status"] == "verified" and verified["verified_by"]
     trail = api.get(f"/actions/{aid}/audit", NORTH).get_json()
-    assert [e["changes"]["status"][1] for e in trail] == ["in_progress", "resolved", "verified"]
+    assert [e["changes"]["status"][1] for e in trail] == [
+        "open",
+        "in_progress",
+        "resolved",
+        "verified",
+    ]
     phone.sync()
     assert phone.get("actions", aid)["status"] == "verified"
     reopened = api.post(path, NORTH, json={"status": "reopened", "note": "Still warm"})
