@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, aliased
 
 from inspections import actions as action_rules
 from inspections import lifecycle, scoring
-from inspections.canonical import content_sha256
+from inspections.canonical import content_sha256, legacy_content_sha256
 from inspections.evidence import missing_evidence
 from store.changeset import AuditNote, ChangeSet, ConflictNote, Row
 from store.db import one_of
@@ -89,12 +89,15 @@ class InspectionRules:
             self._load_context(session, cs, ids)
             self._enforce_locks(cs, ids)
             self._lifecycle(cs, ids)
+        # Actions before scores and flags: what they refuse is reverted, and both the scores
+        # and the inspections' has_conflicts flag must see that.
+        self._device_actions(session, cs)
+        self._keep_fix_evidence(session, cs)
+        if ids:
             versions = self._versions(session, cs, ids)
             for iid in ids:
                 self._recompute(cs, iid, versions.get(cs.after["inspections"][iid]["template_id"]))
             self._flags(session, cs, ids)
-        self._device_actions(session, cs)
-        self._keep_fix_evidence(session, cs)
 
     # --- context --------------------------------------------------------------------------
 
@@ -464,14 +467,16 @@ class InspectionRules:
         if not sigs:
             return
         # The content includes the photos answering each response (canonical.py), never the
-        # signatures themselves; _children gives live rows only.
-        digest = content_sha256(
-            cs.after["inspections"][iid],
-            self._children(cs, "responses", iid),
-            self._children(cs, "attachments", iid),
-        )
+        # signatures themselves; _children gives live rows only. A signature made by an earlier
+        # release (the legacy form) stays valid while the content it covered holds.
+        insp = cs.after["inspections"][iid]
+        responses = self._children(cs, "responses", iid)
+        valid = {
+            content_sha256(insp, responses, self._children(cs, "attachments", iid)),
+            legacy_content_sha256(insp, responses),
+        }
         for sig in sigs:
-            sig["signature_stale"] = sig["signed_content_sha256"] != digest
+            sig["signature_stale"] = sig["signed_content_sha256"] not in valid
 
     def _audit(self, cs: ChangeSet, iid: str) -> None:
         changes: dict[str, Any] = {}

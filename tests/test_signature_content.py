@@ -61,8 +61,8 @@ def test_canonical_form_exact_bytes_with_photos():
     ]
     assert canonical_content(INSP, responses, attachments).decode() == (
         '{"area":"1203","responses":['
-        '{"item_key":"clean","note":"好","value":"\\"yes\\""},'
-        f'{{"item_key":"room","note":null,"photos":["{H1}","{H2}"],"value":null}}'
+        '{"item_key":"clean","note":"好","photos":["e"],"value":"\\"yes\\""},'
+        '{"item_key":"room","note":null,"photos":["a","b"],"value":null}'
         '],"site_id":"s","template_id":"t"}'
     )
     # Deterministic whatever the input order.
@@ -79,8 +79,10 @@ def test_photo_evidence_is_part_of_the_content():
     assert content_sha256(INSP, responses, [{**p1, "deleted_at": 1}, p2]) != before
     assert content_sha256(INSP, responses, [p1, p2]) != before
     assert content_sha256(INSP, responses, []) != before
-    # The photo's other metadata is not content; only its bytes' hash is.
-    assert content_sha256(INSP, responses, [{**p1, "id": "x", "latitude": 1.5}]) == before
+    # The photo's metadata is not content, nor is its hash (filled in by its upload); its id
+    # (a new photo is a new record) is.
+    assert content_sha256(INSP, responses, [{**p1, "latitude": 1.5, "sha256": None}]) == before
+    assert content_sha256(INSP, responses, [{**p1, "id": "x"}]) != before
 
 
 def test_responses_without_an_answer_and_signatures_are_not_content():
@@ -123,7 +125,7 @@ def _digest(db, iid):
         for r in db.query(Response).filter_by(inspection_id=iid)
     ]
     atts = [
-        dict(response_id=a.response_id, kind=a.kind, sha256=a.sha256, deleted_at=a.deleted_at)
+        dict(id=a.id, response_id=a.response_id, kind=a.kind, deleted_at=a.deleted_at)
         for a in db.query(Attachment).filter_by(inspection_id=iid)
     ]
     return content_sha256(
@@ -229,6 +231,65 @@ def test_editing_a_non_content_field_keeps_the_signature_valid(sig_env, device, 
     phone.update("inspections", iid, notes="lamp flickers", latitude=31.2, longitude=121.4)
     phone.sync()
     assert _stale(db, sig) is False
+    rid = next(r["id"] for r in phone.live("responses").values() if r["item_key"] == "clean")
+    phone.update("responses", rid, value=json.dumps("no"))
+    phone.sync()
+    assert _stale(db, sig) is True
+
+
+# --- what does not change the content -----------------------------------------------------
+
+
+def test_the_upload_of_a_photo_signed_before_its_hash_was_known_keeps_the_signature(
+    sig_env, device, db, client
+):
+    """A photo record made when the photo is taken, hashed only for its upload: the upload
+    fills in its sha256, which is not content, so the signature holds."""
+    from tests.media.conftest import jpeg
+    from tests.media.test_upload_flow import _upload
+
+    phone, iid, room, _p1 = _start(device, sig_env)
+    data = jpeg(40, 30)
+    late = phone.create(
+        "attachments",
+        inspection_id=iid,
+        response_id=room,
+        kind="photo",
+        mime="image/jpeg",
+        byte_size=len(data),
+    )
+    assert phone.sync()["conflicts"] == []
+    sig = _sign(phone, db, iid, "sig_insp", "inspector")
+    assert _stale(db, sig) is False
+    _upload(client, phone, late, data)
+    db.expire_all()
+    assert db.get(Attachment, late).sha256 == hashlib.sha256(data).hexdigest()
+    assert _stale(db, sig) is False, "the upload made the signature stale"
+
+
+def test_a_signature_made_by_an_earlier_release_stays_valid_until_its_content_changes(
+    sig_env, device, db
+):
+    """Signatures in the legacy form (every live response, no photos) are not flagged stale by
+    the next recompute, only by a change of what they covered."""
+    from inspections.canonical import legacy_content_sha256
+
+    phone, iid, _room, _p1 = _start(device, sig_env)
+    sig = _sign(phone, db, iid, "sig_insp", "inspector")
+    db.expire_all()
+    insp = db.get(Inspection, iid)
+    rows = [
+        dict(id=r.id, item_key=r.item_key, value=r.value, note=r.note, deleted_at=r.deleted_at)
+        for r in db.query(Response).filter_by(inspection_id=iid)
+    ]
+    legacy = legacy_content_sha256(
+        {"template_id": insp.template_id, "site_id": insp.site_id, "area": insp.area}, rows
+    )
+    phone.update("attachments", sig, signed_content_sha256=legacy)
+    assert phone.sync()["conflicts"] == []
+    phone.update("inspections", iid, notes="recomputed, nothing answered changed")
+    phone.sync()
+    assert _stale(db, sig) is False, "a recompute made a legacy signature stale"
     rid = next(r["id"] for r in phone.live("responses").values() if r["item_key"] == "clean")
     phone.update("responses", rid, value=json.dumps("no"))
     phone.sync()
