@@ -261,9 +261,13 @@ def restore_assignee(session: Session, user_id: str, site_id: str | None = None)
         .join(Schedule, Schedule.id == Occurrence.schedule_id)
         .where(*where)
     ).all()
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        return 0
+    scope = scope_for(session, user)  # once: not a query per occurrence
     count = 0
     for occ, schedule in rows:
-        if user_id in (schedule.assignee_ids or []) and _works_at(session, user_id, occ.site_id):
+        if user_id in (schedule.assignee_ids or []) and scope.sees_site(occ.site_id):
             occ.deleted_at = None  # the rev moves, so devices get it back on their next pull
             count += 1
     session.flush()

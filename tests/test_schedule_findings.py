@@ -234,3 +234,33 @@ def test_reactivating_brings_back_nothing_of_a_stopped_schedule(api, env, db):
     db.expire_all()
     assert _live_future(db, ana)  # the demo's other schedules come back
     assert not [o for o in _live_future(db, ana) if o.schedule_id == sched]
+
+
+def test_restoring_occurrences_costs_no_query_per_occurrence(app, api, env):
+    """Reactivation restores a person's slots with a fixed number of reads, however many (the
+    ORM still writes each restored row: SQLite's driver cannot batch checked UPDATEs)."""
+    from sqlalchemy import event
+
+    ana = env["users"][ANA]
+
+    def queries_to_reactivate() -> int:
+        assert api.patch(f"/users/{ana}", HQ_EMAIL, json={"active": False}).status_code == 200
+        seen: list[str] = []
+        engine = app.extensions["db_engine"]
+
+        def listener(_conn, _cursor, statement, *_rest):
+            if statement.lstrip().upper().startswith("SELECT"):
+                seen.append(statement)
+
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            assert api.patch(f"/users/{ana}", HQ_EMAIL, json={"active": True}).status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        return len(seen)
+
+    daily_schedule(api, env, assignee_ids=[ana])
+    few = queries_to_reactivate()
+    for _ in range(3):  # three more daily schedules: about 42 more slots to restore
+        daily_schedule(api, env, assignee_ids=[ana])
+    assert queries_to_reactivate() - few < 10
