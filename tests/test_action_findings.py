@@ -250,3 +250,30 @@ def test_a_device_cannot_delete_the_photo_of_a_resolved_action(completed, api):
     phone.delete("attachments", att)
     assert phone.sync()["conflicts"] == []
     assert api.get(f"/attachments/{att}", NORTH).status_code == 404
+
+
+def test_a_kept_fix_photo_flags_its_inspection(env, device, db):
+    """The locked conflict of a refused deletion of fix evidence shows on its inspection."""
+    from store.models import Conflict, Inspection
+
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    aid = phone.create(
+        "actions",
+        inspection_id=iid,
+        site_id=env["sites"]["N-HOTEL"],
+        title="Broken tap",
+        status="open",
+        priority="medium",
+    )
+    att = photo_record(phone, iid, None, jpeg(40, 30), action_id=aid)
+    assert phone.sync()["conflicts"] == []
+    phone.update("actions", aid, status="resolved", resolution_note="New tap fitted")
+    assert phone.sync()["conflicts"] == []
+    phone.delete("attachments", att)
+    result = phone.sync()
+    assert [(c["table"], c["kind"]) for c in result["conflicts"]] == [("attachments", "locked")]
+    db.expire_all()
+    assert db.query(Conflict).filter_by(inspection_id=iid, resolved_at=None).count() == 1
+    assert db.get(Inspection, iid).has_conflicts is True
