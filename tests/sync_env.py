@@ -99,6 +99,14 @@ def new_inspection(dev: Device, env: dict, site: str = "N-HOTEL", **extra: Any) 
     )
 
 
+def new_action(dev: Device, env: dict, inspection_id: str | None, **extra: Any) -> str:
+    """A corrective action raised on the device at N-HOTEL (open, medium, unless `extra` says)."""
+    fields = {"title": "Fix it", "priority": "medium", "status": "open", **extra}
+    return dev.create(
+        "actions", inspection_id=inspection_id, site_id=env["sites"]["N-HOTEL"], **fields
+    )
+
+
 def answer(dev: Device, inspection_id: str, key: str, value: Any, **extra: Any) -> str:
     """Create a response on a device."""
     return dev.create(
@@ -154,6 +162,8 @@ __all__ = [
     "NORTH",
     "SOUTH",
     "answer",
+    "daily_schedule",
+    "new_action",
     "new_inspection",
     "now_ms",
     "photo_record",

@@ -9,7 +9,7 @@ from sqlalchemy import update
 from store.models import Occurrence, TemplateVersion
 from tests.conftest import ANA, HQ_EMAIL, NORTH
 from tests.media.conftest import jpeg
-from tests.sync_env import answer, daily_schedule, new_inspection, photo_record
+from tests.sync_env import answer, daily_schedule, new_action, new_inspection, photo_record
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -259,14 +259,7 @@ def test_a_kept_fix_photo_flags_its_inspection(env, device, db):
     phone = device(ANA)
     phone.sync()
     iid = new_inspection(phone, env)
-    aid = phone.create(
-        "actions",
-        inspection_id=iid,
-        site_id=env["sites"]["N-HOTEL"],
-        title="Broken tap",
-        status="open",
-        priority="medium",
-    )
+    aid = new_action(phone, env, iid, title="Broken tap", status="open", priority="medium")
     att = photo_record(phone, iid, None, jpeg(40, 30), action_id=aid)
     assert phone.sync()["conflicts"] == []
     phone.update("actions", aid, status="resolved", resolution_note="New tap fitted")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from store.models import Action, AuditEvent, Conflict, Occurrence, Response, TemplateVersion
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
-from tests.sync_env import answer, daily_schedule, new_inspection
+from tests.sync_env import answer, daily_schedule, new_action, new_inspection
 
 
 def _events(db, entity, entity_id):
@@ -43,14 +43,7 @@ def test_an_action_raised_on_a_device_is_audited_with_its_device(env, device, db
     phone.sync()
     iid = new_inspection(phone, env)
     phone.sync()
-    aid = phone.create(
-        "actions",
-        inspection_id=iid,
-        site_id=env["sites"]["N-HOTEL"],
-        title="Replace broken lamp",
-        priority="medium",
-        status="open",
-    )
+    aid = new_action(phone, env, iid, title="Replace broken lamp", priority="medium", status="open")
     assert phone.sync()["conflicts"] == []
     assert db.get(Action, aid) is not None
     events = _events(db, "action", aid)
@@ -171,14 +164,7 @@ def test_a_device_deleting_an_action_is_audited(env, device, db):
     phone.sync()
     iid = new_inspection(phone, env)
     phone.sync()
-    aid = phone.create(
-        "actions",
-        inspection_id=iid,
-        site_id=env["sites"]["N-HOTEL"],
-        title="Oops",
-        priority="low",
-        status="open",
-    )
+    aid = new_action(phone, env, iid, title="Oops", priority="low", status="open")
     phone.sync()
     phone.delete("actions", aid)
     assert phone.sync()["conflicts"] == []
