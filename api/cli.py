@@ -62,14 +62,19 @@ def register(app: Flask) -> None:
 
     @sync_group.command("purge")
     def sync_purge_cmd() -> None:
-        """Purge tombstones past the horizon and idempotency records past their retention."""
+        """Purge tombstones past the horizon, idempotency records past their retention and
+        sign-ins (refresh tokens, console sessions) past their expiry."""
         cfg = current_app.config
         session = db.session()
         without_statement_timeout(session.connection())
         removed = purge.purge_tombstones(session, dt.timedelta(days=cfg["TOMBSTONE_HORIZON_DAYS"]))
         forgotten = idempotency.purge(session, dt.timedelta(days=cfg["IDEMPOTENCY_RETENTION_DAYS"]))
+        expired = admin.purge_expired_sign_ins(session)
         db.commit()
-        click.echo(f"purged {removed} tombstones and {forgotten} idempotency records")
+        click.echo(
+            f"purged {removed} tombstones, {forgotten} idempotency records "
+            f"and {expired} expired sign-ins"
+        )
 
     @media_group.command("gc")
     def media_gc_cmd() -> None:

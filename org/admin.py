@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from inspections import schedule_service
@@ -365,6 +365,17 @@ def revoke_refresh_tokens(db: Session, user_id: str) -> None:
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+
+
+# Kept a day past expiry: a token is refused by its own signed expiry long before its row goes.
+_EXPIRED_KEPT = dt.timedelta(days=1)
+
+
+def purge_expired_sign_ins(db: Session) -> int:
+    """Delete the rows of refresh tokens and console sign-ins past their expiry (a day's
+    margin); a live token's row, spent or not, stays for reuse detection. Returns how many."""
+    cutoff = utcnow() - _EXPIRED_KEPT
+    return db.execute(delete(RefreshToken).where(RefreshToken.expires_at < cutoff)).rowcount
 
 
 # --- site assignments -------------------------------------------------------------------

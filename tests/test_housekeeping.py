@@ -115,3 +115,27 @@ def test_media_gc_removes_uploads_that_never_completed(app, env, device, client,
     assert "objects deleted: 1" in result.output and "pending records deleted: 1" in result.output
     assert not store.exists(f"blobs/{sha[:2]}/{sha}")
     assert db.get(Attachment, "never-done") is None
+
+
+def test_expired_sign_ins_are_purged_and_live_ones_kept(app, api, db, demo_org):
+    """Refresh tokens and console sign-ins past their expiry go; live ones (spent ones too,
+    needed to detect reuse) stay, and signing in still works."""
+    from store.models import RefreshToken
+
+    api.headers(ANA)  # a sign-in: one live refresh token
+    live = {t.jti for t in db.query(RefreshToken)}
+    user_id = db.query(RefreshToken).first().user_id
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
+    for n in range(3):
+        db.add(
+            RefreshToken(
+                jti=f"old{n}", user_id=user_id, family=f"console:old{n}", expires_at=long_ago
+            )
+        )
+    db.commit()
+    result = app.test_cli_runner().invoke(args=["sync", "purge"])
+    assert "3 expired sign-ins" in result.output, result.output
+    db.expire_all()
+    assert {t.jti for t in db.query(RefreshToken)} == live
+    login = api.client.post("/api/v1/auth/login", json={"email": ANA, "password": "demo-pass-2026"})
+    assert login.status_code == 200
