@@ -155,6 +155,37 @@ def completed(env, device) -> tuple[Device, str]:
     return phone, iid
 
 
+def completed_with_action(env, device, db, name: str = "phone") -> tuple[Device, str, str]:
+    """A device completes an inspection with one failed item, which opens one corrective
+    action; returns (device, inspection id, action id)."""
+    from store.models import Action
+
+    phone = device(ANA, name)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "no")
+    answer(phone, iid, "fridge", 3)
+    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
+    assert phone.sync()["conflicts"] == []
+    db.expire_all()
+    return phone, iid, db.query(Action).filter_by(inspection_id=iid).one().id
+
+
+def concurrent_action_edit(device, db, action_id: str):
+    """Two of Ana's devices edit an action's description, the stale one last: the server
+    keeps "from a" and records a concurrent_edit conflict holding "from b"; returns it."""
+    from store.models import Conflict
+
+    a, b = device(ANA, "a"), device(ANA, "b")
+    a.sync()
+    b.sync()
+    b.update("actions", action_id, description="from b")
+    b.sync()
+    a.update("actions", action_id, description="from a")
+    a.sync()
+    return db.query(Conflict).filter_by(record_id=action_id, kind="concurrent_edit").one()
+
+
 __all__ = [
     "ANA",
     "BEN",
@@ -162,6 +193,8 @@ __all__ = [
     "NORTH",
     "SOUTH",
     "answer",
+    "completed_with_action",
+    "concurrent_action_edit",
     "daily_schedule",
     "new_action",
     "new_inspection",

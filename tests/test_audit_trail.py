@@ -8,7 +8,14 @@ from sqlalchemy import select
 
 from store.models import Action, AuditEvent, Conflict, Occurrence, Response, TemplateVersion
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
-from tests.sync_env import answer, daily_schedule, new_action, new_inspection
+from tests.sync_env import (
+    answer,
+    completed_with_action,
+    concurrent_action_edit,
+    daily_schedule,
+    new_action,
+    new_inspection,
+)
 
 
 def _events(db, entity, entity_id):
@@ -19,20 +26,6 @@ def _events(db, entity, entity_id):
         .order_by(AuditEvent.id)
     )
     return list(db.execute(stmt).scalars())
-
-
-def _completed_with_action(env, device, db, name="phone"):
-    """A device completes an inspection with one failed item; returns (phone, iid, action id)."""
-    phone = device(ANA, name)
-    phone.sync()
-    iid = new_inspection(phone, env)
-    answer(phone, iid, "clean", "no")
-    answer(phone, iid, "fridge", 3)
-    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
-    assert phone.sync()["conflicts"] == []
-    db.expire_all()
-    action = db.query(Action).filter_by(inspection_id=iid).one()
-    return phone, iid, action.id
 
 
 # --- finding 4: an action raised on a device ---------------------------------------------------
@@ -60,7 +53,7 @@ def test_an_action_raised_on_a_device_is_audited_with_its_device(env, device, db
 
 
 def test_actions_opened_on_completion_are_audited(env, device, db):
-    _phone, iid, aid = _completed_with_action(env, device, db)
+    _phone, iid, aid = completed_with_action(env, device, db)
     events = _events(db, "action", aid)
     assert [e.action for e in events] == ["create"]
     ev = events[0]
@@ -76,15 +69,8 @@ def test_actions_opened_on_completion_are_audited(env, device, db):
 
 
 def test_a_conflict_resolution_on_an_action_keeps_old_and_new(env, device, api, db):
-    _phone, _iid, aid = _completed_with_action(env, device, db)
-    a, b = device(ANA, "a"), device(ANA, "b")
-    a.sync()
-    b.sync()
-    b.update("actions", aid, description="from b")
-    b.sync()
-    a.update("actions", aid, description="from a")
-    a.sync()
-    conflict = db.query(Conflict).filter_by(record_id=aid, kind="concurrent_edit").one()
+    _phone, _iid, aid = completed_with_action(env, device, db)
+    conflict = concurrent_action_edit(device, db, aid)
     resp = api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json={"resolution": "keep_server"})
     assert resp.status_code == 200
     db.expire_all()
@@ -100,7 +86,7 @@ def test_a_conflict_resolution_on_an_action_keeps_old_and_new(env, device, api, 
 
 
 def test_a_resolution_that_deletes_records_what_it_deleted(env, device, api, db):
-    _phone, iid, _aid = _completed_with_action(env, device, db)
+    _phone, iid, _aid = completed_with_action(env, device, db)
     # The inspection is completed: a device's deletion of its answer is refused as locked.
     phone = device(ANA, "other")
     phone.sync()
@@ -129,7 +115,7 @@ def test_a_resolution_that_deletes_records_what_it_deleted(env, device, api, db)
 
 
 def test_device_edits_of_an_action_are_audited_old_and_new(env, device, db):
-    phone, _iid, aid = _completed_with_action(env, device, db)
+    phone, _iid, aid = completed_with_action(env, device, db)
     before = db.get(Action, aid)
     old_priority, old_due, old_title = before.priority, before.due_at, before.title
     phone.sync()
@@ -148,7 +134,7 @@ def test_device_edits_of_an_action_are_audited_old_and_new(env, device, db):
 
 
 def test_a_device_status_move_with_edits_is_one_event_with_all_changes(env, device, db):
-    phone, _iid, aid = _completed_with_action(env, device, db)
+    phone, _iid, aid = completed_with_action(env, device, db)
     phone.sync()
     phone.update("actions", aid, status="in_progress", description="on it")
     assert phone.sync()["conflicts"] == []
@@ -175,7 +161,7 @@ def test_a_device_deleting_an_action_is_audited(env, device, db):
 
 
 def test_a_refused_device_move_audits_nothing(env, device, db):
-    phone, _iid, aid = _completed_with_action(env, device, db)
+    phone, _iid, aid = completed_with_action(env, device, db)
     phone.sync()
     phone.update("actions", aid, status="verified")  # an inspector cannot verify
     assert phone.sync()["conflicts"]

@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from store.models import Action, AuditEvent, Conflict, Inspection, Response
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, SOUTH
-from tests.sync_env import answer, new_inspection
+from tests.sync_env import answer, completed_with_action, concurrent_action_edit, new_inspection
 
 
 def _resolve(api, conflict_id: str, resolution: str, value=None, who: str = NORTH):
@@ -144,22 +144,8 @@ def test_keep_server_restores_the_overwritten_value_and_devices_converge(env, de
 
 
 def test_actions_are_not_locked_by_their_inspection(env, device, api, db):
-    phone = device(ANA, "phone")
-    phone.sync()
-    iid = new_inspection(phone, env)
-    answer(phone, iid, "clean", "no")  # a failed item opens an action on completion
-    answer(phone, iid, "fridge", 3)
-    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
-    phone.sync()
-    aid = db.query(Action).filter_by(inspection_id=iid).one().id
-    a, b = device(ANA, "a"), device(ANA, "b")
-    a.sync()
-    b.sync()
-    b.update("actions", aid, description="from b")
-    b.sync()
-    a.update("actions", aid, description="from a")
-    a.sync()
-    conflict = db.query(Conflict).filter_by(record_id=aid, kind="concurrent_edit").one()
+    _phone, iid, aid = completed_with_action(env, device, db)  # its failed item opened the action
+    conflict = concurrent_action_edit(device, db, aid)
     assert _resolve(api, conflict.id, "keep_server").status_code == 200
     db.expire_all()
     assert db.get(Action, aid).description == "from b"
@@ -437,14 +423,7 @@ def test_keep_server_on_an_approved_inspection_closes_the_conflict(env, device, 
 
 
 def test_an_action_of_a_completed_inspection_is_not_deleted(env, device, api, db):
-    phone = device(ANA, "phone")
-    phone.sync()
-    iid = new_inspection(phone, env)
-    answer(phone, iid, "clean", "no")  # a failed item opens an action on completion
-    answer(phone, iid, "fridge", 3)
-    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
-    phone.sync()
-    aid = db.query(Action).filter_by(inspection_id=iid).one().id
+    _phone, _iid, aid = completed_with_action(env, device, db)  # its failed item opened the action
     ben = device(BEN, "ben")
     ben.sync()
     ben.delete("actions", aid)
