@@ -67,13 +67,13 @@ def _encode(claims: dict[str, Any]) -> str:
     return jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=ALGORITHM)
 
 
-def _decode(token: str, expected_type: str) -> dict[str, Any]:
+def _decode(token: str, expected_type: str, expired_ok: bool = False) -> dict[str, Any]:
     try:
         claims = jwt.decode(
             token,
             current_app.config["SECRET_KEY"],
             algorithms=[ALGORITHM],
-            options={"require": ["exp", "iat", "sub", "typ"]},
+            options={"require": ["exp", "iat", "sub", "typ"], "verify_exp": not expired_ok},
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized(
@@ -142,8 +142,9 @@ def rotate_refresh(db: Session, token: str) -> dict[str, Any]:
 
 def end_session(db: Session, token: str) -> None:
     """Sign out: revoke a refresh token's session (its family, every later token of that
-    sign-in); a token already spent or revoked is fine, a forged or garbled one is 401."""
-    claims = _decode(token, "refresh")
+    sign-in); a token already spent, revoked or expired is fine (a phone that was off for
+    weeks still signs out cleanly), a forged or garbled one is 401."""
+    claims = _decode(token, "refresh", expired_ok=True)
     family = db.execute(
         select(RefreshToken.family).where(RefreshToken.jti == claims.get("jti"))
     ).scalar_one_or_none()

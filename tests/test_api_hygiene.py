@@ -3,6 +3,9 @@ requires on errors (Allow, WWW-Authenticate), and signing out of the API."""
 
 from __future__ import annotations
 
+import time
+
+import jwt
 import orjson
 
 from tests.conftest import ANA, HQ_EMAIL
@@ -252,6 +255,24 @@ def test_logout_is_idempotent(api, demo_org):
     for _ in range(2):
         resp = api.post("/auth/logout", json={"refresh_token": tokens["refresh_token"]})
         assert resp.status_code == 204
+
+
+def test_logout_with_an_expired_refresh_token_still_signs_out(api, app, demo_org):
+    # A phone that was off past the refresh token's lifetime signs out: the session ends, and
+    # the device is told so (204), not that its token expired.
+    tokens = api.login(ANA)
+    claims = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})
+    past = int(time.time()) - 3600
+    expired = jwt.encode(
+        {**claims, "iat": past - 60, "exp": past}, app.config["SECRET_KEY"], algorithm="HS256"
+    )
+    resp = api.post("/auth/logout", json={"refresh_token": expired})
+    assert resp.status_code == 204, resp.get_data(as_text=True)
+    resp = api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert _envelope(resp, 401)["reason"] == "token_revoked"
+    # A forged one (another key) is still refused.
+    forged = jwt.encode({**claims, "exp": past}, "another-secret-" + "k" * 40, algorithm="HS256")
+    assert _envelope(api.post("/auth/logout", json={"refresh_token": forged}), 401)
 
 
 def test_logout_after_rotation_signs_the_whole_session_out(api, demo_org):
