@@ -321,8 +321,9 @@ class InspectionRules:
         chosen: dict[str, Row] = {}
         pushed = cs.device_changed.get("responses", {})
         for key, group in by_key.items():
-            # Most recently received: changed in this push first, then the highest rev.
-            group.sort(key=lambda r: (r["id"] in pushed, r.get("server_rev") or 0, r["id"]))
+            if len(group) > 1:
+                # Most recently received: changed in this push first, then the highest rev.
+                group.sort(key=lambda r: (r["id"] in pushed, r.get("server_rev") or 0, r["id"]))
             winner = group[-1]
             if len(group) > 1 and any(r["id"] in pushed for r in group):
                 cs.conflicts.append(
@@ -486,17 +487,20 @@ class InspectionRules:
             for col in _INSPECTION_AUDITED:
                 if before.get(col) != after.get(col):
                     changes[col] = [_plain(before.get(col)), _plain(after.get(col))]
+        pushed = cs.device_changed.get("responses", {})
+        olds = cs.before.get("responses", {})
         for resp in self._children(cs, "responses", iid, live=False):
             rid = resp["id"]
-            if rid not in cs.device_changed.get("responses", {}):
+            if rid not in pushed:
                 continue
-            old = cs.before["responses"].get(rid) or {}
+            old = olds.get(rid) or {}
             for col in ("value", "note", "deleted_at"):
-                if old.get(col) != resp.get(col):
-                    changes[f"responses.{resp['item_key']}.{col}"] = [
-                        _plain(old.get(col)),
-                        _plain(resp.get(col)),
-                    ]
+                was, now = old.get(col), resp.get(col)
+                if was != now:
+                    # Only deleted_at is not JSON-safe as it is (value and note are text).
+                    if col == "deleted_at":
+                        was, now = _plain(was), _plain(now)
+                    changes[f"responses.{resp['item_key']}.{col}"] = [was, now]
         if changes:
             action = "create" if not before else "update"
             cs.audit.append(AuditNote("inspection", iid, action, changes, inspection_id=iid))

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -40,7 +39,7 @@ EVIDENCE_TYPES = ("photo", "signature")
 __all__ = ["ItemResult", "ScoreResult", "check_answer", "iter_items", "score"]
 
 
-@dataclass
+@dataclass(slots=True)
 class ItemResult:
     """One item's outcome."""
 
@@ -165,11 +164,6 @@ def grade_for(percent: float | None, bands: Any) -> str | None:
     return None
 
 
-def _items(body: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for section, item in iter_items(body):
-        yield section["key"], item
-
-
 def score(
     body: dict[str, Any],
     pass_threshold: float | None,
@@ -186,41 +180,46 @@ def score(
     critical_failed = False
     failed: list[str] = []
     unanswered: list[str] = []
-    for section_key, item in _items(body):
-        key, kind = item["key"], item["type"]
-        sec = sections.setdefault(section_key, SectionResult())
-        if not _visible(item, answers, hidden):
-            hidden.add(key)
-            results[key] = ItemResult(key, applicable=False, answered=False)
+    for section in body.get("sections") or []:
+        items = section.get("items")
+        if not items:
             continue
-        value = answers.get(key)
-        if kind in EVIDENCE_TYPES:
-            answered = evidence.get(key, 0) > 0
-        else:
-            answered = value is not None and check_answer(item, value) is None
-        if not answered and item.get("required", True):
-            unanswered.append(key)
-        weight = float(item.get("weight", 1))
-        if kind not in SCORABLE:
-            results[key] = ItemResult(key, applicable=True, answered=answered)
-            continue
-        if answered and value == NA:
-            results[key] = ItemResult(key, applicable=False, answered=True)
-            continue
-        result = ItemResult(key, applicable=True, answered=answered, weight=weight)
-        if answered:
-            result.fraction, result.failed = _fraction(item, value)
-            result.item_score = weight * result.fraction
-        else:
-            result.fraction, result.item_score = None, 0.0
-        results[key] = result
-        total += result.item_score or 0.0
-        maximum += weight
-        sec.score += result.item_score or 0.0
-        sec.max_score += weight
-        if result.failed:
-            failed.append(key)
-            critical_failed = critical_failed or bool(item.get("critical"))
+        sec = sections.setdefault(section["key"], SectionResult())
+        for item in items:
+            key, kind = item["key"], item["type"]
+            if item.get("visible_if") and not _visible(item, answers, hidden):
+                hidden.add(key)
+                results[key] = ItemResult(key, applicable=False, answered=False)
+                continue
+            value = answers.get(key)
+            if kind in EVIDENCE_TYPES:
+                answered = evidence.get(key, 0) > 0
+            else:
+                answered = value is not None and check_answer(item, value) is None
+            if not answered and item.get("required", True):
+                unanswered.append(key)
+            if kind not in SCORABLE:
+                results[key] = ItemResult(key, applicable=True, answered=answered)
+                continue
+            if answered and value == NA:
+                results[key] = ItemResult(key, applicable=False, answered=True)
+                continue
+            weight = float(item.get("weight", 1))
+            if answered:
+                fraction, failed_item = _fraction(item, value)
+                item_score = weight * fraction
+            else:
+                fraction, failed_item, item_score = None, False, 0.0
+            results[key] = ItemResult(
+                key, True, answered, fraction, item_score, weight, failed_item
+            )
+            total += item_score
+            maximum += weight
+            sec.score += item_score
+            sec.max_score += weight
+            if failed_item:
+                failed.append(key)
+                critical_failed = critical_failed or bool(item.get("critical"))
     total, maximum = round(total, _CLEAN), round(maximum, _CLEAN)
     for sec in sections.values():
         sec.score, sec.max_score = round(sec.score, _CLEAN), round(sec.max_score, _CLEAN)

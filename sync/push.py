@@ -13,7 +13,7 @@ from store.types import utcnow
 from sync import writer
 from sync.revs import resolve_col_rev
 from sync.scope import Scope
-from sync.tables import PLACEMENT, TABLES, UPLOADED_CONTENT
+from sync.tables import PLACEMENT, TABLES, UPLOADED_CONTENT, TableSpec
 from sync.validate import REQUIRED, validate_push
 
 # Apply order: parents first, so children can find their inspection (and evidence photos
@@ -58,11 +58,18 @@ def to_db(kind: str, value: Any) -> Any:
     return value
 
 
-# Each table's writable columns with their kinds: a created record converts every one.
-_WRITABLE = {
-    name: tuple((c, spec.columns[c].kind) for c in sorted(spec.writable))
-    for name, spec in TABLES.items()
-}
+def _by_conversion(spec: TableSpec) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """A table's writable columns as to_db converts them: (kept as they are, ids, numbers)."""
+    kinds = {c: spec.columns[c].kind for c in sorted(spec.writable)}
+    return (
+        tuple(c for c, k in kinds.items() if k not in ("id", "ms", "int")),
+        tuple(c for c, k in kinds.items() if k == "id"),
+        tuple(c for c, k in kinds.items() if k in ("ms", "int")),
+    )
+
+
+# Each table's writable columns, which a created record converts every one of.
+_WRITABLE = {name: _by_conversion(spec) for name, spec in TABLES.items()}
 
 
 def _changed_columns(spec_name: str, rec: dict[str, Any], is_update: bool) -> list[str]:
@@ -102,6 +109,8 @@ class _Push:
         self.base_revs: dict[tuple[str, str], int] = {}
         self.parent_actions: dict[str, Row] = {}
         self.pull_start = -1
+        # new_place's answers, per (table, inspection, site, action) a new record names.
+        self.places: dict[tuple, tuple[str | None, tuple | None]] = {}
 
     # --- loading -----------------------------------------------------------------------
 
@@ -284,12 +293,43 @@ class _Push:
 
     # --- planning -----------------------------------------------------------------------
 
+    def new_place(self, name: str, rec: dict[str, Any]) -> tuple[str | None, tuple | None]:
+        """A new record's site, and (detail, kind) if it may not be created there. It depends
+        only on the parents the record names, which planning does not move: worked out once
+        per parent, not once per record of a big push."""
+        key = (name, rec.get("inspection_id"), rec.get("site_id"), rec.get("action_id"))
+        found = self.places.get(key)
+        if found is None:
+            found = self.places[key] = self._new_place(name, rec)
+        return found
+
+    def _new_place(self, name: str, rec: dict[str, Any]) -> tuple[str | None, tuple | None]:
+        site, why = self.site_of(name, rec, None)
+        if not site:
+            return site, (f"outside your scope ({why})", "out_of_scope")
+        if not self.scope.sees_site(site):
+            return site, ("its site is outside your scope", "out_of_scope")
+        if name != "inspections" and not self.owned(self.inspection(rec.get("inspection_id"))):
+            return site, ("the inspection belongs to another inspector", "out_of_scope")
+        gone = self.deleted_parent(name, rec)
+        if gone:
+            return site, (f"created on the device after {gone}", "deleted_record")
+        return site, None
+
     def upsert(self, name: str, rec: dict[str, Any], is_update: bool) -> None:
         rid = rec["id"]
         cur = self.existing.get(name, {}).get(rid)
-        pending = bool(cur and cur.get("pending_upload"))
+        if cur is None:
+            site, refusal = self.new_place(name, rec)
+            insp_id = rid if name == "inspections" else rec.get("inspection_id")
+            if refusal is not None:
+                self.refuse(name, rid, rec, refusal[0], site, insp_id, kind=refusal[1])
+            else:
+                self.create(name, rec, site, None)
+            return
+        pending = bool(cur.get("pending_upload"))
         site, why = self.site_of(name, rec, None if pending else cur)
-        insp_id = rid if name == "inspections" else (cur or rec).get("inspection_id")
+        insp_id = rid if name == "inspections" else cur.get("inspection_id")
         if not site or not self.scope.sees_site(site):
             self.refuse(
                 name,
@@ -307,7 +347,7 @@ class _Push:
             )
             return
         spec = TABLES[name]
-        if cur is None or pending:
+        if pending:
             gone = self.deleted_parent(name, rec)
             if gone:
                 detail = f"created on the device after {gone}"
@@ -340,7 +380,15 @@ class _Push:
             self.base_revs[(name, rid)] = self.pull_start
 
     def create(self, name: str, rec: dict[str, Any], site: str, pending: Row | None) -> None:
-        row: Row = {c: to_db(kind, rec.get(c)) for c, kind in _WRITABLE[name]}
+        # to_db inlined: this runs for every record of a big push (validation checked types).
+        kept, ids, numbers = _WRITABLE[name]
+        get = rec.get
+        row: Row = {c: get(c) for c in kept}
+        for c in ids:
+            row[c] = get(c) or None  # '' is a WatermelonDB null id
+        for c in numbers:
+            value = get(c)
+            row[c] = None if value is None else int(value)
         # Validation checked created records; an update of a record the server never had
         # is created here and must carry the same.
         missing = [c for c in REQUIRED.get(name, ()) if row.get(c) is None]

@@ -60,27 +60,35 @@ def load_rows(
 COPY_MIN_ROWS = 50
 
 
-def is_staged(session: Session, rows: list[Row]) -> bool:
-    """Whether insert_rows sends these rows to the table's staging copy (a PostgreSQL batch)."""
-    return len(rows) >= COPY_MIN_ROWS and is_postgres(session)
+def is_staged(session: Session, count: int) -> bool:
+    """Whether insert_rows sends a batch of `count` rows to the table's staging copy (a
+    PostgreSQL batch)."""
+    return count >= COPY_MIN_ROWS and is_postgres(session)
 
 
-def insert_rows(session: Session, table: Table, rows: list[Row]) -> None:
-    """Insert rows of uniform keys: one executemany; for a batch, the driver's own on SQLite,
-    and on PostgreSQL a COPY into the table's staging copy, moved into place when the revs are
-    stamped (so each row is written once, not inserted then rewritten). Staged rows are not
-    visible to this transaction before it commits; the batch writers (sync pushes) read
-    nothing back."""
-    if len(rows) < COPY_MIN_ROWS:
-        session.execute(insert(table), rows)
+def insert_rows(session: Session, table: Table, rows: list[Row], first_rev: int) -> None:
+    """Insert planned rows, the table's defaults filling the columns they leave out, with
+    server_revs counting down from `first_rev`; the rows themselves are not changed. One
+    executemany; for a batch, the driver's own on SQLite, and on PostgreSQL a COPY into the
+    table's staging copy, moved into place when the revs are stamped (so each row is written
+    once, not inserted then rewritten). Staged rows are not visible to this transaction before
+    it commits; the batch writers (sync pushes) read nothing back."""
+    if len(rows) >= COPY_MIN_ROWS and not is_postgres(session):
+        _insert_sqlite(session, table, rows, first_rev)
         return
-    if not is_postgres(session):
-        _insert_sqlite(session, table, rows)
+    defaults = defaults_for(table)
+    full = []
+    rev = first_rev
+    for row in rows:
+        full.append({**defaults, **row, "server_rev": rev})
+        rev -= 1
+    if len(full) < COPY_MIN_ROWS:
+        session.execute(insert(table), full)
         return
     from psycopg import sql
     from psycopg.types.json import Json
 
-    columns = [c for c in rows[0] if any(r[c] is not None for r in rows)]
+    columns = [c for c in full[0] if any(r[c] is not None for r in full)]
     json_cols = {c for c in columns if isinstance(table.c[c].type, JSON)}
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(stage(session, table)), sql.SQL(", ").join(map(sql.Identifier, columns))
@@ -88,32 +96,40 @@ def insert_rows(session: Session, table: Table, rows: list[Row]) -> None:
     session.flush()
     raw = session.connection().connection.driver_connection
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
+        for row in full:
             copy.write_row(
                 [Json(row[c]) if c in json_cols and row[c] is not None else row[c] for c in columns]
             )
 
 
-def _insert_sqlite(session: Session, table: Table, rows: list[Row]) -> None:
+def _insert_sqlite(session: Session, table: Table, rows: list[Row], first_rev: int) -> None:
     """A batch through the driver's own executemany: SQLAlchemy's per-row parameter handling
-    costs more than SQLite's insert. Values are converted by the columns' own bind processors,
-    so they are stored exactly as SQLAlchemy would store them."""
-    columns = list(rows[0])
+    costs more than SQLite's insert. The values are gathered a column at a time (cheaper than
+    a merged dict and a list per row) and converted by the columns' own bind processors, so
+    they are stored exactly as SQLAlchemy would store them."""
+    defaults = defaults_for(table)
+    present = set(defaults).union(*rows)
+    columns = [c.name for c in table.columns if c.name in present and c.name != "server_rev"]
     dialect = session.get_bind().dialect
-    processors = [(i, table.c[c].type.bind_processor(dialect)) for i, c in enumerate(columns)]
-    # Most converted values are NULLs (tombstones, col_revs of new rows): converted once.
-    convert = [(i, p, p(None)) for i, p in processors if p is not None]
-    values = []
-    for row in rows:
-        value = [row[c] for c in columns]
-        for i, process, null in convert:
-            value[i] = null if value[i] is None else process(value[i])
-        values.append(value)
+    data = []
+    for name in columns:
+        default = defaults.get(name)
+        values = [row.get(name, default) for row in rows]
+        process = table.c[name].type.bind_processor(dialect)
+        if process is not None:
+            # Most converted values are NULLs (tombstones, col_revs of new rows): converted once.
+            null = process(None)
+            values = [null if v is None else process(v) for v in values]
+        data.append(values)
+    columns.append("server_rev")
+    data.append(range(first_rev, first_rev - len(rows), -1))
     names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" for _ in columns)
     session.flush()
     raw = session.connection().connection.driver_connection
-    raw.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', values)
+    raw.executemany(
+        f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', zip(*data, strict=True)
+    )
 
 
 def write(session: Session, cs: ChangeSet) -> int:
@@ -130,9 +146,7 @@ def write(session: Session, cs: ChangeSet) -> int:
         for rid, after in rows.items():
             before = before_rows.get(rid)
             if before is None:
-                row = {**defaults_for(table), **after}
-                row["id"] = rid
-                inserts.append(row)
+                inserts.append(after)
                 continue
             changed = [k for k, v in after.items() if k not in _BOOKKEEPING and before.get(k) != v]
             if not changed and rid not in bumps:
@@ -147,11 +161,10 @@ def write(session: Session, cs: ChangeSet) -> int:
         count = len(inserts) + sum(len(v) for v in updates.values())
         if not count:
             continue
-        staged = not updates and is_staged(session, inserts)
+        staged = not updates and is_staged(session, len(inserts))
         rev = next_pending(session, table, count, staged=staged)
-        for row in inserts:
-            row["server_rev"] = rev
-            rev -= 1
+        first_insert_rev = rev
+        rev -= len(inserts)
         for group in updates.values():
             for row in group:
                 row["server_rev"] = rev
@@ -162,7 +175,7 @@ def write(session: Session, cs: ChangeSet) -> int:
                 session, inserts, {row["_id"]: row for group in updates.values() for row in group}
             )
         if inserts:
-            insert_rows(session, table, inserts)
+            insert_rows(session, table, inserts, first_insert_rev)
         for cols, group in updates.items():
             stmt = (
                 update(table)

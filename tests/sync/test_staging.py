@@ -16,32 +16,32 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _rows(session, prefix: str) -> list[dict]:
+def _insert(session, prefix: str) -> None:
+    """A batch of planned rows through the writer's bulk path, with pending revs."""
     table = Response.__table__
-    rev = revs.next_pending(session, table, writer.COPY_MIN_ROWS)
-    return [
+    rev = revs.next_pending(session, table, writer.COPY_MIN_ROWS, staged=True)
+    rows = [
         {
-            **writer.defaults_for(table),
             "id": f"{prefix}{n:04d}",
             "inspection_id": "i",
             "item_key": f"k{n}",
             "value": '"yes"',
             "site_id": "s",
-            "server_rev": rev - n,
         }
         for n in range(writer.COPY_MIN_ROWS)
     ]
+    writer.insert_rows(session, table, rows, rev)
 
 
 def test_staged_rows_reach_the_table_after_a_rolled_back_first_use(app, db):
     engine = app.extensions["db_engine"]
     with engine.connect() as conn:  # one database connection for both transactions
         first = app.extensions["db_sessions"](bind=conn)
-        writer.insert_rows(first, Response.__table__, _rows(first, "lost"))
+        _insert(first, "lost")
         first.rollback()  # takes the just-created staging table with it
         first.close()
         second = app.extensions["db_sessions"](bind=conn)
-        writer.insert_rows(second, Response.__table__, _rows(second, "kept"))
+        _insert(second, "kept")
         top = revs.stamp(second)
         second.commit()
     stored = db.execute(select(Response.id, Response.server_rev)).all()
@@ -52,7 +52,7 @@ def test_staged_rows_reach_the_table_after_a_rolled_back_first_use(app, db):
 def test_a_commit_without_the_stamp_is_refused(app):
     session = app.extensions["db_sessions"]()
     try:
-        writer.insert_rows(session, Response.__table__, _rows(session, "nostamp"))
+        _insert(session, "nostamp")
         with pytest.raises(RuntimeError, match="not stamped"):
             session.commit()
     finally:
