@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.changeset import ChangeSet, ConflictNote, Row
+from store.db import one_of
 from store.enums import INSPECTOR
 from store.errors import Conflict, Invalid
 from store.types import utcnow
@@ -19,6 +21,8 @@ from sync.validate import REQUIRED, validate_push
 # Apply order: parents first, so children can find their inspection (and evidence photos
 # their corrective action) in the plan.
 ORDER = ("inspections", "responses", "actions", "attachments")
+# The tables whose records belong to an inspection.
+_CHILDREN = ("responses", "attachments", "actions")
 
 
 class Rules(Protocol):
@@ -116,29 +120,41 @@ class _Push:
 
     def load(self, changes: dict[str, dict[str, list]]) -> None:
         lock = self.session.get_bind().dialect.name == "postgresql"
-        # Rows are locked parents first whatever order the body lists its tables in, as every
-        # other writer (review, conflict resolution) takes them: no lock-order deadlocks.
-        for name in (n for n in ORDER if n in changes):
-            lists = changes[name]
-            ids = [r["id"] for r in lists["created"] + lists["updated"]] + list(lists["deleted"])
-            rows = writer.load_rows(self.session, TABLES[name].table, "id", ids, lock=lock)
-            self.existing[name] = {r["id"]: r for r in rows}
-        # Parent inspections referenced from children but not pushed themselves.
-        parents = {
-            rec.get("inspection_id")
-            for name in ("responses", "attachments", "actions")
-            for rec in changes.get(name, {}).get("created", [])
-            + changes.get(name, {}).get("updated", [])
-        } | {
-            r.get("inspection_id")
-            for n in ("responses", "attachments", "actions")
-            for r in self.existing.get(n, {}).values()
+        listed = {
+            name: [r["id"] for r in changes[name]["created"] + changes[name]["updated"]]
+            + list(changes[name]["deleted"])
+            for name in ORDER
+            if name in changes
         }
-        known = self.existing.setdefault("inspections", {})
-        missing = [p for p in parents if p and p not in known]
-        if missing:
-            for row in writer.load_rows(self.session, TABLES["inspections"].table, "id", missing):
+        # The inspections first, locked: those pushed and the parents of every child pushed.
+        # The rules judge a child by its inspection's status, so a completion committing
+        # meanwhile must wait for this push, or this push for it. Then the children, table by
+        # table, whatever order the body lists them in. Every other writer (review, conflict
+        # resolution) takes rows in this order too, so none deadlock.
+        pushed = set(listed.get("inspections", ()))
+        parents = self._parents(changes)
+        table = TABLES["inspections"].table
+        rows = writer.load_rows(self.session, table, "id", sorted(pushed | parents), lock=lock)
+        self.existing["inspections"] = {r["id"]: r for r in rows if r["id"] in pushed}
+        for row in rows:
+            if row["id"] not in pushed:
                 self.cs.add_context("inspections", row)
+        for name in ORDER[1:]:
+            if name in listed:
+                rows = writer.load_rows(
+                    self.session, TABLES[name].table, "id", listed[name], lock=lock
+                )
+                self.existing[name] = {r["id"]: r for r in rows}
+        # A stored child under another inspection than it names (a record re-created under
+        # another parent, which placement then refuses): its inspection joins the plan too.
+        late = (
+            {r.get("inspection_id") for n in _CHILDREN for r in self.existing.get(n, {}).values()}
+            - pushed
+            - parents
+            - {None}
+        )
+        for row in writer.load_rows(self.session, table, "id", sorted(late), lock=lock):
+            self.cs.add_context("inspections", row)
         # Actions that evidence attachments document, for placing those attachments (the
         # stored ones too: a deleted photo of an action is placed by its action).
         att = changes.get("attachments", {})
@@ -156,6 +172,28 @@ class _Push:
             r["id"]: r
             for r in writer.load_rows(self.session, TABLES["actions"].table, "id", action_ids)
         }
+
+    def _parents(self, changes: dict[str, dict[str, list]]) -> set[str]:
+        """The inspections the pushed child records belong to: as they name them, or as
+        stored for those that name none (deletions carry only an id)."""
+        parents: set[str] = set()
+        for name in _CHILDREN:
+            lists = changes.get(name)
+            if not lists:
+                continue
+            unnamed = list(lists["deleted"])
+            for rec in lists["created"] + lists["updated"]:
+                if rec.get("inspection_id"):
+                    parents.add(rec["inspection_id"])
+                else:
+                    unnamed.append(rec["id"])
+            if unnamed:
+                table = TABLES[name].table
+                stmt = select(table.c.inspection_id).where(
+                    one_of(self.session, table.c.id, unnamed)
+                )
+                parents.update(p for p in self.session.execute(stmt).scalars() if p)
+        return parents
 
     def stale(self, changes: dict[str, dict[str, list]], last: int | None) -> dict[str, list]:
         """Records changed on the server after the device's last pull."""

@@ -52,7 +52,9 @@ def load_rows(
         chunk = values[start : start + 5000]
         stmt = select(table).where(one_of(session, col, chunk))
         if lock:
-            stmt = stmt.with_for_update()
+            # Locked in id order (the sort runs below the row locking): two writers locking
+            # overlapping rows cannot each hold what the other waits for.
+            stmt = stmt.order_by(table.c.id).with_for_update()
         out.extend(dict(r) for r in session.execute(stmt).mappings())
     return out
 
