@@ -4,6 +4,8 @@ They read the per-inspection summary the sync engine keeps on every inspection r
 passed, critical_failed, times) through its daily rollups (store/rollups.py: a few rows per day
 for HQ, one per site, template and inspector otherwise), plus occurrences and actions; never
 the responses, so a summary over a million answers reads thousands of rows, not a million.
+A day, week or month is the calendar one at the inspection's (occurrence's, action's) site, in
+the site's time zone; a period's start and end are instants.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import datetime as dt
 import statistics
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from store import rollups
@@ -47,8 +51,14 @@ METRICS = (
 )
 
 
-def _bucket(when: dt.datetime, unit: str) -> str:
-    day = when.astimezone(dt.UTC).date()
+# A site no longer known (purged) has no time zone left: its occurrences and actions fall on
+# UTC days (its inspections leave the reports, see store/rollups.py).
+NO_ZONE = "UTC"
+
+
+def _bucket(when: dt.datetime, unit: str, zone: str) -> str:
+    """The day, ISO week or month `when` falls in at a site in time zone `zone`."""
+    day = rollups.local_day(when, zone)
     if unit == "day":
         return day.isoformat()
     if unit == "week":
@@ -56,11 +66,11 @@ def _bucket(when: dt.datetime, unit: str) -> str:
     return rollups.month_label(day)
 
 
-def _key(group_by: list[str], row: dict[str, Any], when: dt.datetime | None) -> tuple:
+def _key(group_by: list[str], row: dict[str, Any], when: dt.datetime | None, zone: str) -> tuple:
     out = []
     for g in group_by:
         if g in ("day", "week", "month"):
-            out.append(_bucket(when, g) if when else None)
+            out.append(_bucket(when, g, zone) if when else None)
         else:
             out.append(row.get(g))
     return tuple(out)
@@ -85,29 +95,60 @@ def _filters(
     return stmt
 
 
-def _lookups(session: Session) -> tuple[dict[str, str], dict[str, str]]:
-    regions = dict(session.execute(select(Site.id, Site.region_id)).all())
+def _lookups(session: Session) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Site -> region, site -> time zone, template version -> template key."""
+    regions: dict[str, str] = {}
+    zones: dict[str, str] = {}
+    for site, region, zone in session.execute(select(Site.id, Site.region_id, Site.timezone)):
+        regions[site], zones[site] = region, zone
     templates = dict(
         session.execute(select(TemplateVersion.id, TemplateVersion.template_key)).all()
     )
-    return regions, templates
+    return regions, zones, templates
 
 
-def _whole_days(start: dt.datetime, end: dt.datetime) -> tuple[dt.date, dt.date] | None:
-    """The UTC days lying wholly inside [start, end), as [first, last), or None if none does."""
-    start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
-    first, last = start.date(), end.date()
-    # A ragged start's day is not whole; checked before stepping past it, as the day after
-    # 9999-12-31 does not exist (and a period that starts on it holds no whole day anyway).
-    if start != _midnight(first):
+@dataclass(frozen=True)
+class _Span:
+    """A time zone's local days lying wholly inside a period: [first, last), and the instants
+    [begins, ends) they cover."""
+
+    first: dt.date
+    last: dt.date
+    begins: dt.datetime
+    ends: dt.datetime
+
+
+def _whole_days(start: dt.datetime, end: dt.datetime, zone: str) -> _Span | None:
+    """The local days of `zone` lying wholly inside [start, end), or None if none does."""
+    tz = ZoneInfo(zone)
+    try:
+        first = start.astimezone(tz).date()
+        if _midnight(first, tz) < start:
+            first += dt.timedelta(days=1)  # a ragged start's day is not whole
+        last = end.astimezone(tz).date()
         if first >= last:
             return None
-        first += dt.timedelta(days=1)
-    return (first, last) if first < last else None
+        return _Span(first, last, _midnight(first, tz), _midnight(last, tz))
+    except OverflowError:
+        # Within hours of datetime's range (9999-12-31) not every local day is representable:
+        # such a period is read from the inspections alone.
+        return None
 
 
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+def _midnight(day: dt.date, tz: ZoneInfo) -> dt.datetime:
+    """The instant a local day begins (zoneinfo maps a midnight skipped by DST to the first
+    instant of the day)."""
+    return dt.datetime.combine(day, dt.time(), tz).astimezone(dt.UTC)
+
+
+def _zones(session: Session, scope: Scope, filters: dict[str, Any]) -> set[str]:
+    """The time zones of the sites a report's rollup cells may come from."""
+    stmt = select(Site.timezone).distinct().where(scope.history_clause(Site.id))
+    if filters.get("site_id"):
+        stmt = stmt.where(Site.id == filters["site_id"])
+    if filters.get("region_id"):
+        stmt = stmt.where(Site.region_id == filters["region_id"])
+    return set(session.execute(stmt).scalars())
 
 
 def _inspection_groups(
@@ -120,18 +161,30 @@ def _inspection_groups(
     use_rollups: bool,
 ) -> Iterator[tuple[tuple, rollups.Measures]]:
     """(group key, counted, passed, critical, scored, score tenths) of the completed inspections."""
-    # Whole UTC days come from a daily rollup; the ragged ends of the period (and all of it
-    # when use_rollups is off, the from-scratch reference) from the inspections themselves.
-    days = _whole_days(start, end) if use_rollups else None
-    if days is None:
-        yield from _from_inspections(session, scope, start, end, group_by, filters)
-        return
-    first, last = _midnight(days[0]), _midnight(days[1])
-    if start < first:
-        yield from _from_inspections(session, scope, start, first, group_by, filters)
-    yield from _from_rollup(session, scope, days[0], days[1], group_by, filters)
-    if last < end:
-        yield from _from_inspections(session, scope, last, end, group_by, filters)
+    # Per time zone of the sites in scope, the local days wholly inside the period come from a
+    # daily rollup; the ragged ends of the period (and all of it when use_rollups is off, the
+    # from-scratch reference) from the inspections themselves.
+    zones = _zones(session, scope, filters) if use_rollups else set()
+    spans = {z: span for z in sorted(zones) if (span := _whole_days(start, end, z))}
+    for a, b in _raw_windows(start, end, spans, len(spans) < len(zones)):
+        yield from _from_inspections(session, scope, a, b, group_by, filters, spans)
+    if spans:
+        # region_daily sums sites of every zone day by day: it serves only when every zone in
+        # scope has the same whole days at the same instants (one zone, or Shanghai with Hong
+        # Kong and Singapore...).
+        same_days = len(zones) == len(spans) and len(set(spans.values())) == 1
+        yield from _from_rollup(session, scope, spans, group_by, filters, same_days)
+
+
+def _raw_windows(
+    start: dt.datetime, end: dt.datetime, spans: dict[str, _Span], zones_left: bool
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Stretches of the period holding every instant outside some zone's whole days."""
+    if not spans or zones_left:
+        return [(start, end)]
+    head = max(s.begins for s in spans.values())
+    tail = max(head, min(s.ends for s in spans.values()))
+    return [(a, b) for a, b in ((start, head), (tail, end)) if a < b]
 
 
 def _from_inspections(
@@ -141,15 +194,19 @@ def _from_inspections(
     end: dt.datetime,
     group_by: list[str],
     filters: dict[str, Any],
+    spans: dict[str, _Span],
 ) -> Iterator[tuple[tuple, rollups.Measures]]:
-    """One entry per inspection, with the measures the rollups sum (store/rollups.py)."""
+    """One entry per inspection in [start, end) outside its site's zone's whole days (spans),
+    with the measures the rollups sum (store/rollups.py)."""
+    when = Inspection.completed_received_at
     stmt = (
         select(
             Site.region_id,
             Inspection.site_id,
             TemplateVersion.template_key,
             Inspection.inspector_id,
-            Inspection.completed_received_at,
+            Site.timezone,
+            when,
             Inspection.passed,
             Inspection.critical_failed,
             Inspection.score_percent,
@@ -159,30 +216,43 @@ def _from_inspections(
         .where(
             Inspection.deleted_at.is_(None),
             Inspection.status.in_(rollups.COUNTED_STATUSES),
-            Inspection.completed_received_at >= start,
-            Inspection.completed_received_at < end,
+            when >= start,
+            when < end,
         )
     )
+    if spans:
+        served = [
+            and_(Site.timezone == z, when >= s.begins, when < s.ends) for z, s in spans.items()
+        ]
+        stmt = stmt.where(not_(or_(*served)))  # those come from a rollup
     stmt = _filters(
         stmt, scope, filters, Inspection.site_id, Inspection.template_id, Inspection.inspector_id
     )
-    for region, site, template, inspector, when, passed, critical, percent in session.execute(stmt):
+    rows = session.execute(stmt)
+    for region, site, template, inspector, zone, at, passed, critical, percent in rows:
         dims = {"region": region, "site": site, "template": template, "inspector": inspector}
-        yield _key(group_by, dims, when), rollups.measures(passed, critical, percent)
+        yield _key(group_by, dims, at, zone), rollups.measures(passed, critical, percent)
 
 
 def _from_rollup(
     session: Session,
     scope: Scope,
-    first: dt.date,
-    last: dt.date,
+    spans: dict[str, _Span],
     group_by: list[str],
     filters: dict[str, Any],
+    same_days: bool,
 ) -> Iterator[tuple[tuple, rollups.Measures]]:
-    """Per group, the sums of the rollup cells of days [first, last), grouped in the database."""
+    """Per group, the sums of the rollup cells of each zone's whole days, grouped in the
+    database (same_days: every zone in scope has the same whole days)."""
     # region_daily has a few rows a day but no sites: it serves whoever sees every site and
-    # neither filters nor groups by one (HQ); everyone else reads inspection_daily.
-    by_region = scope.site_ids is None and not filters.get("site_id") and "site" not in group_by
+    # neither filters nor groups by one (HQ), when the days are the same in every zone;
+    # otherwise inspection_daily, whose sites give each cell's zone.
+    by_region = (
+        same_days
+        and scope.site_ids is None
+        and not filters.get("site_id")
+        and "site" not in group_by
+    )
     t = RegionDaily if by_region else InspectionDaily
     region = RegionDaily.region_id if by_region else Site.region_id
     columns = {
@@ -197,14 +267,20 @@ def _from_rollup(
     keys = [columns[g] for g in group_by]
     # The joins drop what a report's joins drop: unknown template versions (and, on
     # inspection_daily, unknown sites; region_daily only ever holds known ones).
+    first = min(s.first for s in spans.values())
+    last = max(s.last for s in spans.values())
     stmt = (
         select(*keys, *(func.sum(getattr(t, m)) for m in rollups.MEASURES))
         .select_from(t)
         .join(TemplateVersion, TemplateVersion.id == t.template_id)
-        .where(t.day >= first, t.day < last)
+        .where(t.day >= first, t.day < last)  # the range the primary key serves
     )
     if not by_region:
         stmt = stmt.join(Site, Site.id == InspectionDaily.site_id)
+        whole = [
+            and_(Site.timezone == z, t.day >= s.first, t.day < s.last) for z, s in spans.items()
+        ]
+        stmt = stmt.where(or_(*whole))
         stmt = stmt.where(scope.history_clause(InspectionDaily.site_id))
         if filters.get("site_id"):
             stmt = stmt.where(InspectionDaily.site_id == filters["site_id"])
@@ -248,7 +324,7 @@ def compliance(
     use_rollups: bool = True,
 ) -> list[dict[str, Any]]:
     """Per group: domain.md's metrics for inspections, occurrences and actions in [start, end)."""
-    regions, templates = _lookups(session)
+    regions, zones, templates = _lookups(session)
     groups: dict[tuple, dict[str, Any]] = defaultdict(
         lambda: {
             "score_tenths": 0,
@@ -295,7 +371,7 @@ def compliance(
         stmt, scope, filters, Occurrence.site_id, Occurrence.template_id, Occurrence.assignee_id
     )
     for site, tpl, who, due, miss, status in session.execute(stmt):
-        g = groups[_key(group_by, dims(site, tpl, who), due)]
+        g = groups[_key(group_by, dims(site, tpl, who), due, zones.get(site, NO_ZONE))]
         g["scheduled"] += 1
         g["done"] += 1 if status == "done" else 0
         g["missed"] += 1 if status != "done" and miss <= now else 0
@@ -318,7 +394,7 @@ def compliance(
         stmt, scope, filters, Action.site_id, Inspection.template_id, Action.assignee_id
     )
     for site, tpl, who, created, resolved, status, due in session.execute(stmt):
-        g = groups[_key(group_by, dims(site, tpl, who), created)]
+        g = groups[_key(group_by, dims(site, tpl, who), created, zones.get(site, NO_ZONE))]
         g["opened"] += 1
         closed = status in ("resolved", "verified")
         g["closed"] += 1 if closed else 0

@@ -195,13 +195,15 @@ def update_site(db: Session, scope: Scope, site_id: str, data: dict) -> Site:
     if "region_id" in data:
         _require_region(db, data["region_id"])
     _unique(db, Site, {"code": data.get("code")}, exclude_id=site.id)
-    old_region = site.region_id
+    old_region, old_zone = site.region_id, site.timezone
     _audit(db, scope, "site", site.id, "update", _diff(site, data))
     for key, value in data.items():
         setattr(site, key, value)
     db.flush()
-    # Reports group a site's inspections under its current region.
+    # Reports group a site's inspections under its current region, by days in its time zone.
     rollups.move_site(db, site.id, old_region, site.region_id)
+    if site.timezone != old_zone:
+        rollups.rezone_site(db, site.id)
     return site
 
 

@@ -331,7 +331,8 @@ class DailyCounts:
 
 
 class InspectionDaily(DailyCounts, Base):
-    """Completed inspections summed per UTC day x site x template version x inspector."""
+    """Completed inspections summed per day at the site (its time zone) x site x template
+    version x inspector."""
 
     # Kept by store/rollups.py in the transaction that changes an inspection, so compliance
     # reports read one row per cell instead of one per inspection.

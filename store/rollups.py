@@ -3,16 +3,19 @@
 Two tables (store/models.py), each equal at every commit to a rebuild from scratch:
 
 - `inspection_daily` = the counted inspections (live; completed, approved or archived; with a
-  completion time) grouped by UTC day of `completed_received_at` x site x template version x
-  inspector: how many, how many passed, with a critical failure, scored, and the score sum
-  (archiving one that is not completed or approved clears its completion time, see
-  inspections/review.py, so an inspection returned for rework never counts again that way);
+  completion time; at a known site) grouped by the calendar day of `completed_received_at` in
+  their site's time zone x site x template version x inspector: how many, how many passed,
+  with a critical failure, scored, and the score sum (archiving one that is not completed or
+  approved clears its completion time, see inspections/review.py, so an inspection returned
+  for rework never counts again that way); an inspection whose site is unknown (purged) has
+  no local day, and no report shows it either;
 - `region_daily` = `inspection_daily` joined to the existing sites, grouped by their current
-  region instead of the site.
+  region instead of the site (so its day is each site's own local day).
 
 The sync writer (the only writer of inspections) hands every inspection INSERT and UPDATE to
-`record_writes`; a site changing region or being purged goes through `move_site`. Cells that
-fall to zero are deleted, so neither table keeps rows a rebuild would not have.
+`record_writes`; a site changing region or being purged goes through `move_site`, one changing
+time zone through `rezone_site`. Cells that fall to zero are deleted, so neither table keeps
+rows a rebuild would not have.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
+    Select,
     Table,
     and_,
     bindparam,
@@ -39,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Date
 
-from store.db import one_of
+from store.db import is_postgres, one_of
 from store.models import Inspection, InspectionDaily, RegionDaily, Site
 
 COUNTED_STATUSES = ("completed", "approved", "archived")
@@ -74,15 +79,34 @@ def measures(passed: Any, critical_failed: Any, score_percent: float | None) -> 
     )
 
 
-def cell(row: Mapping[str, Any]) -> tuple[Key, Measures] | None:
-    """The inspection_daily cell an inspection row counts in, or None when it does not count."""
-    when = row.get("completed_received_at")
-    if row.get("deleted_at") is not None or row.get("status") not in COUNTED_STATUSES:
+def local_day(when: dt.datetime, zone: str) -> dt.date:
+    """The calendar day `when` (aware, or naive UTC) falls on in the IANA time zone `zone`."""
+    aware = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    try:
+        return aware.astimezone(ZoneInfo(zone)).date()
+    except OverflowError:
+        # Within hours of datetime's range the local day is not representable; the UTC day is
+        # the nearest one that is.
+        return aware.astimezone(dt.UTC).date()
+
+
+def counts(row: Mapping[str, Any]) -> bool:
+    """Whether an inspection row counts in the rollups (and in a report), wherever its site."""
+    return (
+        row.get("deleted_at") is None
+        and row.get("status") in COUNTED_STATUSES
+        and row.get("completed_received_at") is not None
+    )
+
+
+def cell(row: Mapping[str, Any], zones: Mapping[str, str]) -> tuple[Key, Measures] | None:
+    """The inspection_daily cell an inspection row counts in (zones: site -> time zone), or
+    None when it does not count or its site is unknown."""
+    zone = zones.get(row.get("site_id"))
+    if zone is None or not counts(row):
         return None
-    if when is None:
-        return None
-    day = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).date()
-    key = (day, row["site_id"], row["template_id"], row.get("inspector_id") or "")
+    day = local_day(row["completed_received_at"], zone)
+    key = (day, row["site_id"], row.get("template_id"), row.get("inspector_id") or "")
     return key, measures(row.get("passed"), row.get("critical_failed"), row.get("score_percent"))
 
 
@@ -103,11 +127,11 @@ def _add(cells: dict[Key, list[int]], key: Key, values: Iterable[int], sign: int
         total[i] += sign * v
 
 
-def from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[Key, list[int]]:
-    """inspection_daily computed in Python from inspection rows (tests compare with it)."""
+def from_rows(rows: Iterable[Mapping[str, Any]], zones: Mapping[str, str]) -> dict[Key, list[int]]:
+    """inspection_daily computed in Python from inspection rows and site -> time zone."""
     cells: dict[Key, list[int]] = {}
     for row in rows:
-        found = cell(row)
+        found = cell(row, zones)
         if found:
             _add(cells, found[0], found[1], 1)
     return cells
@@ -120,73 +144,122 @@ def record_writes(
     pairs: list[tuple[Mapping | None, Mapping]] = [(None, row) for row in inserted]
     touched = sorted(rid for rid, values in updated.items() if RELEVANT.intersection(values))
     if touched:
-        # Updated rows are locked and read as they are now, not as the plan loaded them: a
-        # change committed in between (review does not lock) is neither lost nor counted twice,
-        # and the row stays as read until this transaction ends.
-        table = Inspection.__table__
-        columns = [table.c.id, *(table.c[c] for c in sorted(RELEVANT))]
-        current: dict[str, dict] = {}
-        for start in range(0, len(touched), 5000):
-            stmt = select(*columns).where(
-                one_of(session, table.c.id, touched[start : start + 5000])
-            )
-            for row in session.execute(stmt.order_by(table.c.id).with_for_update()).mappings():
-                current[row["id"]] = dict(row)
-        for rid in touched:
-            old = current.get(rid)
-            if old is not None:
-                changes = {k: v for k, v in updated[rid].items() if k in RELEVANT}
-                pairs.append((old, {**old, **changes}))
+        pairs.extend(_updated_pairs(session, touched, updated))
+    sites = {row.get("site_id") for pair in pairs for row in pair if row and counts(row)}
+    if not sites:
+        return
+    regions, zones = _lock_sites(session, sites)
     deltas: dict[Key, list[int]] = {}
     for old, new in pairs:
         for row, sign in ((old, -1), (new, 1)):
-            found = cell(row) if row is not None else None
+            found = cell(row, zones) if row is not None else None
             if found:
                 _add(deltas, found[0], found[1], sign)
-    apply(session, deltas)
+    _apply(session, deltas, regions)
 
 
-def apply(session: Session, deltas: Mapping[Key, Iterable[int]]) -> None:
+def _updated_pairs(
+    session: Session, touched: list[str], updated: Mapping[str, Mapping]
+) -> list[tuple[Mapping, Mapping]]:
+    """(row as it is now, row as it will be) of each updated inspection that exists."""
+    # Updated rows are locked and read as they are now, not as the plan loaded them: a
+    # change committed in between (review does not lock) is neither lost nor counted twice,
+    # and the row stays as read until this transaction ends.
+    table = Inspection.__table__
+    columns = [table.c.id, *(table.c[c] for c in sorted(RELEVANT))]
+    current: dict[str, dict] = {}
+    for start in range(0, len(touched), 5000):
+        stmt = select(*columns).where(one_of(session, table.c.id, touched[start : start + 5000]))
+        for row in session.execute(stmt.order_by(table.c.id).with_for_update()).mappings():
+            current[row["id"]] = dict(row)
+    pairs = []
+    for rid in touched:
+        old = current.get(rid)
+        if old is not None:
+            changes = {k: v for k, v in updated[rid].items() if k in RELEVANT}
+            pairs.append((old, {**old, **changes}))
+    return pairs
+
+
+def _lock_sites(session: Session, sites: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each known site's region and time zone, in one query, under a shared lock."""
+    # Shared locks: a concurrent region or time zone change waits for this transaction, and
+    # this one, if it comes second, sees the new values.
+    stmt = (
+        select(Site.id, Site.region_id, Site.timezone)
+        .where(one_of(session, Site.id, sorted(sites)))
+        .order_by(Site.id)
+        .with_for_update(read=True)
+    )
+    regions: dict[str, str] = {}
+    zones: dict[str, str] = {}
+    for site, region, zone in session.execute(stmt):
+        regions[site], zones[site] = region, zone
+    return regions, zones
+
+
+def _apply(
+    session: Session, deltas: Mapping[Key, Iterable[int]], regions: Mapping[str, str]
+) -> None:
     """Add per-cell differences to inspection_daily and, by each site's region, region_daily."""
     deltas = {k: list(v) for k, v in deltas.items() if any(v)}
     if not deltas:
         return
-    # Shared locks on the sites: a concurrent region move waits for this transaction, and
-    # this one, if it comes second, sees the new region.
-    sites = sorted({k[1] for k in deltas})
-    regions: dict[str, str] = {}
-    for start in range(0, len(sites), 5000):
-        stmt = (
-            select(Site.id, Site.region_id)
-            .where(one_of(session, Site.id, sites[start : start + 5000]))
-            .order_by(Site.id)
-            .with_for_update(read=True)
-        )
-        regions.update(session.execute(stmt).all())
     _upsert(session, InspectionDaily.__table__, "site_id", deltas)
     by_region: dict[Key, list[int]] = {}
     for (day, site, template, inspector), values in deltas.items():
-        region = regions.get(site)
-        if region is not None:  # an unknown or purged site joins no region, as in a report
-            _add(by_region, (day, region, template, inspector), values, 1)
+        _add(by_region, (day, regions[site], template, inspector), values, 1)
     _upsert(session, RegionDaily.__table__, "region_id", by_region)
 
 
+def _stored(session: Session, site_id: str) -> dict[Key, list[int]]:
+    """A site's inspection_daily cells as they are."""
+    s = InspectionDaily.__table__
+    stmt = select(s.c.day, s.c.template_id, s.c.inspector_id, *(s.c[m] for m in MEASURES))
+    return {
+        (day, site_id, template, inspector): list(values)
+        for day, template, inspector, *values in session.execute(stmt.where(s.c.site_id == site_id))
+    }
+
+
 def move_site(session: Session, site_id: str, old: str | None, new: str | None) -> None:
-    """Move a site's cells between regions in region_daily (None: none, as for a purged site)."""
+    """Move a site's cells between regions in region_daily (None: none, as for a purged site,
+    whose cells then leave inspection_daily too: without a site there is no local day)."""
     # Called after the site row is updated or deleted, so the row lock orders this against
     # writers, which read the site's region under a shared lock.
     if old == new:
         return
-    s = InspectionDaily.__table__
-    stmt = select(s.c.day, s.c.template_id, s.c.inspector_id, *(s.c[m] for m in MEASURES))
     deltas: dict[Key, list[int]] = {}
-    for day, template, inspector, *values in session.execute(stmt.where(s.c.site_id == site_id)):
+    for (day, _site, template, inspector), values in _stored(session, site_id).items():
         if old is not None:
             _add(deltas, (day, old, template, inspector), values, -1)
         if new is not None:
             _add(deltas, (day, new, template, inspector), values, 1)
     _upsert(session, RegionDaily.__table__, "region_id", deltas)
+    if new is None:
+        s = InspectionDaily.__table__
+        session.execute(delete(s).where(s.c.site_id == site_id))
+
+
+def rezone_site(session: Session, site_id: str) -> None:
+    """Re-key a site's cells in both tables after its time zone changed."""
+    # Called after the site row is updated, like move_site: writers wait for this transaction
+    # and then key their cells by the new zone. Cells cannot just be renamed: one old local
+    # day straddles two new ones, so the site's cells are computed again from its inspections.
+    region, zone = session.execute(
+        select(Site.region_id, Site.timezone).where(Site.id == site_id)
+    ).one()
+    i = Inspection.__table__
+    stmt = select(*(i.c[c] for c in sorted(RELEVANT))).where(
+        i.c.site_id == site_id,
+        i.c.deleted_at.is_(None),
+        i.c.status.in_(COUNTED_STATUSES),
+        i.c.completed_received_at.is_not(None),
+    )
+    deltas = from_rows(session.execute(stmt).mappings(), {site_id: zone})
+    for key, values in _stored(session, site_id).items():
+        _add(deltas, key, values, -1)
+    _apply(session, deltas, {site_id: region})
 
 
 def _upsert(session: Session, table: Table, place: str, cells: Mapping[Key, list[int]]) -> None:
@@ -221,11 +294,10 @@ def _upsert(session: Session, table: Table, place: str, cells: Mapping[Key, list
 
 def rebuild(session: Session) -> int:
     """Recompute both rollups from the inspections; returns the inspection_daily row count."""
-    # The 0002 migration's backfill runs the same statements; benchmarks seed with this.
-    i = Inspection.__table__
+    # The 0005 migration's rebuild runs the same statements; benchmarks seed with this.
     s = InspectionDaily.__table__
     r = RegionDaily.__table__
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = is_postgres(session)
     if postgres:
         # Writers wait until the rebuild commits and then add their changes on top; changes
         # committed before the lock are in what the rebuild reads.
@@ -233,38 +305,67 @@ def rebuild(session: Session) -> int:
     session.execute(delete(r))
     session.execute(delete(s))
     if postgres:
-        day = cast(func.timezone("UTC", i.c.completed_received_at), Date)
+        _rebuild_sites_in_sql(session)
     else:
-        day = func.date(i.c.completed_received_at)
-    percent = i.c.score_percent
-    counted = (
-        select(
-            day,
-            i.c.site_id,
-            i.c.template_id,
-            func.coalesce(i.c.inspector_id, ""),
-            # Labels start empty and are filled per distinct day: SQLite has no ISO week.
-            literal_column("''"),
-            literal_column("''"),
-            func.count(),
-            func.count().filter(i.c.passed.is_(True)),
-            func.count().filter(i.c.critical_failed.is_(True)),
-            func.count(percent),
-            cast(func.coalesce(func.sum(func.round(percent * 10)), 0), BigInteger),
-        )
+        _rebuild_sites_in_python(session)
+    written = session.execute(select(func.count()).select_from(s)).scalar_one()
+    _rebuild_regions(session)
+    return written
+
+
+def _counted_at_sites() -> Select:
+    """The counted inspections joined to their (known) sites; no columns chosen yet."""
+    i = Inspection.__table__
+    return (
+        select()
+        .select_from(i.join(Site.__table__, Site.id == i.c.site_id))
         .where(
             i.c.deleted_at.is_(None),
             i.c.status.in_(COUNTED_STATUSES),
             i.c.completed_received_at.is_not(None),
         )
-        .group_by(day, i.c.site_id, i.c.template_id, i.c.inspector_id)
     )
+
+
+def _rebuild_sites_in_sql(session: Session) -> None:
+    """inspection_daily grouped by PostgreSQL, which knows the time zones."""
+    i = Inspection.__table__
+    s = InspectionDaily.__table__
+    day = cast(func.timezone(Site.timezone, i.c.completed_received_at), Date)
+    percent = i.c.score_percent
+    counted = _counted_at_sites().add_columns(
+        day,
+        i.c.site_id,
+        i.c.template_id,
+        func.coalesce(i.c.inspector_id, ""),
+        # Labels start empty and are filled per distinct day (as on SQLite, which has no ISO
+        # week).
+        literal_column("''"),
+        literal_column("''"),
+        func.count(),
+        func.count().filter(i.c.passed.is_(True)),
+        func.count().filter(i.c.critical_failed.is_(True)),
+        func.count(percent),
+        cast(func.coalesce(func.sum(func.round(percent * 10)), 0), BigInteger),
+    )
+    counted = counted.group_by(day, i.c.site_id, i.c.template_id, i.c.inspector_id)
     columns = ["day", "site_id", "template_id", "inspector_id", "week", "month", *MEASURES]
     session.execute(insert(s).from_select(columns, counted))
     _fill_labels(session, s)
-    written = session.execute(select(func.count()).select_from(s)).scalar_one()
-    _rebuild_regions(session)
-    return written
+
+
+def _rebuild_sites_in_python(session: Session) -> None:
+    """inspection_daily summed in Python: SQLite has no time zone database."""
+    i = Inspection.__table__
+    stmt = _counted_at_sites().add_columns(
+        *(i.c[c] for c in sorted(RELEVANT)), Site.timezone.label("zone")
+    )
+    cells: dict[Key, list[int]] = {}
+    for row in session.execute(stmt, execution_options={"yield_per": 10_000}).mappings():
+        found = cell(row, {row["site_id"]: row["zone"]})
+        if found:
+            _add(cells, found[0], found[1], 1)
+    _upsert(session, InspectionDaily.__table__, "site_id", cells)
 
 
 def _fill_labels(session: Session, table: Table) -> None:

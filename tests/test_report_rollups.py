@@ -50,7 +50,7 @@ def _cells(session: Session, table) -> dict[tuple, list[int]]:
 def _expected(session: Session) -> tuple[dict, dict]:
     """Both rollups computed in Python from the inspections and the sites as they are now."""
     rows = session.execute(select(Inspection.__table__)).mappings()
-    by_site = rollups.from_rows(rows)
+    by_site = rollups.from_rows(rows, dict(session.execute(select(Site.id, Site.timezone)).all()))
     regions = dict(session.execute(select(Site.id, Site.region_id)).all())
     by_region: dict[tuple, list[int]] = {}
     for (day, site, template, inspector), values in by_site.items():
@@ -153,8 +153,8 @@ def test_random_inserts_updates_tombstones_and_moves_keep_the_rollups_exact(app,
             if rnd.random() < 0.2:
                 changes[rid]["deleted_at"] = dt.datetime.now(UTC)
         _write(app, new, changes)
-        if round_no == 4:
-            # A site moves to the other region: its cells follow it.
+        if round_no in (2, 4):
+            # A site changes time zone (to London), later region: its cells follow it.
             with app.app_context():
                 from api import db as api_db
 
@@ -163,7 +163,8 @@ def test_random_inserts_updates_tombstones_and_moves_keep_the_rollups_exact(app,
                 other = next(
                     s.region_id for s in session.query(Site) if s.region_id != site.region_id
                 )
-                admin.update_site(session, HQ, north, {"region_id": other})
+                change = {"region_id": other} if round_no == 4 else {"timezone": "Europe/London"}
+                admin.update_site(session, HQ, north, change)
                 api_db.commit()
         assert_consistent(
             app, scopes, [{}, {"template_key": "sync_probe"}, {"inspector_id": env["users"][ANA]}]
