@@ -117,7 +117,10 @@ def _insert_sqlite(session: Session, table: Table, rows: list[Row], first_rev: i
     for name in columns:
         default = defaults.get(name)
         values = [row.get(name, default) for row in rows]
-        process = table.c[name].type.bind_processor(dialect)
+        # The dialect's own type: the generic one's processor skips SQLite's formatting of
+        # times, which then land as text in another format than SQLAlchemy's and compare
+        # wrongly against it.
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             # Most converted values are NULLs (tombstones, col_revs of new rows): converted once.
             null = process(None)
