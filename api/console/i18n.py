@@ -42,6 +42,7 @@ UI: dict[str, tuple[str, str]] = {
     "no_items": ("Nothing here.", "暂无记录。"),
     "from": ("From", "从"),
     "to": ("To", "至"),
+    "days_in": ("Days in", "日期按时区"),
     "open": ("Open", "打开"),
     "previous": ("Previous", "上一页"),
     "next": ("Next", "下一页"),

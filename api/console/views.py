@@ -392,15 +392,15 @@ def queue() -> Any:
     )
     args = _clean_args((*keys, "from", "to"))
     query = {k: v for k, v in args.items() if k in keys}
-    # The form's dates are whole days (UTC), the end day included.
+    # The form's dates are whole days at the sites shown, the end day included.
+    zone = ZoneInfo(_days_zone(query.get("site_id"), query.get("region_id")))
     for field, name, shift in (("completed_from", "from", 0), ("completed_to", "to", 1)):
         if name in args:
             try:
                 day = dt.date.fromisoformat(args[name]) + dt.timedelta(days=shift)
+                query[field] = dt.datetime.combine(day, dt.time(), zone).isoformat()
             except (ValueError, OverflowError):  # not a date, or 9999-12-31 (no day after it)
                 query[field] = args[name]  # let the schema name the bad value
-            else:
-                query[field] = f"{day.isoformat()}T00:00:00+00:00"
     filters, invalid = _load(InspectionQuery(), query)
     listing = _paged(review.queue(current_scope(), filters))
     shown = listing["items"]
@@ -408,6 +408,7 @@ def queue() -> Any:
         "console/queue.html",
         **listing,
         args=args,
+        days_zone=zone.key,
         invalid=invalid,
         names=_names(
             [i.site_id for i in shown],
@@ -565,10 +566,25 @@ def _is_console(target: str | None) -> bool:
     return bool(target) and target.startswith("/console/") and not target.startswith("//")
 
 
+def _days_zone(site_id: str | None = None, region_id: str | None = None) -> str:
+    """The time zone the console's dates are days in: the one every site shown shares (as
+    reports group by each site's days), else UTC."""
+    stmt = select(Site.timezone).distinct().where(current_scope().site_clause(Site.id))
+    if site_id:
+        stmt = stmt.where(Site.id == site_id)
+    if region_id:
+        stmt = stmt.where(Site.region_id == region_id)
+    zones = set(db.session().execute(stmt).scalars())
+    return zones.pop() if len(zones) == 1 else "UTC"
+
+
 def _report_args() -> tuple[dict[str, Any], dict[str, str]]:
-    """Period (dates, end inclusive), filters and grouping from the dashboard's form."""
-    today = utcnow().date()
+    """Period (dates at the sites shown, end inclusive), filters and grouping from the
+    dashboard's form."""
     raw = _clean_args(("start", "end", "region_id", "site_id", "template_key"))
+    raw["zone"] = _days_zone(raw.get("site_id"), raw.get("region_id"))
+    zone = ZoneInfo(raw["zone"])
+    today = utcnow().astimezone(zone).date()
     try:
         start = dt.date.fromisoformat(raw.get("start", ""))
     except ValueError:
@@ -584,8 +600,8 @@ def _report_args() -> tuple[dict[str, Any], dict[str, str]]:
     group_by = [gb for gb in request.args.getlist("group_by") if gb in GROUPS] or ["site"]
     raw.update(start=start.isoformat(), end=end.isoformat())
     query = {
-        "start": dt.datetime.combine(start, dt.time(), dt.UTC),
-        "end": dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC),
+        "start": dt.datetime.combine(start, dt.time(), zone),
+        "end": dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), zone),
         "group_by": group_by,
         **{k: raw[k] for k in ("region_id", "site_id", "template_key") if k in raw},
     }

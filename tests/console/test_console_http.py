@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
+
 import pytest
+from sqlalchemy import update
 
 from api.config import DEMO_PASSWORD
+from store import rollups
 from store.models import Action, Conflict, Inspection
 from tests.conftest import ANA, HQ_EMAIL, NORTH
 from tests.console.conftest import csrf_from
@@ -222,6 +228,30 @@ def test_dashboard_table_chart_and_csv(client, synced):
     assert chart.status_code == 200 and chart.data.startswith(b"\x89PNG")
     csv = client.get("/console/dashboard/compliance.csv?group_by=region")
     assert csv.mimetype == "text/csv" and csv.text.splitlines()[0].startswith("region,")
+
+
+def test_dashboard_dates_are_days_at_the_sites(app, client, synced):
+    # Every demo site is in Shanghai, so the form's 1 June is Shanghai's: an inspection received
+    # at 07:30 there (23:30 UTC on 31 May) is June's, and no row spills into 1 July.
+    late = dt.datetime(2026, 5, 31, 23, 30, tzinfo=dt.UTC)
+    with app.extensions["db_sessions"]() as session:
+        insp = update(Inspection).where(Inspection.id == synced["iid"])
+        session.execute(insp.values(completed_received_at=late))
+        rollups.rebuild(session)
+        session.commit()
+    sign_in(client, HQ_EMAIL)
+    page = client.get("/console/dashboard?start=2026-06-01&end=2026-06-30&group_by=day")
+    assert "Asia/Shanghai" in page.text  # the page says which days its dates are
+    got = client.get(
+        "/console/dashboard/compliance.csv?start=2026-06-01&end=2026-06-30&group_by=day"
+    )
+    rows = [r for r in csv.DictReader(io.StringIO(got.text)) if r["inspections_completed"] != "0"]
+    assert [(r["day"], r["inspections_completed"]) for r in rows] == [("2026-06-01", "1")]
+    # The review queue's completion dates are Shanghai days too.
+    queue = client.get("/console/?from=2026-06-01&to=2026-06-01")
+    assert synced["iid"] in queue.text
+    queue = client.get("/console/?from=2026-05-31&to=2026-05-31")
+    assert synced["iid"] not in queue.text
 
 
 def test_api_errors_speak_the_requested_language(client, demo_org):
