@@ -324,6 +324,13 @@ def _plan(
         return _take_deletion(session, scope, conflict, cs)
     if resolution == "take_device" and conflict.kind == "duplicate_response":
         return _take_answer(session, scope, conflict, cs)
+    if resolution == "edit" and conflict.kind == "duplicate_response":
+        # Its column is item_key, but editing that would move an answer to another item.
+        raise Invalid(
+            "Two answers for one item are resolved by choosing one: take_device keeps this "
+            "answer as the item's only one, keep_server keeps the others as they are.",
+            reason="not_resolvable",
+        )
     wanted = _wanted(conflict, resolution, value)
     if resolution == "keep_server" and not wanted:
         return {}

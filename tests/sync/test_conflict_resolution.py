@@ -406,6 +406,17 @@ def test_take_device_of_a_duplicate_answer_respects_the_lock(env, device, api, d
     assert db.get(Response, second).deleted_at is None
 
 
+def test_a_duplicate_answer_is_resolved_by_choosing_not_by_moving_it(env, device, api, db):
+    # The conflict names the item_key column, but an edited item_key would move the answer to
+    # another checklist item: a "no" about the fridge would become an answer about the floor.
+    _a, _iid, first, second, conflict = _duplicate(env, device, db)
+    body = _refused(_resolve(api, conflict.id, "edit", "clean"), "not_resolvable")
+    assert "take_device" in body["message"] and "keep_server" in body["message"]
+    db.expire_all()
+    assert [db.get(Response, r).item_key for r in (first, second)] == ["fridge", "fridge"]
+    assert _unresolved(db, conflict.id)
+
+
 def test_keep_server_on_an_approved_inspection_closes_the_conflict(env, device, api, db):
     a, _, iid, conflict = _concurrent(env, device, db, "notes", "from a", "from b")
     answer(a, iid, "clean", "yes")
