@@ -116,6 +116,16 @@ def _attachment(
     return att
 
 
+def _lock_inspection(session: Session, att: Attachment) -> None:
+    """Hold the attachment's inspection before the attachment changes: the upload then
+    recomputes the inspection, and a push takes the inspection first and its attachments
+    after, so taking them the other way round deadlocks with it."""
+    if att.inspection_id:
+        session.execute(
+            select(Inspection.id).where(Inspection.id == att.inspection_id).with_for_update()
+        )
+
+
 def _check_owner(session: Session, att: Attachment, user_id: str, role: str | None) -> None:
     """Inspectors supply bytes only for their own (or unclaimed) inspections, as in a push."""
     if role != INSPECTOR or not att.inspection_id:
@@ -179,6 +189,7 @@ def request_upload(
         raise TooLarge(f"Uploads are limited to {limits.max_bytes} bytes.")
     att = _attachment(session, attachment_id, sees_site, user_id, creating=True)
     if att is not None:
+        _lock_inspection(session, att)
         _check_owner(session, att, user_id, role)
     if att is None:
         # The bytes came before the record synced: keep a pending record for them.
@@ -307,6 +318,7 @@ def complete(
         raise Invalid("Request an upload first (POST .../upload).", reason="no_upload_requested")
     if att.uploaded:
         return att
+    _lock_inspection(session, att)
     _check_owner(session, att, user_id, role)
     blob, staged = _staging(session, att.sha256, sees_site, user_id)
     if blob is not None and not staged:

@@ -179,6 +179,11 @@ def _lock_record(session: Session, conflict: Conflict) -> tuple[Row | None, Row 
     if parent_id:
         found = writer.load_rows(session, TABLES["inspections"].table, "id", [parent_id], lock=lock)
         parent = found[0] if found else None
+    elif lock and rows[0].get("inspection_id"):
+        # An action is not locked with its inspection, but its resolution may still update
+        # the inspection (its has_conflicts flag): held first all the same, as a push does.
+        table = TABLES["inspections"].table
+        writer.load_rows(session, table, "id", [rows[0]["inspection_id"]], lock=True)
     if conflict.table_name == "inspections":
         return parent, parent
     if lock:

@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import select, text, update
 
-from store.models import Action, Inspection, Response
+from store.models import Action, Attachment, Inspection, Response
 from tests.conftest import TEST_DATABASE_URL
 from tests.sync_env import ANA, answer, new_action, new_inspection
 
@@ -85,3 +85,119 @@ def test_an_answer_waits_for_a_completion_in_flight(app, env, device, db):
     assert [(c["kind"], c["id"]) for c in result["conflicts"]] == [("locked", rid)]
     db.expire_all()
     assert db.get(Response, rid).value == '"yes"'
+
+
+def test_a_photo_upload_and_a_push_of_its_record_do_not_deadlock(
+    app, env, device, client, db, monkeypatch
+):
+    # The upload's completion marks the attachment uploaded, then recomputes its inspection's
+    # media_complete; a push of that attachment's record, syncing meanwhile, holds the
+    # inspection and waits for the attachment. Both must commit, not wait for each other.
+    from api.blueprints import attachments as endpoints
+    from tests.media.conftest import jpeg
+    from tests.media.test_upload_flow import _upload
+    from tests.sync_env import photo_record
+
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    rid = answer(phone, iid, "clean", "no")
+    answer(phone, iid, "fridge", 3)
+    data = jpeg(64, 48)
+    att = photo_record(phone, iid, rid, data)
+    assert phone.sync()["conflicts"] == []
+    assert db.get(Inspection, iid).media_complete is False
+    assert _upload(client, phone, att, data, complete=False).status_code == 200
+    tab = device(ANA, "tab")
+    tab.sync()
+    tab.update("attachments", att, latitude=31.2)
+
+    engine = app.extensions["db_engine"]
+    pushed: dict = {}
+    recompute = endpoints.recompute_inspection
+    threads: list[threading.Thread] = []
+
+    def recompute_while_pushed(session, attachment_id):
+        # The completion is in flight: the device syncs now.
+        def sync() -> None:
+            try:
+                pushed.update(tab.sync() or {})
+            except Exception as exc:  # reported by the assertion below
+                pushed["error"] = repr(exc)
+
+        thread = threading.Thread(target=sync)
+        threads.append(thread)
+        thread.start()
+        _waits_for_a_lock(engine, thread)
+        recompute(session, attachment_id)
+
+    monkeypatch.setattr(endpoints, "recompute_inspection", recompute_while_pushed)
+    done = app.test_client().post(f"/api/v1/attachments/{att}/complete", headers=phone.headers())
+    threads[0].join(60)
+    assert done.status_code == 200, done.get_json()
+    # Waited, then told that the attachment changed meanwhile (it was bumped): the device
+    # pulls and pushes again. Not a 503 from a deadlock.
+    assert pushed.get("conflicts") == [] or "stale_push" in pushed.get("error", ""), pushed
+    tab.sync()
+    db.expire_all()
+    assert db.get(Inspection, iid).media_complete is True
+    assert db.get(Attachment, att).latitude == 31.2
+
+
+def test_resolving_an_action_conflict_and_a_push_of_the_action_do_not_deadlock(
+    app, env, device, api, db, monkeypatch
+):
+    # Resolving the action's conflict holds the action, then clears its inspection's
+    # has_conflicts flag; a push of that action, syncing meanwhile, holds the inspection and
+    # waits for the action. Both must commit, not wait for each other.
+    from inspections.plan_rules import InspectionRules
+    from store.models import Conflict
+    from tests.conftest import NORTH
+    from tests.sync_env import concurrent_action_edit
+
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "yes")
+    aid = new_action(phone, env, iid)
+    assert phone.sync()["conflicts"] == []
+    conflict = concurrent_action_edit(device, db, aid)
+    phone.sync()
+    answer(phone, iid, "remark", "checked")  # the inspection counts its open conflicts
+    assert phone.sync()["conflicts"] == []
+    db.expire_all()
+    assert db.get(Inspection, iid).has_conflicts is True
+    tab = device(ANA, "tab")
+    tab.sync()
+    tab.update("actions", aid, priority="high")
+
+    engine = app.extensions["db_engine"]
+    pushed: dict = {}
+    threads: list[threading.Thread] = []
+    apply = InspectionRules.apply
+    main = threading.current_thread()
+
+    def sync() -> None:
+        try:
+            pushed.update(tab.sync() or {})
+        except Exception as exc:  # reported by the assertion below
+            pushed["error"] = repr(exc)
+
+    def apply_while_pushed(self, session, cs):
+        if threading.current_thread() is main and not threads:
+            # The resolution is in flight, its action held: the device syncs now.
+            thread = threading.Thread(target=sync)
+            threads.append(thread)
+            thread.start()
+            _waits_for_a_lock(engine, thread)
+        return apply(self, session, cs)
+
+    monkeypatch.setattr(InspectionRules, "apply", apply_while_pushed)
+    resp = api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json={"resolution": "keep_server"})
+    threads[0].join(60)
+    assert resp.status_code == 200, resp.get_json()
+    assert pushed.get("conflicts") == [] or "stale_push" in pushed.get("error", ""), pushed
+    tab.sync()
+    db.expire_all()
+    assert db.get(Conflict, conflict.id).resolved_at is not None
+    assert db.get(Action, aid).priority == "high"
