@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from inspections import actions as action_rules
 from store.changeset import AuditNote, ChangeSet
+from store.db import is_postgres
 from store.errors import Forbidden, Invalid, NotFound
 from store.models import Action, Attachment, Inspection, Response, Site, User
 from store.types import epoch_ms, from_epoch_ms, new_id, utcnow
@@ -70,9 +71,13 @@ def decorate(session: Session, actions: list[Action]) -> list[Action]:
     return actions
 
 
-def get(session: Session, scope: Scope, action_id: str) -> Action:
-    """One action in scope (404 otherwise)."""
-    action = session.get(Action, action_id)
+def get(session: Session, scope: Scope, action_id: str, lock: bool = False) -> Action:
+    """One action in scope (404 otherwise); `lock` holds its row until the transaction ends
+    (PostgreSQL)."""
+    if lock and is_postgres(session):
+        action = session.get(Action, action_id, with_for_update=True, populate_existing=True)
+    else:
+        action = session.get(Action, action_id)
     if action is None or action.deleted_at is not None or not scope.sees_site(action.site_id):
         raise NotFound("No corrective action with that id.")
     return action
@@ -169,7 +174,9 @@ def transition(
     session: Session, scope: Scope, action_id: str, target: str, note: str | None
 ) -> Action:
     """Move an action along open -> in_progress -> resolved -> verified (or reopened)."""
-    action = get(session, scope, action_id)
+    # Held while its status and evidence are judged: a push deleting its last photo, or
+    # another transition, commits before or after this one, never in between.
+    action = get(session, scope, action_id, lock=True)
     try:
         action_rules.action_transition(
             action.status,

@@ -132,7 +132,7 @@ class _Push:
         # table, whatever order the body lists them in. Every other writer (review, conflict
         # resolution) takes rows in this order too, so none deadlock.
         pushed = set(listed.get("inspections", ()))
-        parents = self._parents(changes)
+        parents, documented = self._parents(changes)
         table = TABLES["inspections"].table
         rows = writer.load_rows(self.session, table, "id", sorted(pushed | parents), lock=lock)
         self.existing["inspections"] = {r["id"]: r for r in rows if r["id"] in pushed}
@@ -140,60 +140,63 @@ class _Push:
             if row["id"] not in pushed:
                 self.cs.add_context("inspections", row)
         for name in ORDER[1:]:
+            ids = listed.get(name, [])
+            # With the actions, those the pushed photos document: a resolved action's photos
+            # are locked with it, so a resolution committing meanwhile must wait for this
+            # push, or this push for it.
+            extra = documented - set(ids) if name == "actions" else set()
+            if not ids and not extra:
+                continue
+            rows = writer.load_rows(
+                self.session, TABLES[name].table, "id", ids + sorted(extra), lock=lock
+            )
             if name in listed:
-                rows = writer.load_rows(
-                    self.session, TABLES[name].table, "id", listed[name], lock=lock
-                )
-                self.existing[name] = {r["id"]: r for r in rows}
-        # A stored child under another inspection than it names (a record re-created under
-        # another parent, which placement then refuses): its inspection joins the plan too.
-        late = (
-            {r.get("inspection_id") for n in _CHILDREN for r in self.existing.get(n, {}).values()}
-            - pushed
-            - parents
-            - {None}
-        )
+                self.existing[name] = {r["id"]: r for r in rows if r["id"] not in extra}
+            if extra:
+                self.parent_actions = {r["id"]: r for r in rows if r["id"] in extra}
+        # A stored child under another parent than it names (a record re-created elsewhere,
+        # which placement then refuses): that parent joins the plan too, last.
+        stored = [r for n in _CHILDREN for r in self.existing.get(n, {}).values()]
+        late = {r.get("inspection_id") for r in stored} - pushed - parents - {None}
         for row in writer.load_rows(self.session, table, "id", sorted(late), lock=lock):
             self.cs.add_context("inspections", row)
-        # Actions that evidence attachments document, for placing those attachments (the
-        # stored ones too: a deleted photo of an action is placed by its action).
-        att = changes.get("attachments", {})
-        action_ids = sorted(
-            {
-                r.get("action_id")
-                for r in att.get("created", [])
-                + att.get("updated", [])
-                + list(self.existing.get("attachments", {}).values())
-                if r.get("action_id")
-            }
-            - set(self.existing.get("actions", {}))
+        late = (
+            {r.get("action_id") for r in self.existing.get("attachments", {}).values()}
+            - set(listed.get("actions", ()))
+            - documented
+            - {None}
         )
-        self.parent_actions = {
-            r["id"]: r
-            for r in writer.load_rows(self.session, TABLES["actions"].table, "id", action_ids)
-        }
+        actions = TABLES["actions"].table
+        for row in writer.load_rows(self.session, actions, "id", sorted(late), lock=lock):
+            self.parent_actions[row["id"]] = row
 
-    def _parents(self, changes: dict[str, dict[str, list]]) -> set[str]:
-        """The inspections the pushed child records belong to: as they name them, or as
-        stored for those that name none (deletions carry only an id)."""
-        parents: set[str] = set()
+    def _parents(self, changes: dict[str, dict[str, list]]) -> tuple[set[str], set[str]]:
+        """The inspections the pushed child records belong to, and the actions the pushed
+        photos document: as the records name them, or as stored for those that name none
+        (deletions carry only an id)."""
+        inspections: set[str] = set()
+        actions: set[str] = set()
         for name in _CHILDREN:
             lists = changes.get(name)
             if not lists:
                 continue
+            keys = ("inspection_id", "action_id") if name == "attachments" else ("inspection_id",)
             unnamed = list(lists["deleted"])
             for rec in lists["created"] + lists["updated"]:
-                if rec.get("inspection_id"):
-                    parents.add(rec["inspection_id"])
-                else:
+                named = [rec.get(k) for k in keys]
+                if not any(named):
                     unnamed.append(rec["id"])
+                inspections.add(named[0])
+                actions.add(named[-1] if name == "attachments" else None)
             if unnamed:
                 table = TABLES[name].table
-                stmt = select(table.c.inspection_id).where(
-                    one_of(self.session, table.c.id, unnamed)
-                )
-                parents.update(p for p in self.session.execute(stmt).scalars() if p)
-        return parents
+                stmt = select(*(table.c[k] for k in keys))
+                for row in self.session.execute(
+                    stmt.where(one_of(self.session, table.c.id, unnamed))
+                ):
+                    inspections.add(row[0])
+                    actions.add(row[-1] if name == "attachments" else None)
+        return inspections - {None}, actions - {None}
 
     def stale(self, changes: dict[str, dict[str, list]], last: int | None) -> dict[str, list]:
         """Records changed on the server after the device's last pull."""

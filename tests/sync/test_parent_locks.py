@@ -1,6 +1,8 @@
-"""A push takes its records' inspections' row locks before deciding anything from their
-status (PostgreSQL): a change to a child of an inspection being completed at the same moment
-waits for that completion and is then judged by it, instead of slipping in beside it."""
+"""A push takes the row locks of its records' inspections (and of the actions its photos
+document) before deciding anything from their status (PostgreSQL): a change to a child of an
+inspection being completed, or to a photo of an action being resolved, at the same moment waits
+for that writer and is then judged by it, instead of slipping in beside it; and writers take
+rows in one order, so none deadlock."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import pytest
 from sqlalchemy import select, text, update
 
 from store.models import Action, Attachment, Inspection, Response
+from store.types import utcnow
 from tests.conftest import TEST_DATABASE_URL
-from tests.sync_env import ANA, answer, new_action, new_inspection
+from tests.media.conftest import jpeg
+from tests.sync_env import ANA, answer, new_action, new_inspection, photo_record
 
 pytestmark = pytest.mark.skipif(
     not (TEST_DATABASE_URL or "").startswith("postgres"),
@@ -201,3 +205,60 @@ def test_resolving_an_action_conflict_and_a_push_of_the_action_do_not_deadlock(
     db.expire_all()
     assert db.get(Conflict, conflict.id).resolved_at is not None
     assert db.get(Action, aid).priority == "high"
+
+
+def _action_with_photo(env, device) -> tuple[str, str]:
+    """A device raises an action in an inspection and photographs it; (action, photo)."""
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    aid = new_action(phone, env, iid)
+    att = photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    assert phone.sync()["conflicts"] == []
+    return aid, att
+
+
+def test_deleting_a_fix_photo_waits_for_a_resolution_in_flight(app, env, device, db):
+    # A resolved action's photos are its evidence and locked with it: a device deleting one
+    # while a manager resolves the action waits, and is then refused.
+    aid, att = _action_with_photo(env, device)
+    tab = device(ANA, "tab")
+    tab.sync()
+    tab.delete("attachments", att)
+    engine = app.extensions["db_engine"]
+    result: dict = {}
+    with engine.connect() as resolving:
+        resolving.execute(select(Action.id).where(Action.id == aid).with_for_update())
+        thread = threading.Thread(target=lambda: result.update(tab.sync() or {}))
+        thread.start()
+        waited = _waits_for_a_lock(engine, thread)
+        resolving.execute(update(Action).where(Action.id == aid).values(status="resolved"))
+        resolving.commit()
+    thread.join(60)
+    assert waited, "the push decided without waiting for the action's lock"
+    assert [(c["kind"], c["id"]) for c in result["conflicts"]] == [("locked", att)]
+    db.expire_all()
+    assert db.get(Attachment, att).deleted_at is None
+
+
+def test_resolving_waits_for_a_push_deleting_the_last_photo(app, env, device, api, db):
+    # The other way round: the push holds the action while it deletes the only photo; the
+    # resolution then finds no evidence, instead of resolving on a photo that is gone.
+    aid, att = _action_with_photo(env, device)
+    engine = app.extensions["db_engine"]
+    answers: list = []
+    with engine.connect() as pushing:
+        pushing.execute(select(Action.id).where(Action.id == aid).with_for_update())
+        pushing.execute(update(Attachment).where(Attachment.id == att).values(deleted_at=utcnow()))
+        body = {"status": "resolved", "note": "Cleaned"}
+        thread = threading.Thread(
+            target=lambda: answers.append(api.post(f"/actions/{aid}/transition", ANA, json=body))
+        )
+        thread.start()
+        assert _waits_for_a_lock(engine, thread)
+        pushing.commit()
+    thread.join(60)
+    assert answers[0].status_code == 422, answers[0].get_json()
+    assert answers[0].get_json()["reason"] == "evidence_required"
+    db.expire_all()
+    assert db.get(Action, aid).status == "open"
