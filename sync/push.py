@@ -154,8 +154,9 @@ class _Push:
                 self.existing[name] = {r["id"]: r for r in rows if r["id"] not in extra}
             if extra:
                 self.parent_actions = {r["id"]: r for r in rows if r["id"] in extra}
-        # A stored child under another parent than it names (a record re-created elsewhere,
-        # which placement then refuses): that parent joins the plan too, last.
+        # A stored child under another parent than it names that _parents did not look up (a
+        # record "created" again under another parent, which placement then refuses; a
+        # pending upload's record placed meanwhile): that parent joins the plan too, last.
         stored = [r for n in _CHILDREN for r in self.existing.get(n, {}).values()]
         late = {r.get("inspection_id") for r in stored} - pushed - parents - {None}
         for row in writer.load_rows(self.session, table, "id", sorted(late), lock=lock):
@@ -172,8 +173,9 @@ class _Push:
 
     def _parents(self, changes: dict[str, dict[str, list]]) -> tuple[set[str], set[str]]:
         """The inspections the pushed child records belong to, and the actions the pushed
-        photos document: as the records name them, or as stored for those that name none
-        (deletions carry only an id)."""
+        photos document: as the records name them, and as stored for updates and deletions
+        (a deletion carries only an id; an update may name another parent than its stored
+        one, which must be locked before the record, like the others, not after)."""
         inspections: set[str] = set()
         actions: set[str] = set()
         for name in _CHILDREN:
@@ -181,18 +183,18 @@ class _Push:
             if not lists:
                 continue
             keys = ("inspection_id", "action_id") if name == "attachments" else ("inspection_id",)
-            unnamed = list(lists["deleted"])
             for rec in lists["created"] + lists["updated"]:
-                named = [rec.get(k) for k in keys]
-                if not any(named):
-                    unnamed.append(rec["id"])
-                inspections.add(named[0])
-                actions.add(named[-1] if name == "attachments" else None)
-            if unnamed:
-                table = TABLES[name].table
-                stmt = select(*(table.c[k] for k in keys))
+                inspections.add(rec.get(keys[0]))
+                actions.add(rec.get(keys[-1]) if name == "attachments" else None)
+            # Created records are not looked up: they are new (a big push's thousands), or a
+            # retry naming the parent they were stored under.
+            ids = list(lists["deleted"]) + [rec["id"] for rec in lists["updated"]]
+            table = TABLES[name].table
+            stmt = select(*(table.c[k] for k in keys))
+            for start in range(0, len(ids), 5000):
+                chunk = ids[start : start + 5000]
                 for row in self.session.execute(
-                    stmt.where(one_of(self.session, table.c.id, unnamed))
+                    stmt.where(one_of(self.session, table.c.id, chunk))
                 ):
                     inspections.add(row[0])
                     actions.add(row[-1] if name == "attachments" else None)

@@ -34,6 +34,16 @@ def _defaults(table: Table) -> dict[str, Any]:
 
 _DEFAULTS: dict[str, dict[str, Any]] = {}
 
+# The order tables are written in, whatever order the plan brought them in: the order every
+# writer locks rows in (parents first, a photo after the action it documents). An UPDATE
+# locks rows the plan read without locking (the children a deletion takes with it), so
+# writing them in another order deadlocks with a writer holding them the documented way.
+WRITE_ORDER = ("inspections", "responses", "actions", "attachments")
+
+
+def _write_rank(name: str) -> int:
+    return WRITE_ORDER.index(name) if name in WRITE_ORDER else len(WRITE_ORDER)
+
 
 def defaults_for(table: Table) -> dict[str, Any]:
     """Cached defaults of a table."""
@@ -141,7 +151,8 @@ def write(session: Session, cs: ChangeSet) -> int:
     """Persist the plan; returns the number of rows written."""
     now = utcnow()
     written = 0
-    for name, rows in cs.after.items():
+    # A stable sort: other tables (occurrences) follow, in the plan's order.
+    for name, rows in sorted(cs.after.items(), key=lambda item: _write_rank(item[0])):
         spec = TABLES[name]
         table = spec.table
         before_rows = cs.before.get(name, {})
@@ -181,7 +192,17 @@ def write(session: Session, cs: ChangeSet) -> int:
             )
         if inserts:
             insert_rows(session, table, inserts, first_insert_rev)
+        if len(updates) > 1 and is_postgres(session):
+            # Rows the plan read without locking (rules' context: occurrences, children) are
+            # locked by their UPDATE: in id order, as every writer locks rows, not in the
+            # plan's order; one statement per column set would otherwise interleave them.
+            ids = sorted(row["_id"] for group in updates.values() for row in group)
+            for start in range(0, len(ids), 5000):
+                chunk = ids[start : start + 5000]
+                lock = select(table.c.id).where(one_of(session, table.c.id, chunk))
+                session.execute(lock.order_by(table.c.id).with_for_update())
         for cols, group in updates.items():
+            group.sort(key=lambda row: row["_id"])
             stmt = (
                 update(table)
                 .where(table.c.id == bindparam("_id"))

@@ -262,3 +262,231 @@ def test_resolving_waits_for_a_push_deleting_the_last_photo(app, env, device, ap
     assert answers[0].get_json()["reason"] == "evidence_required"
     db.expire_all()
     assert db.get(Action, aid).status == "open"
+
+
+def _in_thread(target) -> tuple[threading.Thread, dict]:
+    """Run `target` (a sync) in a thread; its response, or the error it raised, lands in the
+    dict."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out.update(target() or {})
+        except Exception as exc:  # reported by the assertions
+            out["error"] = repr(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def test_deleting_an_inspection_and_a_push_of_its_action_photo_do_not_deadlock(
+    app, env, device, db, monkeypatch
+):
+    # Deleting the inspection deletes its action and the action's photo (which names no
+    # inspection) with it, unlocked until written; a push editing the photo holds the action,
+    # then the photo. The deletion must write the action before its photo, as the push locks
+    # them, or each waits for the other.
+    from sync import writer
+
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    photo_record(phone, iid, None, jpeg(41, 30))  # a photo of the inspection itself
+    aid = new_action(phone, env, iid)
+    att = photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    assert phone.sync()["conflicts"] == []
+    tab = device(ANA, "tab")
+    tab.sync()
+    tab.update("attachments", att, latitude=31.2)
+    phone.delete("inspections", iid)
+
+    engine = app.extensions["db_engine"]
+    load_rows = writer.load_rows
+    main = threading.current_thread()
+    deleting: list = []
+
+    def load_then_delete(session, table, column, values, lock=False):
+        rows = load_rows(session, table, column, values, lock=lock)
+        if threading.current_thread() is main and table.name == "actions" and not deleting:
+            # The push holds the action, not yet its photo: the inspection is deleted now.
+            deleting.append(_in_thread(phone.sync))
+            _waits_for_a_lock(engine, deleting[0][0])
+        return rows
+
+    monkeypatch.setattr(writer, "load_rows", load_then_delete)
+    try:
+        pushed = tab.sync() or {}
+    except Exception as exc:  # reported by the assertions
+        pushed = {"error": repr(exc)}
+    thread, deleted = deleting[0]
+    thread.join(60)
+    assert pushed.get("conflicts") == [], pushed
+    assert deleted.get("conflicts") == [], deleted
+    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is not None
+    assert db.get(Action, aid).deleted_at is not None
+    photo = db.get(Attachment, att)
+    assert photo.deleted_at is not None and photo.latitude == 31.2
+
+
+def test_a_child_pushed_under_another_inspection_locks_its_own_first(app, env, device, db):
+    # A device sends an answer naming another inspection than the one it is stored under
+    # (placement keeps it there). The push must take that stored inspection before the
+    # answer, as every writer does, not after it: a writer holding the stored inspection
+    # and then the answer (a push of it naming its real inspection) would wait for it, and
+    # it for that writer.
+    phone = device(ANA, "phone")
+    phone.sync()
+    home = new_inspection(phone, env)
+    other = new_inspection(phone, env)
+    rid = answer(phone, home, "clean", "yes")
+    assert phone.sync()["conflicts"] == []
+    tab = device(ANA, "tab")
+    tab.sync()
+    tab.update("responses", rid, inspection_id=other)
+
+    engine = app.extensions["db_engine"]
+    with engine.connect() as writing:
+        # The other writer holds the answer's inspection, about to take the answer.
+        writing.execute(select(Inspection.id).where(Inspection.id == home).with_for_update())
+        thread, pushed = _in_thread(tab.sync)
+        assert _waits_for_a_lock(engine, thread)
+        writing.execute(select(Response.id).where(Response.id == rid).with_for_update())
+        writing.execute(update(Response).where(Response.id == rid).values(note="seen"))
+        writing.commit()
+    thread.join(60)
+    assert "error" not in pushed, pushed
+    assert [(c["kind"], c["column"]) for c in pushed["conflicts"]] == [
+        ("invalid_value", "inspection_id")
+    ]
+    db.expire_all()
+    assert db.get(Response, rid).inspection_id == home
+
+
+def test_a_photo_pushed_under_another_action_locks_its_own_first(app, env, device, db):
+    # The same for a photo naming another action than the one it documents: its stored
+    # action is taken before the photo, as a push of the photo naming it takes them.
+    aid, att = _action_with_photo(env, device)
+    phone = device(ANA, "phone")
+    phone.sync()
+    other = new_action(phone, env, None)
+    assert phone.sync()["conflicts"] == []
+    tab = device(ANA, "tab")
+    tab.sync()
+    tab.update("attachments", att, action_id=other)
+
+    engine = app.extensions["db_engine"]
+    with engine.connect() as writing:
+        writing.execute(select(Action.id).where(Action.id == aid).with_for_update())
+        thread, pushed = _in_thread(tab.sync)
+        assert _waits_for_a_lock(engine, thread)
+        writing.execute(select(Attachment.id).where(Attachment.id == att).with_for_update())
+        writing.execute(update(Attachment).where(Attachment.id == att).values(latitude=31.2))
+        writing.commit()
+    thread.join(60)
+    assert "error" not in pushed, pushed
+    assert [(c["kind"], c["column"]) for c in pushed["conflicts"]] == [
+        ("invalid_value", "action_id")
+    ]
+    db.expire_all()
+    assert db.get(Attachment, att).action_id == aid
+
+
+def test_taking_an_inspection_deletion_and_a_push_of_its_action_photo_do_not_deadlock(
+    app, env, device, api, db, monkeypatch
+):
+    # The same through conflict resolution: taking a device's deletion of the inspection
+    # deletes its action and the action's photo; it must write them in that order too.
+    from store.models import Conflict
+    from sync import writer
+    from tests.conftest import BEN, NORTH
+
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    photo_record(phone, iid, None, jpeg(41, 30))
+    aid = new_action(phone, env, iid)
+    att = photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    assert phone.sync()["conflicts"] == []
+    ben = device(BEN, "ben")
+    ben.sync()
+    ben.delete("inspections", iid)
+    assert [c["kind"] for c in ben.sync()["conflicts"]] == ["out_of_scope"]
+    conflict = db.query(Conflict).filter_by(record_id=iid, kind="out_of_scope").one()
+    tab = device(ANA, "tab")
+    tab.sync()
+    tab.update("attachments", att, latitude=31.2)
+
+    engine = app.extensions["db_engine"]
+    load_rows = writer.load_rows
+    main = threading.current_thread()
+    resolving: list = []
+
+    def load_then_resolve(session, table, column, values, lock=False):
+        rows = load_rows(session, table, column, values, lock=lock)
+        if threading.current_thread() is main and table.name == "actions" and not resolving:
+            body = {"resolution": "take_device"}
+            thread, out = _in_thread(
+                lambda: {"resp": api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json=body)}
+            )
+            resolving.append((thread, out))
+            _waits_for_a_lock(engine, thread)
+        return rows
+
+    monkeypatch.setattr(writer, "load_rows", load_then_resolve)
+    try:
+        pushed = tab.sync() or {}
+    except Exception as exc:  # reported by the assertions
+        pushed = {"error": repr(exc)}
+    thread, out = resolving[0]
+    thread.join(60)
+    assert pushed.get("conflicts") == [], pushed
+    assert out["resp"].status_code == 200, out["resp"].get_json()
+    db.expire_all()
+    assert db.get(Action, aid).deleted_at is not None
+    photo = db.get(Attachment, att)
+    assert photo.deleted_at is not None and photo.latitude == 31.2
+
+
+def test_a_push_fulfilling_two_occurrences_writes_them_in_id_order(app, env, api, device, db):
+    # A push completing two scheduled inspections marks their occurrences done; withdrawing
+    # the inspector's future occurrences (a revoked site assignment) updates the same rows in
+    # id order (SQLAlchemy flushes updates by primary key). The push must write them in id
+    # order too, not in its inspections' order, or each holds one the other waits for.
+    from store.models import Occurrence
+    from tests.sync_env import daily_schedule
+
+    schedule = daily_schedule(api, env, assignee_ids=[env["users"][ANA]])
+    future = (
+        db.query(Occurrence)
+        .filter(Occurrence.schedule_id == schedule, Occurrence.due_at > utcnow())
+        .all()
+    )
+    low, high = sorted(o.id for o in future)[:2]
+    phone = device(ANA, "phone")
+    phone.sync()
+    made = []
+    for _ in range(2):
+        iid = new_inspection(phone, env, mode="scheduled")
+        answer(phone, iid, "clean", "yes")
+        answer(phone, iid, "fridge", 3)
+        made.append(iid)
+    assert phone.sync()["conflicts"] == []
+    first, second = sorted(made)
+    # The inspections' order is not the occurrences' order.
+    phone.update("inspections", first, occurrence_id=high, status="completed")
+    phone.update("inspections", second, occurrence_id=low, status="completed")
+
+    engine = app.extensions["db_engine"]
+    with engine.connect() as withdrawing:
+        withdrawing.execute(select(Occurrence.id).where(Occurrence.id == low).with_for_update())
+        thread, pushed = _in_thread(phone.sync)
+        assert _waits_for_a_lock(engine, thread)
+        withdrawing.execute(select(Occurrence.id).where(Occurrence.id == high).with_for_update())
+        withdrawing.commit()
+    thread.join(60)
+    assert pushed.get("conflicts") == [], pushed
+    db.expire_all()
+    assert db.get(Occurrence, low).inspection_id == second
+    assert db.get(Occurrence, high).inspection_id == first
