@@ -37,25 +37,49 @@ def _waits_for_a_lock(engine, thread: threading.Thread) -> bool:
     return False
 
 
+def _in_thread(target) -> tuple[threading.Thread, dict]:
+    """Run `target` (a sync) in a thread; its response, or the error it raised, lands in the
+    dict."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out.update(target() or {})
+        except Exception as exc:  # reported by the assertions
+            out["error"] = repr(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def _while_held(app, held, target, *then) -> tuple[bool, dict]:
+    """Another writer takes a row lock (`held`), lets `target` start and run into it, then runs
+    `then` and commits; returns (whether `target` waited for a lock, its result)."""
+    engine = app.extensions["db_engine"]
+    with engine.connect() as other:
+        other.execute(held)
+        thread, out = _in_thread(target)
+        waited = _waits_for_a_lock(engine, thread)
+        for statement in then:
+            other.execute(statement)
+        other.commit()
+    thread.join(60)
+    return waited, out
+
+
 def _pushed_while_completing(app, device, iid: str, change) -> tuple[bool, dict]:
     """A second device makes `change` offline and syncs while another writer holds the
     inspection's row and completes it; returns (the push waited, its response)."""
     tab = device(ANA, "tab")
     tab.sync()
     change(tab)
-    engine = app.extensions["db_engine"]
-    result: dict = {}
-    with engine.connect() as completion:
-        completion.execute(select(Inspection.id).where(Inspection.id == iid).with_for_update())
-        thread = threading.Thread(target=lambda: result.update(tab.sync() or {}))
-        thread.start()
-        waited = _waits_for_a_lock(engine, thread)
-        completion.execute(
-            update(Inspection).where(Inspection.id == iid).values(status="completed")
-        )
-        completion.commit()
-    thread.join(60)
-    return waited, result
+    return _while_held(
+        app,
+        select(Inspection.id).where(Inspection.id == iid).with_for_update(),
+        tab.sync,
+        update(Inspection).where(Inspection.id == iid).values(status="completed"),
+    )
 
 
 def test_deleting_an_action_waits_for_a_completion_in_flight(app, env, device, db):
@@ -225,16 +249,12 @@ def test_deleting_a_fix_photo_waits_for_a_resolution_in_flight(app, env, device,
     tab = device(ANA, "tab")
     tab.sync()
     tab.delete("attachments", att)
-    engine = app.extensions["db_engine"]
-    result: dict = {}
-    with engine.connect() as resolving:
-        resolving.execute(select(Action.id).where(Action.id == aid).with_for_update())
-        thread = threading.Thread(target=lambda: result.update(tab.sync() or {}))
-        thread.start()
-        waited = _waits_for_a_lock(engine, thread)
-        resolving.execute(update(Action).where(Action.id == aid).values(status="resolved"))
-        resolving.commit()
-    thread.join(60)
+    waited, result = _while_held(
+        app,
+        select(Action.id).where(Action.id == aid).with_for_update(),
+        tab.sync,
+        update(Action).where(Action.id == aid).values(status="resolved"),
+    )
     assert waited, "the push decided without waiting for the action's lock"
     assert [(c["kind"], c["id"]) for c in result["conflicts"]] == [("locked", att)]
     db.expire_all()
@@ -245,39 +265,19 @@ def test_resolving_waits_for_a_push_deleting_the_last_photo(app, env, device, ap
     # The other way round: the push holds the action while it deletes the only photo; the
     # resolution then finds no evidence, instead of resolving on a photo that is gone.
     aid, att = _action_with_photo(env, device)
-    engine = app.extensions["db_engine"]
-    answers: list = []
-    with engine.connect() as pushing:
-        pushing.execute(select(Action.id).where(Action.id == aid).with_for_update())
-        pushing.execute(update(Attachment).where(Attachment.id == att).values(deleted_at=utcnow()))
-        body = {"status": "resolved", "note": "Cleaned"}
-        thread = threading.Thread(
-            target=lambda: answers.append(api.post(f"/actions/{aid}/transition", ANA, json=body))
-        )
-        thread.start()
-        assert _waits_for_a_lock(engine, thread)
-        pushing.commit()
-    thread.join(60)
-    assert answers[0].status_code == 422, answers[0].get_json()
-    assert answers[0].get_json()["reason"] == "evidence_required"
+    body = {"status": "resolved", "note": "Cleaned"}
+    waited, answers = _while_held(
+        app,
+        select(Action.id).where(Action.id == aid).with_for_update(),
+        lambda: {"response": api.post(f"/actions/{aid}/transition", ANA, json=body)},
+        update(Attachment).where(Attachment.id == att).values(deleted_at=utcnow()),
+    )
+    assert waited
+    answer_ = answers["response"]
+    assert answer_.status_code == 422, answer_.get_json()
+    assert answer_.get_json()["reason"] == "evidence_required"
     db.expire_all()
     assert db.get(Action, aid).status == "open"
-
-
-def _in_thread(target) -> tuple[threading.Thread, dict]:
-    """Run `target` (a sync) in a thread; its response, or the error it raised, lands in the
-    dict."""
-    out: dict = {}
-
-    def run() -> None:
-        try:
-            out.update(target() or {})
-        except Exception as exc:  # reported by the assertions
-            out["error"] = repr(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, out
 
 
 def test_deleting_an_inspection_and_a_push_of_its_action_photo_do_not_deadlock(
@@ -346,16 +346,15 @@ def test_a_child_pushed_under_another_inspection_locks_its_own_first(app, env, d
     tab.sync()
     tab.update("responses", rid, inspection_id=other)
 
-    engine = app.extensions["db_engine"]
-    with engine.connect() as writing:
-        # The other writer holds the answer's inspection, about to take the answer.
-        writing.execute(select(Inspection.id).where(Inspection.id == home).with_for_update())
-        thread, pushed = _in_thread(tab.sync)
-        assert _waits_for_a_lock(engine, thread)
-        writing.execute(select(Response.id).where(Response.id == rid).with_for_update())
-        writing.execute(update(Response).where(Response.id == rid).values(note="seen"))
-        writing.commit()
-    thread.join(60)
+    # The other writer holds the answer's inspection, about to take the answer.
+    waited, pushed = _while_held(
+        app,
+        select(Inspection.id).where(Inspection.id == home).with_for_update(),
+        tab.sync,
+        select(Response.id).where(Response.id == rid).with_for_update(),
+        update(Response).where(Response.id == rid).values(note="seen"),
+    )
+    assert waited
     assert "error" not in pushed, pushed
     assert [(c["kind"], c["column"]) for c in pushed["conflicts"]] == [
         ("invalid_value", "inspection_id")
@@ -376,15 +375,14 @@ def test_a_photo_pushed_under_another_action_locks_its_own_first(app, env, devic
     tab.sync()
     tab.update("attachments", att, action_id=other)
 
-    engine = app.extensions["db_engine"]
-    with engine.connect() as writing:
-        writing.execute(select(Action.id).where(Action.id == aid).with_for_update())
-        thread, pushed = _in_thread(tab.sync)
-        assert _waits_for_a_lock(engine, thread)
-        writing.execute(select(Attachment.id).where(Attachment.id == att).with_for_update())
-        writing.execute(update(Attachment).where(Attachment.id == att).values(latitude=31.2))
-        writing.commit()
-    thread.join(60)
+    waited, pushed = _while_held(
+        app,
+        select(Action.id).where(Action.id == aid).with_for_update(),
+        tab.sync,
+        select(Attachment.id).where(Attachment.id == att).with_for_update(),
+        update(Attachment).where(Attachment.id == att).values(latitude=31.2),
+    )
+    assert waited
     assert "error" not in pushed, pushed
     assert [(c["kind"], c["column"]) for c in pushed["conflicts"]] == [
         ("invalid_value", "action_id")
@@ -478,14 +476,13 @@ def test_a_push_fulfilling_two_occurrences_writes_them_in_id_order(app, env, api
     phone.update("inspections", first, occurrence_id=high, status="completed")
     phone.update("inspections", second, occurrence_id=low, status="completed")
 
-    engine = app.extensions["db_engine"]
-    with engine.connect() as withdrawing:
-        withdrawing.execute(select(Occurrence.id).where(Occurrence.id == low).with_for_update())
-        thread, pushed = _in_thread(phone.sync)
-        assert _waits_for_a_lock(engine, thread)
-        withdrawing.execute(select(Occurrence.id).where(Occurrence.id == high).with_for_update())
-        withdrawing.commit()
-    thread.join(60)
+    waited, pushed = _while_held(
+        app,
+        select(Occurrence.id).where(Occurrence.id == low).with_for_update(),
+        phone.sync,
+        select(Occurrence.id).where(Occurrence.id == high).with_for_update(),
+    )
+    assert waited
     assert pushed.get("conflicts") == [], pushed
     db.expire_all()
     assert db.get(Occurrence, low).inspection_id == second
