@@ -223,3 +223,25 @@ def daily_schedule(
     made = api.post("/schedules", HQ_EMAIL, json=body)
     assert made.status_code == 201, made.get_json()
     return made.get_json()["id"]
+
+
+def write_inspections(app: Any, new: list[dict], changes: dict[str, dict] | None = None) -> None:
+    """One transaction through the sync writer: inspection rows to insert, and id -> columns
+    to change (as a push or review would write them, rollups included)."""
+    from store.changeset import ChangeSet
+    from sync import writer
+    from sync.tables import TABLES
+
+    changes = changes or {}
+    with app.app_context():
+        from api import db as api_db
+
+        session = api_db.session()
+        cs = ChangeSet(user_id="hq", role="hq", device_id=None, now_ms=0)
+        for row in new:
+            cs.add_new("inspections", row)
+        table = TABLES["inspections"].table
+        for row in writer.load_rows(session, table, "id", sorted(changes)):
+            cs.add_context("inspections", row).update(changes[row["id"]])
+        writer.write(session, cs)
+        api_db.commit()

@@ -19,14 +19,12 @@ from sqlalchemy.orm import Session
 
 from inspections import reports
 from store import rollups
-from store.changeset import ChangeSet
 from store.db import normalise_url
 from store.models import Action, Inspection, InspectionDaily, Occurrence, Region, RegionDaily, Site
 from store.types import new_id
-from sync import writer
 from sync.scope import Scope
-from sync.tables import TABLES
 from tests.conftest import ANA, HQ_EMAIL, NORTH, TEST_DATABASE_URL
+from tests.sync_env import write_inspections
 
 UTC = dt.UTC
 HQ = Scope(user_id="hq", role="hq", region_id=None, site_ids=None)
@@ -66,23 +64,6 @@ def _inspection(env: dict, code: str, when: dt.datetime, **extra: Any) -> dict[s
         "completed_received_at": when,
         **extra,
     }
-
-
-def _write(app: Any, new: list[dict], changes: dict[str, dict] | None = None) -> None:
-    """One transaction through the sync writer: rows to insert, and id -> columns to change."""
-    changes = changes or {}
-    with app.app_context():
-        from api import db as api_db
-
-        session = api_db.session()
-        cs = ChangeSet(user_id="hq", role="hq", device_id=None, now_ms=0)
-        for row in new:
-            cs.add_new("inspections", row)
-        table = TABLES["inspections"].table
-        for row in writer.load_rows(session, table, "id", sorted(changes)):
-            cs.add_context("inspections", row).update(changes[row["id"]])
-        writer.write(session, cs)
-        api_db.commit()
 
 
 def _set_zone(api: Any, env: dict, code: str, zone: str, **more: Any) -> None:
@@ -160,7 +141,7 @@ def _assert_rollups_exact(app: Any) -> None:
     ],
 )
 def test_a_late_sunday_utc_inspection_is_monday_1_june_in_shanghai(app, env, api, start, end):
-    _write(app, [_inspection(env, "N-HOTEL", LATE_SUNDAY)])
+    write_inspections(app, [_inspection(env, "N-HOTEL", LATE_SUNDAY)])
     for unit, label in SHANGHAI_DAY.items():
         for use_rollups in (True, False):
             rows = _report(app, start, end, [unit], use_rollups=use_rollups)
@@ -226,7 +207,7 @@ def test_the_same_instant_is_another_day_in_london_than_in_shanghai(app, env, ap
     _set_zone(api, env, "S-STORE", "Europe/London")
     london, shanghai = env["sites"]["S-STORE"], env["sites"]["S-HOTEL"]
     sunday_night = _utc(2026, 3, 1, 23, 30)  # GMT in London: still Sunday 1 March there
-    _write(
+    write_inspections(
         app,
         [
             _inspection(env, "S-STORE", sunday_night),
@@ -277,7 +258,7 @@ def test_rollups_and_raw_rows_agree_across_time_zones_with_ragged_ends(app, env,
     # times as '... 00:00:00+00:00', which compares below the bound '... 00:00:00.000000' of a
     # period starting at that very instant.
     for start in range(0, len(rows), 40):
-        _write(app, rows[start : start + 40])
+        write_inspections(app, rows[start : start + 40])
     zones = {env["sites"]["N-CANTEEN"]: "Europe/London", env["sites"]["S-HOTEL"]: "Asia/Hong_Kong"}
 
     def local_day(row: dict) -> str:
@@ -319,7 +300,7 @@ def test_region_daily_serves_only_zones_with_the_same_days(app, env, api):
     _set_zone(api, env, "S-HOTEL", "Asia/Hong_Kong")
     # 00:30 on 1 June in Shanghai and Hong Kong, 17:30 on 31 May in London.
     when = _utc(2026, 5, 31, 16, 30)
-    _write(app, [_inspection(env, code, when) for code in sorted(env["sites"])])
+    write_inspections(app, [_inspection(env, code, when) for code in sorted(env["sites"])])
     with Session(bind=app.extensions["db_engine"]) as session:
         regions = dict(session.execute(select(Site.code, Site.region_id)).all())
     start, end = _utc(2026, 5, 20, 5), _utc(2026, 6, 10, 5)
@@ -394,7 +375,7 @@ def test_a_site_changing_time_zone_has_its_cells_rekeyed(app, env, api):
         _inspection(env, "N-HOTEL", early),
         _inspection(env, "N-CANTEEN", early),
     ]
-    _write(app, rows)
+    write_inspections(app, rows)
     start, end = _utc(2026, 2, 20), _utc(2026, 6, 20)
     hotel = env["sites"]["N-HOTEL"]
 

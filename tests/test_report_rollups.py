@@ -20,7 +20,7 @@ from sync import writer
 from sync.scope import Scope
 from sync.tables import TABLES
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
-from tests.sync_env import answer, new_inspection
+from tests.sync_env import answer, new_inspection, write_inspections
 
 UTC = dt.UTC
 HQ = Scope(user_id="hq", role="hq", region_id=None, site_ids=None)
@@ -116,22 +116,6 @@ def _random_values(rnd: random.Random, env: dict, sites: list[str]) -> dict[str,
     }
 
 
-def _write(app: Any, new: list[dict], changes: dict[str, dict]) -> None:
-    """One transaction through the sync writer: rows to insert, and id -> columns to change."""
-    with app.app_context():
-        from api import db as api_db
-
-        session = api_db.session()
-        cs = ChangeSet(user_id="hq", role="hq", device_id=None, now_ms=0)
-        for row in new:
-            cs.add_new("inspections", row)
-        table = TABLES["inspections"].table
-        for row in writer.load_rows(session, table, "id", sorted(changes)):
-            cs.add_context("inspections", row).update(changes[row["id"]])
-        writer.write(session, cs)
-        api_db.commit()
-
-
 def test_random_inserts_updates_tombstones_and_moves_keep_the_rollups_exact(app, env):
     rnd = random.Random(2026)
     sites = [*env["sites"].values(), "no-such-site"]
@@ -152,7 +136,7 @@ def test_random_inserts_updates_tombstones_and_moves_keep_the_rollups_exact(app,
             changes[rid] = {k: values[k] for k in keep}
             if rnd.random() < 0.2:
                 changes[rid]["deleted_at"] = dt.datetime.now(UTC)
-        _write(app, new, changes)
+        write_inspections(app, new, changes)
         if round_no in (2, 4):
             # A site changes time zone (to London), later region: its cells follow it.
             with app.app_context():
@@ -175,7 +159,7 @@ def test_a_change_committed_after_the_plan_loaded_its_row_is_not_lost(app, env):
     iid = new_id()
     base = {"id": iid, **_random_values(random.Random(1), env, list(env["sites"].values()))}
     base.update(status="completed", completed_received_at=DAY0, score_percent=50.0)
-    _write(app, [base], {})
+    write_inspections(app, [base], {})
     with app.app_context():
         from api import db as api_db
 
@@ -188,7 +172,7 @@ def test_a_change_committed_after_the_plan_loaded_its_row_is_not_lost(app, env):
         # Meanwhile another transaction archives the inspection and moves it a day later: the
         # plan's `before` row is stale when it is written.
         later = DAY0 + dt.timedelta(days=1)
-        _write(app, [], {iid: {"status": "archived", "completed_received_at": later}})
+        write_inspections(app, [], {iid: {"status": "archived", "completed_received_at": later}})
         writer.write(session, cs)
         api_db.commit()
     assert_consistent(app)
@@ -269,7 +253,7 @@ def test_a_purged_site_leaves_the_region_rollup(app, env, db):
         row = {"id": new_id(), **_random_values(rnd, env, [site])}
         row.update(status="approved", completed_received_at=DAY0, template_id=env["template"])
         rows.append(row)
-    _write(app, rows, {})
+    write_inspections(app, rows, {})
     assert_consistent(app)
     period = {"start": DAY0, "end": DAY0 + dt.timedelta(days=1)}
     with Session(bind=app.extensions["db_engine"]) as session:
