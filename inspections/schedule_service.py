@@ -277,13 +277,18 @@ def restore_assignee(session: Session, user_id: str, site_id: str | None = None)
 def _withdraw(session: Session, *where: ColumnElement[bool]) -> int:
     """Tombstone the future, not-done, live occurrences matching `where` (devices drop them)."""
     now = utcnow()
+    # Locked (in id order, as writers take rows): one a push fulfils meanwhile is read again
+    # once that push commits, and left alone as done, not withdrawn after the fact.
     rows = session.execute(
-        select(Occurrence).where(
+        select(Occurrence)
+        .where(
             *where,
             Occurrence.due_at > now,
             Occurrence.status != "done",
             Occurrence.deleted_at.is_(None),
         )
+        .order_by(Occurrence.id)
+        .with_for_update()
     ).scalars()
     count = 0
     for occ in rows:

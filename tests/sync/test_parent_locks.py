@@ -12,11 +12,11 @@ import time
 import pytest
 from sqlalchemy import select, text, update
 
-from store.models import Action, Attachment, Inspection, Response
+from store.models import Action, Attachment, Inspection, Occurrence, Response
 from store.types import utcnow
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import HQ_EMAIL, TEST_DATABASE_URL
 from tests.media.conftest import jpeg
-from tests.sync_env import ANA, answer, new_action, new_inspection, photo_record
+from tests.sync_env import ANA, answer, daily_schedule, new_action, new_inspection, photo_record
 
 pytestmark = pytest.mark.skipif(
     not (TEST_DATABASE_URL or "").startswith("postgres"),
@@ -452,9 +452,6 @@ def test_a_push_fulfilling_two_occurrences_writes_them_in_id_order(app, env, api
     # the inspector's future occurrences (a revoked site assignment) updates the same rows in
     # id order (SQLAlchemy flushes updates by primary key). The push must write them in id
     # order too, not in its inspections' order, or each holds one the other waits for.
-    from store.models import Occurrence
-    from tests.sync_env import daily_schedule
-
     schedule = daily_schedule(api, env, assignee_ids=[env["users"][ANA]])
     future = (
         db.query(Occurrence)
@@ -487,3 +484,29 @@ def test_a_push_fulfilling_two_occurrences_writes_them_in_id_order(app, env, api
     db.expire_all()
     assert db.get(Occurrence, low).inspection_id == second
     assert db.get(Occurrence, high).inspection_id == first
+
+
+def test_withdrawing_occurrences_skips_one_fulfilled_meanwhile(app, env, api, db):
+    # An inspector's account is closed while a push fulfils one of their occurrences: the
+    # withdrawal waits for the push and leaves the done occurrence alone, instead of deleting
+    # it after reading it as still to do.
+    ana = env["users"][ANA]
+    daily_schedule(api, env, assignee_ids=[ana])
+    occ = (
+        db.query(Occurrence)
+        .filter(Occurrence.assignee_id == ana, Occurrence.deleted_at.is_(None))
+        .order_by(Occurrence.due_at.desc())
+        .first()
+        .id
+    )
+    waited, out = _while_held(
+        app,
+        select(Occurrence.id).where(Occurrence.id == occ).with_for_update(),
+        lambda: {"response": api.patch(f"/users/{ana}", HQ_EMAIL, json={"active": False})},
+        update(Occurrence).where(Occurrence.id == occ).values(status="done"),
+    )
+    assert waited
+    assert out["response"].status_code == 200, out["response"].get_json()
+    db.expire_all()
+    done = db.get(Occurrence, occ)
+    assert (done.status, done.deleted_at) == ("done", None)
