@@ -12,6 +12,7 @@ from inspections import lifecycle
 from inspections.plan_rules import InspectionRules, decode_value
 from inspections.template_rules import iter_items
 from store.changeset import AuditNote, ChangeSet, Row
+from store.db import is_postgres
 from store.enums import REVIEWER_ROLES
 from store.errors import Forbidden, Invalid, NotFound
 from store.models import (
@@ -222,6 +223,10 @@ def decide(
 ) -> Inspection:
     """Approve, or return for rework with a comment; the device learns on its next pull."""
     insp = get_inspection(session, scope, inspection_id)
+    if is_postgres(session):
+        # Held, and read again, before the decision is judged: another review or a push of
+        # the same inspection commits before or after this one, never in between.
+        session.refresh(insp, with_for_update=True)
     if scope.role not in REVIEWER_ROLES:
         raise Forbidden("Only regional managers and HQ review inspections.", reason="wrong_role")
     if decision != "archive" and insp.inspector_id == scope.user_id:

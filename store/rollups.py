@@ -163,8 +163,8 @@ def _updated_pairs(
 ) -> list[tuple[Mapping, Mapping]]:
     """(row as it is now, row as it will be) of each updated inspection that exists."""
     # Updated rows are locked and read as they are now, not as the plan loaded them: a
-    # change committed in between (review does not lock) is neither lost nor counted twice,
-    # and the row stays as read until this transaction ends.
+    # change committed in between (by a writer that read the row without locking it) is
+    # neither lost nor counted twice, and the row stays as read until this transaction ends.
     table = Inspection.__table__
     columns = [table.c.id, *(table.c[c] for c in sorted(RELEVANT))]
     current: dict[str, dict] = {}

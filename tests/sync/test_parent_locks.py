@@ -14,7 +14,7 @@ from sqlalchemy import select, text, update
 
 from store.models import Action, Attachment, Inspection, Occurrence, Response
 from store.types import utcnow
-from tests.conftest import HQ_EMAIL, TEST_DATABASE_URL
+from tests.conftest import HQ_EMAIL, NORTH, TEST_DATABASE_URL
 from tests.media.conftest import jpeg
 from tests.sync_env import ANA, answer, daily_schedule, new_action, new_inspection, photo_record
 
@@ -510,3 +510,22 @@ def test_withdrawing_occurrences_skips_one_fulfilled_meanwhile(app, env, api, db
     db.expire_all()
     done = db.get(Occurrence, occ)
     assert (done.status, done.deleted_at) == ("done", None)
+
+
+def test_a_review_waits_for_another_review_in_flight(app, completed, api, db):
+    # HQ approves while a regional manager returns the same inspection: the second decision
+    # is judged on the first one's outcome, not on the status both read before either wrote.
+    _phone, iid = completed
+    return_it = {"comment": "Redo the fridge check"}
+    waited, out = _while_held(
+        app,
+        select(Inspection.id).where(Inspection.id == iid).with_for_update(),
+        lambda: {"response": api.post(f"/inspections/{iid}/return", NORTH, json=return_it)},
+        update(Inspection).where(Inspection.id == iid).values(status="approved"),
+    )
+    assert waited
+    refused = out["response"]
+    assert refused.status_code == 422, refused.get_json()
+    assert refused.get_json()["reason"] == "invalid_transition"
+    db.expire_all()
+    assert db.get(Inspection, iid).status == "approved"
