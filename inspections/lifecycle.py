@@ -3,9 +3,9 @@ in_progress; archived for HQ. Completed and approved inspections are locked agai
 
 from __future__ import annotations
 
-from store.enums import HQ, REVIEWER_ROLES
+from store.enums import HQ, LOCKED_STATUSES, REVIEWER_ROLES
 
-LOCKED = frozenset({"completed", "approved", "archived"})
+LOCKED = LOCKED_STATUSES
 
 # (from, to) -> who may make the move, and through which door.
 _DEVICE_MOVES = {

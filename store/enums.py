@@ -5,6 +5,8 @@ INSPECTOR, REGIONAL_MANAGER, HQ = ROLES
 REVIEWER_ROLES = (REGIONAL_MANAGER, HQ)
 
 INSPECTION_STATUSES = ("draft", "in_progress", "completed", "returned", "approved", "archived")
+# An inspection in one of these is locked against device changes (inspections/lifecycle.py).
+LOCKED_STATUSES = frozenset({"completed", "approved", "archived"})
 INSPECTION_MODES = ("scheduled", "spot_check", "self_check", "third_party", "mystery_shopper")
 REVIEW_STATES = ("pending", "approved", "returned")
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from store.changeset import AuditNote, ChangeSet, ConflictNote, Row
 from store.db import is_postgres
+from store.enums import LOCKED_STATUSES
 from store.errors import Invalid, NotFound
 from store.models import Conflict
 from store.types import utcnow
@@ -523,7 +524,11 @@ def _refuse_by_rules(cs: ChangeSet, note: ConflictNote) -> None:
     if note.kind == "duplicate_response":
         return  # recorded as a push records it: the resolved answer is now the newest
     if note.kind == "locked":
-        _refuse_locked(cs.before["inspections"][note.inspection_id])
+        inspection = cs.before.get("inspections", {}).get(note.inspection_id)
+        if inspection is not None and inspection["status"] in LOCKED_STATUSES:
+            _refuse_locked(inspection)
+        # Locked by something else: a resolved or verified action keeps its fix's photos.
+        raise Invalid(f"This record is locked: {note.detail}.", reason="locked")
     if note.kind == "lifecycle":
         raise Invalid(
             f"{note.detail} A resolution cannot set that status: status changes go through "
