@@ -187,6 +187,11 @@ def _lock_record(session: Session, conflict: Conflict) -> tuple[Row | None, Row 
         writer.load_rows(session, table, "id", [rows[0]["inspection_id"]], lock=True)
     if conflict.table_name == "inspections":
         return parent, parent
+    if lock and conflict.table_name == "attachments" and rows[0].get("action_id"):
+        # A photo of an action is judged by the action's status (a fix's evidence is kept):
+        # the action is held before the photo, as a push holds it.
+        actions = TABLES["actions"].table
+        writer.load_rows(session, actions, "id", [rows[0]["action_id"]], lock=True)
     if lock:
         rows = writer.load_rows(session, spec.table, "id", [conflict.record_id], lock=True)
     return rows[0], parent

@@ -12,7 +12,7 @@ import time
 import pytest
 from sqlalchemy import select, text, update
 
-from store.models import Action, Attachment, Inspection, Occurrence, Response
+from store.models import Action, Attachment, Conflict, Inspection, Occurrence, Response
 from store.types import utcnow
 from tests.conftest import HQ_EMAIL, NORTH, TEST_DATABASE_URL
 from tests.media.conftest import jpeg
@@ -529,3 +529,33 @@ def test_a_review_waits_for_another_review_in_flight(app, completed, api, db):
     assert refused.get_json()["reason"] == "invalid_transition"
     db.expire_all()
     assert db.get(Inspection, iid).status == "approved"
+
+
+def test_taking_a_photo_deletion_waits_for_its_action_being_resolved(app, env, device, api, db):
+    # A fix photo whose deletion was refused (its action was resolved) may be deleted once
+    # the action is reopened; taking that deletion while the action is resolved again must
+    # wait for it and then keep the photo, as a push deleting it would.
+    aid, att = _action_with_photo(env, device)
+    done = {"status": "resolved", "note": "Cleaned"}
+    assert api.post(f"/actions/{aid}/transition", ANA, json=done).status_code == 200
+    tab = device(ANA, "tab")
+    tab.sync()
+    tab.delete("attachments", att)
+    assert [c["kind"] for c in tab.sync()["conflicts"]] == ["locked"]
+    conflict = db.query(Conflict).filter_by(record_id=att, kind="locked").one()
+    again = {"status": "reopened", "note": "Still dirty"}
+    assert api.post(f"/actions/{aid}/transition", NORTH, json=again).status_code == 200
+
+    take = {"resolution": "take_device"}
+    waited, out = _while_held(
+        app,
+        select(Action.id).where(Action.id == aid).with_for_update(),
+        lambda: {"response": api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json=take)},
+        update(Action).where(Action.id == aid).values(status="resolved"),
+    )
+    assert waited, "the resolution decided without waiting for the action's lock"
+    refused = out["response"]
+    assert refused.status_code == 422, refused.get_json()
+    assert refused.get_json()["reason"] == "locked"
+    db.expire_all()
+    assert db.get(Attachment, att).deleted_at is None
