@@ -245,3 +245,32 @@ def write_inspections(app: Any, new: list[dict], changes: dict[str, dict] | None
             cs.add_context("inspections", row).update(changes[row["id"]])
         writer.write(session, cs)
         api_db.commit()
+
+
+def action_with_photo(env: dict, device: Any) -> tuple[str, str]:
+    """Ana's phone raises an action in a new inspection at N-HOTEL and photographs it;
+    returns (action, photo)."""
+    from tests.media.conftest import jpeg
+
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    aid = new_action(phone, env, iid)
+    att = photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    assert phone.sync()["conflicts"] == []
+    return aid, att
+
+
+def refused_fix_photo_deletion(env: dict, device: Any, api: Any, db: Any) -> tuple[str, str, Any]:
+    """The action is resolved with its photo, then a second device deletes the photo: refused
+    as locked (the fix's evidence); returns (action, photo, the conflict)."""
+    from store.models import Conflict
+
+    aid, att = action_with_photo(env, device)
+    done = {"status": "resolved", "note": "Cleaned"}
+    assert api.post(f"/actions/{aid}/transition", ANA, json=done).status_code == 200
+    tab = device(ANA, "tab")
+    tab.sync()
+    tab.delete("attachments", att)
+    assert [c["kind"] for c in tab.sync()["conflicts"]] == ["locked"]
+    return aid, att, db.query(Conflict).filter_by(record_id=att, kind="locked").one()

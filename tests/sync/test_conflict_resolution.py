@@ -9,14 +9,12 @@ from sqlalchemy import update
 
 from store.models import Action, Attachment, AuditEvent, Conflict, Inspection, Response
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, SOUTH
-from tests.media.conftest import jpeg
 from tests.sync_env import (
     answer,
     completed_with_action,
     concurrent_action_edit,
-    new_action,
     new_inspection,
-    photo_record,
+    refused_fix_photo_deletion,
 )
 
 
@@ -458,17 +456,7 @@ def test_an_action_of_a_completed_inspection_is_not_deleted(env, device, api, db
 def test_taking_a_fix_photo_deletion_of_a_resolved_action_is_refused(env, device, api, db):
     # A resolved action keeps the photos evidencing its fix: taking a device's deletion of one
     # is refused as locked (it was a 500), and says why; reopening the action frees it.
-    phone = device(ANA, "phone")
-    phone.sync()
-    iid = new_inspection(phone, env)
-    aid = new_action(phone, env, iid)
-    att = photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
-    assert phone.sync()["conflicts"] == []
-    done = {"status": "resolved", "note": "Cleaned"}
-    assert api.post(f"/actions/{aid}/transition", ANA, json=done).status_code == 200
-    phone.delete("attachments", att)
-    assert [c["kind"] for c in phone.sync()["conflicts"]] == ["locked"]
-    conflict = db.query(Conflict).filter_by(record_id=att, kind="locked").one()
+    _aid, att, conflict = refused_fix_photo_deletion(env, device, api, db)
     body = _refused(_resolve(api, conflict.id, "take_device"), "locked")
     assert "resolved" in body["message"]
     db.expire_all()

@@ -16,7 +16,16 @@ from store.models import Action, Attachment, Conflict, Inspection, Occurrence, R
 from store.types import utcnow
 from tests.conftest import HQ_EMAIL, NORTH, TEST_DATABASE_URL
 from tests.media.conftest import jpeg
-from tests.sync_env import ANA, answer, daily_schedule, new_action, new_inspection, photo_record
+from tests.sync_env import (
+    ANA,
+    action_with_photo,
+    answer,
+    daily_schedule,
+    new_action,
+    new_inspection,
+    photo_record,
+    refused_fix_photo_deletion,
+)
 
 pytestmark = pytest.mark.skipif(
     not (TEST_DATABASE_URL or "").startswith("postgres"),
@@ -179,7 +188,6 @@ def test_resolving_an_action_conflict_and_a_push_of_the_action_do_not_deadlock(
     # has_conflicts flag; a push of that action, syncing meanwhile, holds the inspection and
     # waits for the action. Both must commit, not wait for each other.
     from inspections.plan_rules import InspectionRules
-    from store.models import Conflict
     from tests.conftest import NORTH
     from tests.sync_env import concurrent_action_edit
 
@@ -231,21 +239,10 @@ def test_resolving_an_action_conflict_and_a_push_of_the_action_do_not_deadlock(
     assert db.get(Action, aid).priority == "high"
 
 
-def _action_with_photo(env, device) -> tuple[str, str]:
-    """A device raises an action in an inspection and photographs it; (action, photo)."""
-    phone = device(ANA, "phone")
-    phone.sync()
-    iid = new_inspection(phone, env)
-    aid = new_action(phone, env, iid)
-    att = photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
-    assert phone.sync()["conflicts"] == []
-    return aid, att
-
-
 def test_deleting_a_fix_photo_waits_for_a_resolution_in_flight(app, env, device, db):
     # A resolved action's photos are its evidence and locked with it: a device deleting one
     # while a manager resolves the action waits, and is then refused.
-    aid, att = _action_with_photo(env, device)
+    aid, att = action_with_photo(env, device)
     tab = device(ANA, "tab")
     tab.sync()
     tab.delete("attachments", att)
@@ -264,7 +261,7 @@ def test_deleting_a_fix_photo_waits_for_a_resolution_in_flight(app, env, device,
 def test_resolving_waits_for_a_push_deleting_the_last_photo(app, env, device, api, db):
     # The other way round: the push holds the action while it deletes the only photo; the
     # resolution then finds no evidence, instead of resolving on a photo that is gone.
-    aid, att = _action_with_photo(env, device)
+    aid, att = action_with_photo(env, device)
     body = {"status": "resolved", "note": "Cleaned"}
     waited, answers = _while_held(
         app,
@@ -366,7 +363,7 @@ def test_a_child_pushed_under_another_inspection_locks_its_own_first(app, env, d
 def test_a_photo_pushed_under_another_action_locks_its_own_first(app, env, device, db):
     # The same for a photo naming another action than the one it documents: its stored
     # action is taken before the photo, as a push of the photo naming it takes them.
-    aid, att = _action_with_photo(env, device)
+    aid, att = action_with_photo(env, device)
     phone = device(ANA, "phone")
     phone.sync()
     other = new_action(phone, env, None)
@@ -396,7 +393,6 @@ def test_taking_an_inspection_deletion_and_a_push_of_its_action_photo_do_not_dea
 ):
     # The same through conflict resolution: taking a device's deletion of the inspection
     # deletes its action and the action's photo; it must write them in that order too.
-    from store.models import Conflict
     from sync import writer
     from tests.conftest import BEN, NORTH
 
@@ -535,14 +531,7 @@ def test_taking_a_photo_deletion_waits_for_its_action_being_resolved(app, env, d
     # A fix photo whose deletion was refused (its action was resolved) may be deleted once
     # the action is reopened; taking that deletion while the action is resolved again must
     # wait for it and then keep the photo, as a push deleting it would.
-    aid, att = _action_with_photo(env, device)
-    done = {"status": "resolved", "note": "Cleaned"}
-    assert api.post(f"/actions/{aid}/transition", ANA, json=done).status_code == 200
-    tab = device(ANA, "tab")
-    tab.sync()
-    tab.delete("attachments", att)
-    assert [c["kind"] for c in tab.sync()["conflicts"]] == ["locked"]
-    conflict = db.query(Conflict).filter_by(record_id=att, kind="locked").one()
+    aid, att, conflict = refused_fix_photo_deletion(env, device, api, db)
     again = {"status": "reopened", "note": "Still dirty"}
     assert api.post(f"/actions/{aid}/transition", NORTH, json=again).status_code == 200
 
