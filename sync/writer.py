@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Table, bindparam, insert, select, update
@@ -120,24 +121,29 @@ def _insert_sqlite(session: Session, table: Table, rows: list[Row], first_rev: i
     a merged dict and a list per row) and converted by the columns' own bind processors, so
     they are stored exactly as SQLAlchemy would store them."""
     defaults = defaults_for(table)
-    present = set(defaults).union(*rows)
+    keys = set().union(*rows)
+    present = keys | defaults.keys()
+    # Rows planned alike carry the same keys (each has them all): then a column is one pass.
+    uniform = len(set(map(len, rows))) == 1 and len(keys) == len(rows[0])
     columns = [c.name for c in table.columns if c.name in present and c.name != "server_rev"]
     dialect = session.get_bind().dialect
+    count = len(rows)
     data = []
     for name in columns:
         default = defaults.get(name)
-        values = [row.get(name, default) for row in rows]
+        if uniform and name in keys:
+            values = list(map(itemgetter(name), rows))
+        elif uniform:
+            values = [default] * count
+        else:
+            values = [row.get(name, default) for row in rows]
         # The dialect's own type: the generic one's processor skips SQLite's formatting of
         # times, which then land as text in another format than SQLAlchemy's and compare
         # wrongly against it.
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            # Most converted values are NULLs (tombstones, col_revs of new rows): converted once.
-            null = process(None)
-            values = [null if v is None else process(v) for v in values]
-        data.append(values)
+        data.append(values if process is None else _processed(process, values))
     columns.append("server_rev")
-    data.append(range(first_rev, first_rev - len(rows), -1))
+    data.append(range(first_rev, first_rev - count, -1))
     names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" for _ in columns)
     session.flush()
@@ -145,6 +151,24 @@ def _insert_sqlite(session: Session, table: Table, rows: list[Row], first_rev: i
     raw.executemany(
         f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', zip(*data, strict=True)
     )
+
+
+_NUMBERS = frozenset({bool, int, float})
+
+
+def _processed(process: Any, values: list[Any]) -> list[Any]:
+    """Values through a bind processor, once per distinct value where they can be told apart
+    (a batch's times and flags repeat; JSON documents cannot be hashed and go one by one)."""
+    try:
+        distinct = dict.fromkeys(values)
+    except TypeError:
+        return [process(v) for v in values]
+    if len(distinct) == len(values) or len({type(v) for v in distinct} & _NUMBERS) > 1:
+        # Every value differs, or numbers of several types merged (True == 1 == 1.0).
+        return [process(v) for v in values]
+    for value in distinct:
+        distinct[value] = process(value)
+    return list(map(distinct.__getitem__, values))
 
 
 def write(session: Session, cs: ChangeSet) -> int:
