@@ -422,8 +422,32 @@ class _Push:
             # No base_rev: the device knew the server as of its latest pull's starting cursor.
             self.base_revs[(name, rid)] = self.pull_start
 
-    def create(self, name: str, rec: dict[str, Any], site: str, pending: Row | None) -> None:
-        # to_db inlined: this runs for every record of a big push (validation checked types).
+    def create_all(self, name: str, records: list[dict[str, Any]]) -> None:
+        """Plan a table's created records: those the server does not have inline, the rest
+        as upserts (a big push's thousands of new records pay no calls per record)."""
+        existing = self.existing.get(name, {})
+        cs = self.cs
+        before = cs.before.setdefault(name, {})
+        after = cs.table(name)
+        changed = cs.device_changed.setdefault(name, {})
+        for rec in records:
+            rid = rec["id"]
+            if rid in existing:
+                self.upsert(name, rec, is_update=False)
+                continue
+            site, refusal = self.new_place(name, rec)
+            if refusal is not None:
+                insp_id = rid if name == "inspections" else rec.get("inspection_id")
+                self.refuse(name, rid, rec, refusal[0], site, insp_id, kind=refusal[1])
+                continue
+            row = self.new_row(name, rec, site)
+            before[rid] = None
+            after[rid] = row
+            changed[rid] = set(row)
+
+    def new_row(self, name: str, rec: dict[str, Any], site: str) -> Row:
+        """The row a created record becomes: its writable columns converted (to_db inlined,
+        validation checked their types) and what the server fills in."""
         kept, ids, numbers = _WRITABLE[name]
         get = rec.get
         row: Row = {c: get(c) for c in kept}
@@ -456,6 +480,10 @@ class _Push:
         if name == "attachments":
             row["kind"] = row.get("kind") or "photo"
         row["id"] = rec["id"]
+        return row
+
+    def create(self, name: str, rec: dict[str, Any], site: str, pending: Row | None) -> None:
+        row = self.new_row(name, rec, site)
         if pending is not None:
             # Bytes arrived before this record: keep what the upload learnt, take the rest;
             # but only for the uploader's own record describing those very bytes, or anyone
@@ -550,8 +578,7 @@ def push(
         lists = changes.get(name)
         if not lists:
             continue
-        for rec in lists["created"]:
-            plan.upsert(name, rec, is_update=False)
+        plan.create_all(name, lists["created"])
         for rec in lists["updated"]:
             plan.upsert(name, rec, is_update=True)
     for name in reversed(ORDER):
