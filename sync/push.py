@@ -449,17 +449,18 @@ class _Push:
         """The row a created record becomes: its writable columns converted (to_db inlined,
         validation checked their types) and what the server fills in."""
         kept, ids, numbers = _WRITABLE[name]
-        get = rec.get
-        row: Row = {c: get(c) for c in kept}
+        row: Row = dict(zip(kept, map(rec.get, kept), strict=True))
         for c in ids:
-            row[c] = get(c) or None  # '' is a WatermelonDB null id
+            row[c] = rec.get(c) or None  # '' is a WatermelonDB null id
         for c in numbers:
-            value = get(c)
-            row[c] = None if value is None else int(value)
+            value = rec.get(c)
+            # Validation let through whole numbers only; JSON may spell them 5.0.
+            row[c] = int(value) if type(value) is float else value
         # Validation checked created records; an update of a record the server never had
         # is created here and must carry the same.
-        missing = [c for c in REQUIRED.get(name, ()) if row.get(c) is None]
-        if missing:
+        required = REQUIRED.get(name, ())
+        if None in map(row.get, required):
+            missing = [c for c in required if row.get(c) is None]
             where = f"{name}.{rec['id']}"
             raise Invalid(
                 f"The push was refused, nothing applied: {where}.{missing[0]}: is required.",
