@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -183,9 +184,12 @@ class _Push:
             if not lists:
                 continue
             keys = ("inspection_id", "action_id") if name == "attachments" else ("inspection_id",)
-            for rec in lists["created"] + lists["updated"]:
-                inspections.add(rec.get(keys[0]))
-                actions.add(rec.get(keys[-1]) if name == "attachments" else None)
+            for records in (lists["created"], lists["updated"]):
+                # A pass per column, not a call per record: a big push's thousands of answers
+                # name a few dozen inspections.
+                inspections.update(map(dict.get, records, repeat("inspection_id")))
+                if name == "attachments":
+                    actions.update(map(dict.get, records, repeat("action_id")))
             # Created records are not looked up: they are new (a big push's thousands), or a
             # retry naming the parent they were stored under.
             ids = list(lists["deleted"]) + [rec["id"] for rec in lists["updated"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import repeat
 from typing import Any
 
 from store.errors import DomainError, Invalid
@@ -220,7 +221,7 @@ def _all_fit(spec: TableSpec, records: list[Any]) -> bool:
     if not present <= _KNOWN.get(spec.name, frozenset()) or "id" not in present:
         return False
     for key in present:
-        values = [rec.get(key) for rec in records]
+        values = list(map(dict.get, records, repeat(key)))
         if key == "id":
             # Every record names an id, a valid and distinct one.
             if set(map(type, values)) != {str} or len(set(values)) != len(values):
