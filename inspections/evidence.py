@@ -16,11 +16,13 @@ def missing_evidence(
     """
     missing = []
     for _section, item in iter_items(body):
+        rule = item.get("photo")
+        if rule is None and item["type"] not in ("photo", "signature"):
+            continue  # needs no evidence whatever its outcome (most items: checked first)
         key = item["key"]
         outcome = result.items.get(key)
         if outcome is None or not outcome.applicable:
             continue  # hidden by visible_if, or answered na
-        rule = item.get("photo")
         needed = (
             (item["type"] in ("photo", "signature") and item.get("required", True))
             or rule == "always"

@@ -71,6 +71,8 @@ class InspectionRules:
         self.policy = policy or action_rules.ActionPolicy()
         self._index: dict[str, dict[str, list[Row]]] = {}
         self._links: dict[str, Row] | None = None
+        self._items: dict[str, dict[str, dict]] = {}
+        self._decoded: dict[str, tuple[Any, str | None]] = {}
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -81,6 +83,8 @@ class InspectionRules:
         run = copy.copy(self)
         run._index = {}
         run._links = None
+        run._items = {}
+        run._decoded = {}
         run._apply(session, cs)
 
     def _apply(self, session: Session, cs: ChangeSet) -> None:
@@ -102,18 +106,18 @@ class InspectionRules:
     # --- context --------------------------------------------------------------------------
 
     def _touched(self, cs: ChangeSet) -> list[str]:
-        ids = set()
-        for name in ("inspections", "responses", "attachments"):
-            for rid, row in cs.after.get(name, {}).items():
-                if name == "inspections":
-                    if (
-                        rid in cs.device_changed.get(name, {})
-                        or cs.is_new(name, rid)
-                        or (cs.changed_columns(name, rid))
-                    ):
-                        ids.add(rid)
-                elif row.get("inspection_id"):
-                    ids.add(row["inspection_id"])
+        pushed = cs.device_changed.get("inspections", {})
+        ids = {
+            rid
+            for rid in cs.after.get("inspections", {})
+            if rid in pushed
+            or cs.is_new("inspections", rid)
+            or cs.changed_columns("inspections", rid)
+        }
+        for name in ("responses", "attachments"):
+            ids.update(
+                iid for row in cs.after.get(name, {}).values() if (iid := row.get("inspection_id"))
+            )
         # A deleted action: its inspection's lock decides whether the deletion stands.
         for rid, row in cs.after.get("actions", {}).items():
             deleted = "deleted_at" in cs.device_changed.get("actions", {}).get(rid, ())
@@ -278,11 +282,15 @@ class InspectionRules:
             )
             return
         body = version["body"]
-        items = {item["key"]: item for _s, item in scoring.iter_items(body)}
+        items = self._items.get(version["id"])
+        if items is None:  # once per template version: a push scores many runs of one checklist
+            items = {item["key"]: item for _s, item in scoring.iter_items(body)}
+            self._items[version["id"]] = items
         answers, chosen = self._answers(cs, iid, items)
         evidence: dict[str, dict[str, int]] = defaultdict(lambda: {"records": 0, "uploaded": 0})
-        by_response = {r["id"]: k for k, r in chosen.items()}
-        for att in self._children(cs, "attachments", iid):
+        attachments = self._children(cs, "attachments", iid)
+        by_response = {r["id"]: k for k, r in chosen.items()} if attachments else {}
+        for att in attachments:
             key = by_response.get(att.get("response_id"))
             if key:
                 evidence[key]["records"] += 1
@@ -321,28 +329,9 @@ class InspectionRules:
         chosen: dict[str, Row] = {}
         pushed = cs.device_changed.get("responses", {})
         for key, group in by_key.items():
-            if len(group) > 1:
-                # Most recently received: changed in this push first, then the highest rev.
-                group.sort(key=lambda r: (r["id"] in pushed, r.get("server_rev") or 0, r["id"]))
-            winner = group[-1]
-            if len(group) > 1 and any(r["id"] in pushed for r in group):
-                cs.conflicts.append(
-                    ConflictNote(
-                        kind="duplicate_response",
-                        table="responses",
-                        record_id=winner["id"],
-                        column="item_key",
-                        inspection_id=iid,
-                        site_id=winner.get("site_id"),
-                        server_value=[r["id"] for r in group[:-1]],
-                        device_value=winner["id"],
-                        detail=f"{len(group)} answers for item {key}; the newest is scored",
-                    )
-                )
-            for other in group[:-1]:
-                other["failed"], other["item_score"] = None, None
+            winner = self._newest(cs, iid, key, group, pushed) if len(group) > 1 else group[0]
             item = items.get(key)
-            value, error = decode_value(winner.get("value"))
+            value, error = self._decode(winner.get("value"))
             if item is None:
                 error = f"no item {key} in this template version"
             elif error is None and value is not None:
@@ -367,6 +356,42 @@ class InspectionRules:
             if value is not None:
                 answers[key] = value
         return answers, chosen
+
+    def _newest(
+        self, cs: ChangeSet, iid: str, key: str, group: list[Row], pushed: dict[str, set[str]]
+    ) -> Row:
+        """The response scored among several answers to one item; the others lose their score."""
+        # Most recently received: changed in this push first, then the highest rev.
+        group.sort(key=lambda r: (r["id"] in pushed, r.get("server_rev") or 0, r["id"]))
+        winner = group[-1]
+        if any(r["id"] in pushed for r in group):
+            cs.conflicts.append(
+                ConflictNote(
+                    kind="duplicate_response",
+                    table="responses",
+                    record_id=winner["id"],
+                    column="item_key",
+                    inspection_id=iid,
+                    site_id=winner.get("site_id"),
+                    server_value=[r["id"] for r in group[:-1]],
+                    device_value=winner["id"],
+                    detail=f"{len(group)} answers for item {key}; the newest is scored",
+                )
+            )
+        for other in group[:-1]:
+            other["failed"], other["item_score"] = None, None
+        return winner
+
+    def _decode(self, raw: Any) -> tuple[Any, str | None]:
+        """decode_value, remembered per text: a push repeats the same few answers ("yes")."""
+        if type(raw) is not str:
+            return decode_value(raw)
+        decoded = self._decoded.get(raw)
+        if decoded is None:
+            decoded = decode_value(raw)
+            if not isinstance(decoded[0], list | dict):  # only immutable values are shared
+                self._decoded[raw] = decoded
+        return decoded
 
     def _complete(
         self,
@@ -493,14 +518,21 @@ class InspectionRules:
             rid = resp["id"]
             if rid not in pushed:
                 continue
-            old = olds.get(rid) or {}
+            old = olds.get(rid)
             for col in ("value", "note", "deleted_at"):
-                was, now = old.get(col), resp.get(col)
-                if was != now:
-                    # Only deleted_at is not JSON-safe as it is (value and note are text).
-                    if col == "deleted_at":
-                        was, now = _plain(was), _plain(now)
-                    changes[f"responses.{resp['item_key']}.{col}"] = [was, now]
+                now = resp.get(col)
+                if old is None:  # a new response (most of a big push): the columns it sets
+                    if now is None:
+                        continue
+                    was = None
+                else:
+                    was = old.get(col)
+                    if was == now:
+                        continue
+                # Only deleted_at is not JSON-safe as it is (value and note are text).
+                if col == "deleted_at":
+                    was, now = _plain(was), _plain(now)
+                changes[f"responses.{resp['item_key']}.{col}"] = [was, now]
         if changes:
             action = "create" if not before else "update"
             cs.audit.append(AuditNote("inspection", iid, action, changes, inspection_id=iid))

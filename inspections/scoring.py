@@ -192,7 +192,9 @@ def score(
                 results[key] = ItemResult(key, applicable=False, answered=False)
                 continue
             value = answers.get(key)
-            if kind in EVIDENCE_TYPES:
+            if kind == "yes_no":  # check_answer and _fraction inlined for the commonest kind
+                answered = value == "yes" or value == "no" or value == NA
+            elif kind in EVIDENCE_TYPES:
                 answered = evidence.get(key, 0) > 0
             else:
                 answered = value is not None and check_answer(item, value) is None
@@ -206,7 +208,10 @@ def score(
                 continue
             weight = float(item.get("weight", 1))
             if answered:
-                fraction, failed_item = _fraction(item, value)
+                if kind == "yes_no":
+                    fraction, failed_item = (1.0, False) if value == "yes" else (0.0, True)
+                else:
+                    fraction, failed_item = _fraction(item, value)
                 item_score = weight * fraction
             else:
                 fraction, failed_item, item_score = None, False, 0.0

@@ -293,3 +293,19 @@ def test_unanswered_required_and_evidence():
 )
 def test_answer_checks(item, value, ok):
     assert (check_answer(item, value) is None) is ok
+
+
+@pytest.mark.parametrize("value", ["yes", "no", "na", "maybe", "YES", "", True, 1, 0, ["yes"]])
+def test_yes_no_scored_as_checked(value):
+    """score's inline yes_no path answers exactly what check_answer accepts, scored as before."""
+    item = it("a", "yes_no")
+    ok = check_answer(item, value) is None
+    r = score(tpl(item), 80, {"a": value})
+    assert r.items["a"].answered is ok
+    assert r.unanswered_required == ([] if ok else ["a"])
+    expected = {"yes": (1.0, False), "no": (0.0, True)}.get(value) if ok else (None, False)
+    if value != "na":
+        assert (r.items["a"].fraction, r.items["a"].failed) == expected
+        assert (r.score, r.max_score) == ((expected[0] or 0.0), 1.0)
+    else:
+        assert not r.items["a"].applicable and r.max_score == 0
