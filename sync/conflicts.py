@@ -401,11 +401,15 @@ def _create(
 def _check_parents(session: Session, conflict: Conflict, cs: ChangeSet, row: Row) -> None:
     """A created child must belong to a live inspection (or action) at the conflict's site;
     its inspection joins the plan so the rules see whether it is locked."""
+    lock = is_postgres(session)
+    # Held FOR UPDATE on PostgreSQL, the inspection before the action as a push takes them:
+    # a completion (or an action's resolution) committing meanwhile must wait for this
+    # resolution, or it for that, so the rules never judge the child on a stale status.
     for column, table in (("inspection_id", "inspections"), ("action_id", "actions")):
         parent_id = row.get(column)
         if not parent_id or column not in PLACEMENT[conflict.table_name]:
             continue
-        found = writer.load_rows(session, TABLES[table].table, "id", [parent_id])
+        found = writer.load_rows(session, TABLES[table].table, "id", [parent_id], lock=lock)
         parent = found[0] if found else None
         if parent is None or parent.get("deleted_at") is not None:
             raise Invalid(
@@ -443,6 +447,14 @@ def resolve(
     conflict = get(session, scope, conflict_id, lock=True)
     if conflict.resolved_at is not None:
         raise Invalid("This conflict is already resolved.", reason="already_resolved")
+    lock = is_postgres(session)
+    inspections = TABLES["inspections"].table
+    if lock and conflict.inspection_id:
+        # Its inspection is recomputed below (its flags, an occurrence it fulfils, from its
+        # status): held first, before the record, its action or a created child's parents are
+        # taken, as every writer orders them; locking it only when it is read below would
+        # take it after them.
+        writer.load_rows(session, inspections, "id", [conflict.inspection_id], lock=True)
     cs = ChangeSet(
         user_id=scope.user_id,
         role=scope.role,
@@ -467,7 +479,7 @@ def resolve(
     session.flush()  # before the rules count the inspection's open conflicts
     if conflict.inspection_id:
         for row in writer.load_rows(
-            session, TABLES["inspections"].table, "id", [conflict.inspection_id]
+            session, inspections, "id", [conflict.inspection_id], lock=lock
         ):
             cs.add_context("inspections", row)
             cs.recompute.add(row["id"])

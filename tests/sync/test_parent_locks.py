@@ -548,3 +548,31 @@ def test_taking_a_photo_deletion_waits_for_its_action_being_resolved(app, env, d
     assert refused.get_json()["reason"] == "locked"
     db.expire_all()
     assert db.get(Attachment, att).deleted_at is None
+
+
+def test_taking_a_created_answer_waits_for_its_inspection_being_completed(app, completed, api, db):
+    # An answer made after the inspection was completed was refused as locked, and may be
+    # created once the inspection is returned; taking it while the inspection is completed
+    # again must wait for that and then refuse it, as a push creating it would.
+    phone, iid = completed
+    late = answer(phone, iid, "remark", "seen late")
+    assert [(c["kind"], c["id"]) for c in phone.sync()["conflicts"]] == [("locked", late)]
+    conflict = db.query(Conflict).filter_by(record_id=late, kind="locked").one()
+    redo = {"comment": "Add the remark"}
+    assert api.post(f"/inspections/{iid}/return", NORTH, json=redo).status_code == 200
+
+    take = {"resolution": "take_device"}
+    waited, out = _while_held(
+        app,
+        select(Inspection.id).where(Inspection.id == iid).with_for_update(),
+        lambda: {"response": api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json=take)},
+        update(Inspection).where(Inspection.id == iid).values(status="completed"),
+    )
+    assert waited, "the resolution decided without waiting for the inspection's lock"
+    refused = out["response"]
+    assert refused.status_code == 422, refused.get_json()
+    assert refused.get_json()["reason"] == "locked"
+    db.expire_all()
+    assert db.get(Inspection, iid).status == "completed"
+    assert db.get(Response, late) is None
+    assert db.get(Conflict, conflict.id).resolved_at is None
