@@ -24,23 +24,28 @@ def _row(rid: str, when: dt.datetime) -> dict:
     }
 
 
-def test_a_batch_stores_times_as_a_single_insert_does(app, db):
-    table = Response.__table__
-    when = dt.datetime(2026, 2, 28, 0, 0, tzinfo=dt.UTC)
+def _write(app, table, batch: list[dict], singles: list[dict]) -> None:
+    """Commit `batch` through the batch insert and `singles` one SQLAlchemy insert each."""
     session = app.extensions["db_sessions"]()
     try:
-        batch = [_row(f"bulk{n:03d}", when) for n in range(writer.COPY_MIN_ROWS)]
         staged = writer.is_staged(session, len(batch))
-        writer.insert_rows(
-            session, table, batch, revs.next_pending(session, table, len(batch), staged=staged)
-        )
-        single = {**writer.defaults_for(table), **_row("single", when)}
-        single["server_rev"] = revs.next_pending(session, table)
-        session.execute(insert(table), [single])
+        rev = revs.next_pending(session, table, len(batch), staged=staged)
+        writer.insert_rows(session, table, batch, rev)
+        for row in singles:
+            single = {**writer.defaults_for(table), **row}
+            single["server_rev"] = revs.next_pending(session, table)
+            session.execute(insert(table), [single])
         revs.stamp(session)
         session.commit()
     finally:
         session.close()
+
+
+def test_a_batch_stores_times_as_a_single_insert_does(app, db):
+    table = Response.__table__
+    when = dt.datetime(2026, 2, 28, 0, 0, tzinfo=dt.UTC)
+    batch = [_row(f"bulk{n:03d}", when) for n in range(writer.COPY_MIN_ROWS)]
+    _write(app, table, batch, [_row("single", when)])
     stored = db.execute(
         text("SELECT id, CAST(deleted_at AS TEXT), failed, item_score FROM responses")
     ).all()
@@ -61,19 +66,7 @@ def test_a_batch_of_rows_with_different_columns_stores_each_as_a_single_insert_d
             row["col_revs"] = {"value": [n, "dev"]}
         row["failed"] = n % 2 == 0
         rows.append(row)
-    session = app.extensions["db_sessions"]()
-    try:
-        staged = writer.is_staged(session, len(rows))
-        rev = revs.next_pending(session, table, len(rows), staged=staged)
-        writer.insert_rows(session, table, rows, rev)
-        for row in rows:
-            single = {**writer.defaults_for(table), **row, "id": "one" + row["id"]}
-            single["server_rev"] = revs.next_pending(session, table)
-            session.execute(insert(table), [single])
-        revs.stamp(session)
-        session.commit()
-    finally:
-        session.close()
+    _write(app, table, rows, [{**row, "id": "one" + row["id"]} for row in rows])
     stored = {
         r[0]: r[1:]
         for r in db.execute(
