@@ -201,9 +201,10 @@ def update_site(db: Session, scope: Scope, site_id: str, data: dict) -> Site:
         setattr(site, key, value)
     db.flush()
     # Reports group a site's inspections under its current region, by days in its time zone.
-    rollups.move_site(db, site.id, old_region, site.region_id)
     if site.timezone != old_zone:
-        rollups.rezone_site(db, site.id)
+        rollups.rezone_site(db, site.id, old_region)
+    else:
+        rollups.move_site(db, site.id, old_region, site.region_id)
     return site
 
 

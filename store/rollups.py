@@ -241,8 +241,9 @@ def move_site(session: Session, site_id: str, old: str | None, new: str | None) 
         session.execute(delete(s).where(s.c.site_id == site_id))
 
 
-def rezone_site(session: Session, site_id: str) -> None:
-    """Re-key a site's cells in both tables after its time zone changed."""
+def rezone_site(session: Session, site_id: str, old_region: str | None = None) -> None:
+    """Re-key a site's cells in both tables after its time zone changed (and move them from
+    `old_region` when its region changed too)."""
     # Called after the site row is updated, like move_site: writers wait for this transaction
     # and then key their cells by the new zone. Cells cannot just be renamed: one old local
     # day straddles two new ones, so the site's cells are computed again from its inspections.
@@ -256,10 +257,24 @@ def rezone_site(session: Session, site_id: str) -> None:
         i.c.status.in_(COUNTED_STATUSES),
         i.c.completed_received_at.is_not(None),
     )
-    deltas = from_rows(session.execute(stmt).mappings(), {site_id: zone})
-    for key, values in _stored(session, site_id).items():
+    fresh = from_rows(session.execute(stmt).mappings(), {site_id: zone})
+    stored = _stored(session, site_id)
+    deltas = {k: list(v) for k, v in fresh.items()}
+    for key, values in stored.items():
         _add(deltas, key, values, -1)
-    _apply(session, deltas, {site_id: region})
+    if old_region is None or old_region == region:
+        _apply(session, deltas, {site_id: region})
+        return
+    _upsert(session, InspectionDaily.__table__, "site_id", deltas)
+    # The old region loses the stored cells and the new one gains the fresh ones in one sorted
+    # batch: in two (a move, then a re-key) a push adding to cells of both in between could
+    # hold one the other batch waits for while waiting for one this transaction holds.
+    by_region: dict[Key, list[int]] = {}
+    for (day, _site, template, inspector), values in stored.items():
+        _add(by_region, (day, old_region, template, inspector), values, -1)
+    for (day, _site, template, inspector), values in fresh.items():
+        _add(by_region, (day, region, template, inspector), values, 1)
+    _upsert(session, RegionDaily.__table__, "region_id", by_region)
 
 
 def _upsert(session: Session, table: Table, place: str, cells: Mapping[Key, list[int]]) -> None:

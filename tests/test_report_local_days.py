@@ -405,6 +405,28 @@ def test_a_site_changing_time_zone_has_its_cells_rekeyed(app, env, api):
     assert days() == {("2026-06-01", 1), ("2026-03-03", 1)}
 
 
+def test_a_site_changing_zone_and_region_writes_its_region_cells_in_one_batch(app, env, api):
+    # One sorted batch: in two (a move, then a re-key) a push adding to cells of both regions
+    # in between could hold a cell one batch waits for while waiting for one it holds.
+    # Tuesday 00:30 in Shanghai, Monday 16:30 in London: the cell moves day as well as region.
+    write_inspections(app, [_inspection(env, "N-HOTEL", _utc(2026, 3, 2, 16, 30))])
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        # The upserts take the cells' locks (emptied cells are then deleted: those same ones).
+        if statement.lstrip().upper().startswith("INSERT INTO REGION_DAILY"):
+            statements.append(statement)
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        _set_zone(api, env, "N-HOTEL", "Europe/London", region_id=_region_of(app, "S-HOTEL"))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(statements) == 1, statements
+    _assert_rollups_exact(app)
+
+
 # --- the migration -------------------------------------------------------------------------------
 
 
