@@ -77,6 +77,21 @@ def _while_held(app, held, target, *then) -> tuple[bool, dict]:
     return waited, out
 
 
+def _refused_while_held(app, model, row_id: str, call, then, reason: str) -> None:
+    """Another writer holds a row of `model` and commits `then`; the request `call` must wait
+    for it and then be refused (422 `reason`), judged on what that writer committed."""
+    waited, out = _while_held(
+        app,
+        select(model.id).where(model.id == row_id).with_for_update(),
+        lambda: {"response": call()},
+        then,
+    )
+    assert waited, f"the request decided without waiting for the {model.__tablename__} lock"
+    refused = out["response"]
+    assert refused.status_code == 422, refused.get_json()
+    assert refused.get_json()["reason"] == reason
+
+
 def _pushed_while_completing(app, device, iid: str, change) -> tuple[bool, dict]:
     """A second device makes `change` offline and syncs while another writer holds the
     inspection's row and completes it; returns (the push waited, its response)."""
@@ -263,16 +278,14 @@ def test_resolving_waits_for_a_push_deleting_the_last_photo(app, env, device, ap
     # resolution then finds no evidence, instead of resolving on a photo that is gone.
     aid, att = action_with_photo(env, device)
     body = {"status": "resolved", "note": "Cleaned"}
-    waited, answers = _while_held(
+    _refused_while_held(
         app,
-        select(Action.id).where(Action.id == aid).with_for_update(),
-        lambda: {"response": api.post(f"/actions/{aid}/transition", ANA, json=body)},
+        Action,
+        aid,
+        lambda: api.post(f"/actions/{aid}/transition", ANA, json=body),
         update(Attachment).where(Attachment.id == att).values(deleted_at=utcnow()),
+        "evidence_required",
     )
-    assert waited
-    answer_ = answers["response"]
-    assert answer_.status_code == 422, answer_.get_json()
-    assert answer_.get_json()["reason"] == "evidence_required"
     db.expire_all()
     assert db.get(Action, aid).status == "open"
 
@@ -513,16 +526,14 @@ def test_a_review_waits_for_another_review_in_flight(app, completed, api, db):
     # is judged on the first one's outcome, not on the status both read before either wrote.
     _phone, iid = completed
     return_it = {"comment": "Redo the fridge check"}
-    waited, out = _while_held(
+    _refused_while_held(
         app,
-        select(Inspection.id).where(Inspection.id == iid).with_for_update(),
-        lambda: {"response": api.post(f"/inspections/{iid}/return", NORTH, json=return_it)},
+        Inspection,
+        iid,
+        lambda: api.post(f"/inspections/{iid}/return", NORTH, json=return_it),
         update(Inspection).where(Inspection.id == iid).values(status="approved"),
+        "invalid_transition",
     )
-    assert waited
-    refused = out["response"]
-    assert refused.status_code == 422, refused.get_json()
-    assert refused.get_json()["reason"] == "invalid_transition"
     db.expire_all()
     assert db.get(Inspection, iid).status == "approved"
 
@@ -536,16 +547,14 @@ def test_taking_a_photo_deletion_waits_for_its_action_being_resolved(app, env, d
     assert api.post(f"/actions/{aid}/transition", NORTH, json=again).status_code == 200
 
     take = {"resolution": "take_device"}
-    waited, out = _while_held(
+    _refused_while_held(
         app,
-        select(Action.id).where(Action.id == aid).with_for_update(),
-        lambda: {"response": api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json=take)},
+        Action,
+        aid,
+        lambda: api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json=take),
         update(Action).where(Action.id == aid).values(status="resolved"),
+        "locked",
     )
-    assert waited, "the resolution decided without waiting for the action's lock"
-    refused = out["response"]
-    assert refused.status_code == 422, refused.get_json()
-    assert refused.get_json()["reason"] == "locked"
     db.expire_all()
     assert db.get(Attachment, att).deleted_at is None
 
@@ -562,16 +571,14 @@ def test_taking_a_created_answer_waits_for_its_inspection_being_completed(app, c
     assert api.post(f"/inspections/{iid}/return", NORTH, json=redo).status_code == 200
 
     take = {"resolution": "take_device"}
-    waited, out = _while_held(
+    _refused_while_held(
         app,
-        select(Inspection.id).where(Inspection.id == iid).with_for_update(),
-        lambda: {"response": api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json=take)},
+        Inspection,
+        iid,
+        lambda: api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json=take),
         update(Inspection).where(Inspection.id == iid).values(status="completed"),
+        "locked",
     )
-    assert waited, "the resolution decided without waiting for the inspection's lock"
-    refused = out["response"]
-    assert refused.status_code == 422, refused.get_json()
-    assert refused.get_json()["reason"] == "locked"
     db.expire_all()
     assert db.get(Inspection, iid).status == "completed"
     assert db.get(Response, late) is None
