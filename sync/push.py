@@ -436,13 +436,9 @@ class _Push:
         changed = cs.device_changed.setdefault(name, {})
         for rec in records:
             rid = rec["id"]
-            if rid in existing:
-                self.upsert(name, rec, is_update=False)
-                continue
-            site, refusal = self.new_place(name, rec)
-            if refusal is not None:
-                insp_id = rid if name == "inspections" else rec.get("inspection_id")
-                self.refuse(name, rid, rec, refusal[0], site, insp_id, kind=refusal[1])
+            site, refusal = (None, None) if rid in existing else self.new_place(name, rec)
+            if rid in existing or refusal is not None:
+                self.upsert(name, rec, is_update=False)  # it updates, or words the refusal
                 continue
             row = self.new_row(name, rec, site)
             before[rid] = None
