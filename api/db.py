@@ -3,11 +3,13 @@ PostgreSQL pull, which sends its COMMIT with its bookkeeping: sync/pull_pg.py)."
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+from functools import partial
+
+from flask import Flask, Response, current_app, g
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.db import make_engine, make_session_factory
+from store.db import checkpoint, make_engine, make_session_factory, wal_written
 from sync import revs
 
 
@@ -23,6 +25,8 @@ def init_app(app: Flask) -> None:
     app.extensions["db_engine"] = engine
     app.extensions["db_sessions"] = factory
     app.teardown_appcontext(_close)
+    if engine.dialect.name == "sqlite":
+        app.after_request(_checkpoint_after_response)
 
 
 def sessions() -> sessionmaker[Session]:
@@ -42,6 +46,15 @@ def commit() -> None:
     db = session()
     revs.stamp(db)
     db.commit()
+
+
+def _checkpoint_after_response(response: Response) -> Response:
+    """SQLite: when requests have written, copy the WAL into the database once this response
+    has been sent, so no device waits for the checkpoint inside its push's commit."""
+    engine = current_app.extensions["db_engine"]
+    if wal_written(engine):
+        response.call_on_close(partial(checkpoint, engine))
+    return response
 
 
 def _close(_exc: BaseException | None) -> None:

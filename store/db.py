@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
+import weakref
 from typing import Any
 
 import orjson
@@ -18,6 +21,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -54,7 +58,7 @@ def make_engine(
             kwargs.setdefault("poolclass", StaticPool)
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
         engine = create_engine(url, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, in_memory=url in ("sqlite://", "sqlite:///:memory:"))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     options = f"-c statement_timeout={int(statement_timeout_ms)}"
@@ -69,8 +73,15 @@ def without_statement_timeout(connection: Any) -> None:
         connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    """WAL, foreign keys, and write transactions that take the lock up front."""
+# Pages of WAL a commit may leave before SQLite checkpoints inside that commit (its default is
+# 1000). Requests checkpoint after their response instead (`checkpoint`); this is the backstop
+# for writers that do not (the command line) and for checkpoints that fall behind.
+WAL_AUTOCHECKPOINT_PAGES = 4000
+
+
+def _configure_sqlite(engine: Engine, in_memory: bool = False) -> None:
+    """WAL, foreign keys, write transactions that take the lock up front, and a note of
+    commits that wrote (see `wal_written`)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -80,6 +91,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -87,6 +99,41 @@ def _configure_sqlite(engine: Engine) -> None:
         # SQLite has one writer; taking the write lock at BEGIN avoids the deadlock-prone
         # read-then-upgrade, and makes commit order equal rev order trivially.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.info["changes_at_begin"] = conn.connection.driver_connection.total_changes
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(conn: Any) -> None:
+        changes = conn.connection.driver_connection.total_changes
+        if changes != conn.info.pop("changes_at_begin", changes) and not in_memory:
+            _WAL_WRITTEN.add(engine)
+
+
+# SQLite engines with a commit that changed rows since their last `wal_written` call.
+_WAL_WRITTEN: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def wal_written(engine: Engine) -> bool:
+    """Whether a transaction changed rows since the last call (SQLite file databases), and so
+    left WAL pages that `checkpoint` should copy back; clears the note."""
+    if engine not in _WAL_WRITTEN:
+        return False
+    _WAL_WRITTEN.discard(engine)
+    return True
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy the WAL back into the SQLite database file, waiting for no one (PASSIVE). Run after
+    a request's response is out: left to SQLite, the commit that fills the WAL past its limit
+    does it, and the device pushing then waits for pages other requests wrote."""
+    try:
+        raw = engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            raw.close()
+    except (sqlite3.Error, SQLAlchemyError):
+        # Housekeeping only: the next checkpoint, or SQLite's own at the backstop, catches up.
+        logging.getLogger(__name__).warning("WAL checkpoint failed", exc_info=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
