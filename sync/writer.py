@@ -146,11 +146,14 @@ def _insert_sqlite(session: Session, table: Table, rows: list[Row], first_rev: i
     data.append(range(first_rev, first_rev - count, -1))
     names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" for _ in columns)
+    values = zip(*data, strict=True)
+    if "id" in columns:
+        # In key order: a batch of random ids (WatermelonDB's) then walks the primary key's
+        # index once from left to right instead of jumping between its pages for every row.
+        values = sorted(values, key=itemgetter(columns.index("id")))
     session.flush()
     raw = session.connection().connection.driver_connection
-    raw.executemany(
-        f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', zip(*data, strict=True)
-    )
+    raw.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', values)
 
 
 _NUMBERS = frozenset({bool, int, float})
