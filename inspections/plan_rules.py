@@ -519,20 +519,24 @@ class InspectionRules:
             if rid not in pushed:
                 continue
             old = olds.get(rid)
+            key = resp["item_key"]
+            if old is None:  # a new response (most of a big push): the columns it sets
+                value, note, deleted = resp.get("value"), resp.get("note"), resp.get("deleted_at")
+                if value is not None:
+                    changes[f"responses.{key}.value"] = [None, value]
+                if note is not None:
+                    changes[f"responses.{key}.note"] = [None, note]
+                if deleted is not None:
+                    changes[f"responses.{key}.deleted_at"] = [None, _plain(deleted)]
+                continue
             for col in ("value", "note", "deleted_at"):
-                now = resp.get(col)
-                if old is None:  # a new response (most of a big push): the columns it sets
-                    if now is None:
-                        continue
-                    was = None
-                else:
-                    was = old.get(col)
-                    if was == now:
-                        continue
+                was, now = old.get(col), resp.get(col)
+                if was == now:
+                    continue
                 # Only deleted_at is not JSON-safe as it is (value and note are text).
                 if col == "deleted_at":
                     was, now = _plain(was), _plain(now)
-                changes[f"responses.{resp['item_key']}.{col}"] = [was, now]
+                changes[f"responses.{key}.{col}"] = [was, now]
         if changes:
             action = "create" if not before else "update"
             cs.audit.append(AuditNote("inspection", iid, action, changes, inspection_id=iid))
