@@ -50,9 +50,12 @@ class Synced:
     # the first update, so bulk inserts carry no JSON.
     col_revs: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    # Filled by the database, so a 3000-row insert does not convert 6000 datetimes in Python.
-    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
-    updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=utcnow)
+    # Set by the app (the database's default is for rows written by hand: on SQLite it has no
+    # fraction of a second, '12:00:00', which sorts before a period bound '12:00:00.000000').
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        default=utcnow, server_default=func.now(), onupdate=utcnow
+    )
 
 
 # --- organisation -----------------------------------------------------------------------

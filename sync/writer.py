@@ -19,6 +19,8 @@ from sync.tables import TABLES
 
 # Bookkeeping columns: never counted as a change of the record itself.
 _BOOKKEEPING = frozenset({"id", "server_rev", "col_revs", "created_at", "updated_at"})
+# Times every synced row carries, which a batch insert sets itself.
+_TIMES = ("created_at", "updated_at")
 
 
 def _defaults(table: Table) -> dict[str, Any]:
@@ -120,7 +122,10 @@ def _insert_sqlite(session: Session, table: Table, rows: list[Row], first_rev: i
     costs more than SQLite's insert. The values are gathered a column at a time (cheaper than
     a merged dict and a list per row) and converted by the columns' own bind processors, so
     they are stored exactly as SQLAlchemy would store them."""
-    defaults = defaults_for(table)
+    # The rows' times, set here as SQLAlchemy would: SQLite's own default has no fraction of a
+    # second, and sorts before period bounds of that very second. One value, converted once.
+    now = utcnow()
+    defaults = defaults_for(table) | {c: now for c in _TIMES if c in table.c}
     keys = set().union(*rows)
     present = keys | defaults.keys()
     # Rows planned alike carry the same keys (each has them all): then a column is one pass.

@@ -4,6 +4,7 @@ before its fix) in SQLAlchemy's format, so they compare right against period bou
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -152,3 +153,90 @@ def _dump(conn: Any) -> list[tuple]:
         *conn.execute(text("SELECT * FROM inspections")),
         *conn.execute(text("SELECT id, at FROM audit_events ORDER BY id")),
     ]
+
+
+@pytest.fixture
+def engine_0006(tmp_path) -> Iterator[Any]:
+    """A SQLite file at revision 0006, before times the database filled in had a fraction."""
+    from store.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'at6.db'}")
+    _migrate(engine, "upgrade", "0006")
+    yield engine
+    engine.dispose()
+
+
+def test_whole_second_times_gain_sqlalchemys_fraction(engine_0006):
+    engine = engine_0006
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO regions (id, name, code, created_at) VALUES (:id, :id, :id, :at)"),
+            [
+                # As SQLite's CURRENT_TIMESTAMP wrote them: the first second of June 1 ...
+                {"id": "midnight", "at": "2026-06-01 00:00:00"},
+                {"id": "evening", "at": "2026-05-31 18:45:10"},
+                # ... and SQLAlchemy's own form, left alone.
+                {"id": "right", "at": "2026-05-31 12:00:00.250000"},
+            ],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO inspections (id, server_rev, template_id, site_id, status,"
+                " critical_failed, media_complete, has_conflicts, deleted_at)"
+                " VALUES ('i1', 1, 't', 's', 'draft', 0, 1, 0, NULL)"
+            )
+        )
+    with Session(bind=engine) as session:
+        # Before: midnight sorts before June 1's bound ('... 00:00:00.000000').
+        assert _regions_created(session, MAY_31, JUNE_1) == {"evening", "midnight", "right"}
+    stamped = _stored(engine, "inspections", "created_at", "id", "i1")
+    assert len(stamped) == len("2026-06-01 00:00:00")  # the database's default, to be fixed
+
+    _migrate(engine, "upgrade", "head")
+
+    assert _stored(engine, "regions", "created_at", "id", "midnight") == (
+        "2026-06-01 00:00:00.000000"
+    )
+    assert _stored(engine, "regions", "created_at", "id", "evening") == (
+        "2026-05-31 18:45:10.000000"
+    )
+    assert _stored(engine, "regions", "created_at", "id", "right") == "2026-05-31 12:00:00.250000"
+    assert _stored(engine, "inspections", "created_at", "id", "i1") == stamped + ".000000"
+    assert _stored(engine, "inspections", "deleted_at", "id", "i1") is None
+    with Session(bind=engine) as session:
+        assert _regions_created(session, MAY_31, JUNE_1) == {"evening", "right"}
+        assert _regions_created(session, JUNE_1, JUNE_1 + dt.timedelta(days=1)) == {"midnight"}
+        assert session.get(Region, "midnight").created_at == JUNE_1
+
+    with engine.connect() as conn:
+        before = _dump(conn)
+    _migrate(engine, "downgrade", "0006")
+    _migrate(engine, "upgrade", "head")
+    with engine.connect() as conn:
+        assert _dump(conn) == before
+
+
+def test_rows_the_app_writes_carry_a_fraction_of_a_second(engine_0006):
+    from store.models import Site
+    from sync import writer
+
+    engine = engine_0006
+    _migrate(engine, "upgrade", "head")
+    with Session(bind=engine) as session:
+        session.add(Region(id="r", name="r", code="r"))
+        session.add(Site(id="one", region_id="r", name="One", code="ONE", timezone="UTC"))
+        session.flush()
+        # A sync push's batch (50 rows or more) goes through the driver's executemany.
+        batch = [
+            {"id": f"s{n:03d}", "region_id": "r", "name": f"S{n}", "code": f"S{n}"}
+            for n in range(writer.COPY_MIN_ROWS)
+        ]
+        writer.insert_rows(session, Site.__table__, batch, first_rev=500)
+        session.commit()
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT id, created_at, updated_at FROM sites")).all()
+    assert len(stored) == 1 + writer.COPY_MIN_ROWS
+    fraction = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
+    for sid, created, updated in stored:
+        assert fraction.fullmatch(created), (sid, created)
+        assert fraction.fullmatch(updated), (sid, updated)
