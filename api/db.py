@@ -9,7 +9,7 @@ from flask import Flask, Response, current_app, g
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.db import checkpoint, make_engine, make_session_factory, wal_written
+from store.db import checkpoint, checkpoint_due, make_engine, make_session_factory
 from sync import revs
 
 
@@ -49,10 +49,10 @@ def commit() -> None:
 
 
 def _checkpoint_after_response(response: Response) -> Response:
-    """SQLite: when requests have written, copy the WAL into the database once this response
-    has been sent, so no device waits for the checkpoint inside its push's commit."""
+    """SQLite: when requests have written enough, copy the WAL into the database once this
+    response has been sent, so no device waits for the checkpoint inside its push's commit."""
     engine = current_app.extensions["db_engine"]
-    if wal_written(engine):
+    if checkpoint_due(engine):
         response.call_on_close(partial(checkpoint, engine))
     return response
 

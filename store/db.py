@@ -77,11 +77,14 @@ def without_statement_timeout(connection: Any) -> None:
 # 1000). Requests checkpoint after their response instead (`checkpoint`); this is the backstop
 # for writers that do not (the command line) and for checkpoints that fall behind.
 WAL_AUTOCHECKPOINT_PAGES = 4000
+# Rows changed since the last checkpoint that make the next response checkpoint: a big push at
+# once, small writes together (a checkpoint per small write would double their fsyncs).
+CHECKPOINT_AFTER_ROWS = 1000
 
 
 def _configure_sqlite(engine: Engine, in_memory: bool = False) -> None:
-    """WAL, foreign keys, write transactions that take the lock up front, and a note of
-    commits that wrote (see `wal_written`)."""
+    """WAL, foreign keys, write transactions that take the lock up front, and a count of the
+    rows commits changed (see `checkpoint_due`)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -104,20 +107,22 @@ def _configure_sqlite(engine: Engine, in_memory: bool = False) -> None:
     @event.listens_for(engine, "commit")
     def _on_commit(conn: Any) -> None:
         changes = conn.connection.driver_connection.total_changes
-        if changes != conn.info.pop("changes_at_begin", changes) and not in_memory:
-            _WAL_WRITTEN.add(engine)
+        changed = changes - conn.info.pop("changes_at_begin", changes)
+        if changed and not in_memory:
+            _UNCHECKPOINTED[engine] = _UNCHECKPOINTED.get(engine, 0) + changed
 
 
-# SQLite engines with a commit that changed rows since their last `wal_written` call.
-_WAL_WRITTEN: weakref.WeakSet[Engine] = weakref.WeakSet()
+# SQLite engines -> rows their commits changed since their last checkpoint came due. A count
+# lost to two threads committing at once only delays a checkpoint.
+_UNCHECKPOINTED: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
 
 
-def wal_written(engine: Engine) -> bool:
-    """Whether a transaction changed rows since the last call (SQLite file databases), and so
-    left WAL pages that `checkpoint` should copy back; clears the note."""
-    if engine not in _WAL_WRITTEN:
+def checkpoint_due(engine: Engine) -> bool:
+    """Whether commits changed CHECKPOINT_AFTER_ROWS rows or more since the last checkpoint
+    (SQLite file databases); if so the caller runs `checkpoint`, and no other caller is told."""
+    if _UNCHECKPOINTED.get(engine, 0) < CHECKPOINT_AFTER_ROWS:
         return False
-    _WAL_WRITTEN.discard(engine)
+    _UNCHECKPOINTED[engine] = 0
     return True
 
 
@@ -125,6 +130,7 @@ def checkpoint(engine: Engine) -> None:
     """Copy the WAL back into the SQLite database file, waiting for no one (PASSIVE). Run after
     a request's response is out: left to SQLite, the commit that fills the WAL past its limit
     does it, and the device pushing then waits for pages other requests wrote."""
+    _UNCHECKPOINTED[engine] = 0
     try:
         raw = engine.raw_connection()
         try:

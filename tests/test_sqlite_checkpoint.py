@@ -1,5 +1,6 @@
-"""SQLite: a request that wrote copies the WAL into the database file after its response, so no
-push waits for a checkpoint inside its commit (SQLite's own, at a page limit, is the backstop)."""
+"""SQLite: a request after which enough rows changed copies the WAL into the database file once
+its response is out, so no push waits for a checkpoint inside its commit (SQLite's own, at a
+page limit, is the backstop)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,12 @@ from api.cli import migrate_database
 from api.config import DEMO_PASSWORD
 from api.security import hash_password
 from org import demo
-from store.db import WAL_AUTOCHECKPOINT_PAGES, checkpoint, wal_written
+from store.db import (
+    CHECKPOINT_AFTER_ROWS,
+    WAL_AUTOCHECKPOINT_PAGES,
+    checkpoint,
+    checkpoint_due,
+)
 from tests.sync.device import random_id
 from tests.sync_env import now_ms
 
@@ -43,7 +49,6 @@ def sqlite_app(tmp_path: Path) -> Iterator[Flask]:
         demo.seed(db.session(), hash_password, DEMO_PASSWORD)
         db.commit()
     checkpoint(engine)
-    wal_written(engine)
     yield app
     engine.dispose()
 
@@ -69,42 +74,67 @@ def _login(client: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {resp.json['access_token']}", "X-Device-Id": "phone-1"}
 
 
-def test_a_push_reaches_the_database_file_once_its_response_is_out(sqlite_app, tmp_path):
-    client = sqlite_app.test_client()
-    headers = _login(client)
+def _push_inspections(client: Any, headers: dict, count: int) -> list[str]:
+    """New inspections in one push; their ids."""
     pulled = client.get("/api/v1/sync/pull?last_pulled_at=0", headers=headers).json
     template = pulled["changes"]["templates"]["updated"][0]
     site = pulled["changes"]["sites"]["updated"][0]
-    iid = random_id()
-    inspection = {
-        "id": iid,
-        "template_id": template["id"],
-        "site_id": site["id"],
-        "status": "in_progress",
-        "started_at": now_ms(),
-    }
+    created = [
+        {
+            "id": random_id(),
+            "template_id": template["id"],
+            "site_id": site["id"],
+            "status": "in_progress",
+            "started_at": now_ms(),
+        }
+        for _ in range(count)
+    ]
     body = {
-        "changes": {"inspections": {"created": [inspection], "updated": [], "deleted": []}},
+        "changes": {"inspections": {"created": created, "updated": [], "deleted": []}},
         "last_pulled_at": pulled["timestamp"],
     }
     resp = client.post("/api/v1/sync/push", json=body, headers=headers)
     assert resp.status_code == 200, resp.json
     resp.close()
-    # A few pages of WAL: far below SQLite's own limit, so only the request's checkpoint can
-    # have put the inspection into the file.
-    stored = _in_database_file(tmp_path, "SELECT status FROM inspections WHERE id = ?", iid)
-    assert stored == [("in_progress",)]
+    return [c["id"] for c in created]
 
 
-def test_only_transactions_that_changed_rows_ask_for_a_checkpoint(sqlite_app):
+def _file_count(tmp_path: Path, ids: list[str]) -> int:
+    marks = ", ".join("?" for _ in ids)
+    sql = f"SELECT count(*) FROM inspections WHERE id IN ({marks})"
+    return _in_database_file(tmp_path, sql, *ids)[0][0]
+
+
+def test_a_big_push_reaches_the_database_file_once_its_response_is_out(sqlite_app, tmp_path):
+    client = sqlite_app.test_client()
+    headers = _login(client)
+    small = _push_inspections(client, headers, 1)
+    # One row: it waits in the WAL for more (SQLite's own limit is far away).
+    assert _file_count(tmp_path, small) == 0
+    big = _push_inspections(client, headers, CHECKPOINT_AFTER_ROWS)
+    # The big push made the checkpoint due: both pushes are in the file after its response.
+    assert _file_count(tmp_path, small + big) == 1 + CHECKPOINT_AFTER_ROWS
+
+
+def test_a_checkpoint_comes_due_with_the_rows_commits_changed(sqlite_app):
     engine = sqlite_app.extensions["db_engine"]
     with engine.begin() as conn:
         conn.execute(text("SELECT count(*) FROM inspections"))
-    assert wal_written(engine) is False
-    with engine.begin() as conn:
         conn.execute(text("UPDATE sites SET name = name || '.'"))
-    assert wal_written(engine) is True
-    assert wal_written(engine) is False  # the note is taken by whoever checkpoints
+    with engine.begin() as conn:
+        sites = len(conn.execute(text("SELECT id FROM sites")).all())
+    assert 0 < sites < CHECKPOINT_AFTER_ROWS
+    assert checkpoint_due(engine) is False  # a few rows: not yet
+    rows = [{"n": n} for n in range(CHECKPOINT_AFTER_ROWS - sites)]
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE scratch (n INTEGER)"))
+        conn.execute(text("INSERT INTO scratch (n) VALUES (:n)"), rows[:-1])
+    assert checkpoint_due(engine) is False  # one row short
+    with engine.begin() as conn:
+        conn.execute(text("SELECT n FROM scratch"))  # reads count for nothing
+        conn.execute(text("INSERT INTO scratch (n) VALUES (0)"))
+    assert checkpoint_due(engine) is True
+    assert checkpoint_due(engine) is False  # taken by whoever checkpoints
 
 
 def test_connections_leave_checkpoints_to_requests_up_to_the_backstop(sqlite_app):
