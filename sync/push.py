@@ -75,6 +75,8 @@ def _by_conversion(spec: TableSpec) -> tuple[tuple[str, ...], tuple[str, ...], t
 
 # Each table's writable columns, which a created record converts every one of.
 _WRITABLE = {name: _by_conversion(spec) for name, spec in TABLES.items()}
+# What a new record's place depends on (new_place): the parents it names.
+_PLACE_KEY = ("inspection_id", "site_id", "action_id")
 
 
 def _changed_columns(spec_name: str, rec: dict[str, Any], is_update: bool) -> list[str]:
@@ -114,7 +116,7 @@ class _Push:
         self.base_revs: dict[tuple[str, str], int] = {}
         self.parent_actions: dict[str, Row] = {}
         self.pull_start = -1
-        # new_place's answers, per (table, inspection, site, action) a new record names.
+        # new_place's answers, per table and parents a new record names (_PLACE_KEY).
         self.places: dict[tuple, tuple[str | None, tuple | None]] = {}
 
     # --- loading -----------------------------------------------------------------------
@@ -344,7 +346,7 @@ class _Push:
         """A new record's site, and (detail, kind) if it may not be created there. It depends
         only on the parents the record names, which planning does not move: worked out once
         per parent, not once per record of a big push."""
-        key = (name, rec.get("inspection_id"), rec.get("site_id"), rec.get("action_id"))
+        key = (name, *map(rec.get, _PLACE_KEY))
         found = self.places.get(key)
         if found is None:
             found = self.places[key] = self._new_place(name, rec)
@@ -427,61 +429,79 @@ class _Push:
             self.base_revs[(name, rid)] = self.pull_start
 
     def create_all(self, name: str, records: list[dict[str, Any]]) -> None:
-        """Plan a table's created records: those the server does not have inline, the rest
-        as upserts (a big push's thousands of new records pay no calls per record)."""
+        """Plan a table's created records. When the server has none of them and each may be
+        created where it names, all at once (a big push's thousands of new records pay no
+        calls per record); otherwise one by one, upsert updating or wording the refusals."""
+        if not records:
+            return
         existing = self.existing.get(name, {})
         cs = self.cs
-        before = cs.before.setdefault(name, {})
-        after = cs.table(name)
-        changed = cs.device_changed.setdefault(name, {})
-        for rec in records:
-            rid = rec["id"]
-            site, refusal = (None, None) if rid in existing else self.new_place(name, rec)
-            if rid in existing or refusal is not None:
-                self.upsert(name, rec, is_update=False)  # it updates, or words the refusal
-                continue
-            row = self.new_row(name, rec, site)
-            before[rid] = None
-            after[rid] = row
-            changed[rid] = set(row)
+        parents = (map(dict.get, records, repeat(c)) for c in _PLACE_KEY)
+        keys = list(zip(repeat(name), *parents))
+        for key, rec in dict(zip(keys, records, strict=True)).items():
+            if key not in self.places:
+                self.new_place(name, rec)  # once per parent: the same for all who name it
+        placed = list(map(self.places.__getitem__, keys))
+        ids = [rec["id"] for rec in records]
+        if not existing.keys().isdisjoint(ids) or any(why is not None for _s, why in placed):
+            for rec, (site, refusal) in zip(records, placed, strict=True):
+                if rec["id"] in existing or refusal is not None:
+                    self.upsert(name, rec, is_update=False)
+                else:
+                    self.create(name, rec, site, None)
+            return
+        rows = self.new_rows(name, records, [site for site, _why in placed])
+        cs.before.setdefault(name, {}).update(dict.fromkeys(ids))
+        cs.table(name).update(zip(ids, rows, strict=True))
+        cs.device_changed.setdefault(name, {}).update(zip(ids, map(set, rows), strict=True))
 
-    def new_row(self, name: str, rec: dict[str, Any], site: str) -> Row:
-        """The row a created record becomes: its writable columns converted (to_db inlined,
-        validation checked their types) and what the server fills in."""
+    def new_row(self, name: str, rec: dict[str, Any], site: str | None) -> Row:
+        """The row one created record becomes (see new_rows)."""
+        return self.new_rows(name, [rec], [site])[0]
+
+    def new_rows(self, name: str, records: list[dict[str, Any]], sites: list) -> list[Row]:
+        """The rows created records become: their writable columns converted (to_db inlined,
+        validation checked their types) and what the server fills in; built a column at a
+        time, each a pass over the records."""
         kept, ids, numbers = _WRITABLE[name]
-        row: Row = dict(zip(kept, map(rec.get, kept), strict=True))
+        count = len(records)
+        columns: dict[str, list] = {c: list(map(dict.get, records, repeat(c))) for c in kept}
         for c in ids:
-            row[c] = rec.get(c) or None  # '' is a WatermelonDB null id
+            columns[c] = [v or None for v in map(dict.get, records, repeat(c))]  # '' is null
         for c in numbers:
-            value = rec.get(c)
-            # Validation let through whole numbers only; JSON may spell them 5.0.
-            row[c] = int(value) if type(value) is float else value
+            values = list(map(dict.get, records, repeat(c)))
+            if float in set(map(type, values)):
+                # Validation let through whole numbers only; JSON may spell them 5.0.
+                values = [int(v) if type(v) is float else v for v in values]
+            columns[c] = values
         # Validation checked created records; an update of a record the server never had
         # is created here and must carry the same.
-        required = REQUIRED.get(name, ())
-        if None in map(row.get, required):
-            missing = [c for c in required if row.get(c) is None]
-            where = f"{name}.{rec['id']}"
+        unset = [None] * count
+        required = {c: columns.get(c, unset) for c in REQUIRED.get(name, ())}
+        if any(None in values for values in required.values()):
+            at = min(values.index(None) for values in required.values() if None in values)
+            missing = [c for c, values in required.items() if values[at] is None]
+            where = f"{name}.{records[at]['id']}"
             raise Invalid(
                 f"The push was refused, nothing applied: {where}.{missing[0]}: is required.",
                 errors={f"{where}.{c}": ["is required"] for c in missing},
                 reason="invalid_push",
             )
         if name == "inspections":
-            row["inspector_id"] = self.scope.user_id
-            row["status"] = row.get("status") or "draft"
+            columns["inspector_id"] = [self.scope.user_id] * count
+            columns["status"] = [v or "draft" for v in columns.get("status", unset)]
         elif name == "actions":
-            row["site_id"] = site
-            row["created_by"] = self.scope.user_id
-            row["status"] = row.get("status") or "open"
-            row["priority"] = row.get("priority") or "medium"
-            row["title"] = row.get("title") or "(untitled)"
+            columns["site_id"] = list(sites)
+            columns["created_by"] = [self.scope.user_id] * count
+            for c, default in (("status", "open"), ("priority", "medium"), ("title", "(untitled)")):
+                columns[c] = [v or default for v in columns.get(c, unset)]
         else:
-            row["site_id"] = site
+            columns["site_id"] = list(sites)
         if name == "attachments":
-            row["kind"] = row.get("kind") or "photo"
-        row["id"] = rec["id"]
-        return row
+            columns["kind"] = [v or "photo" for v in columns.get("kind", unset)]
+        columns["id"] = [rec["id"] for rec in records]
+        names = list(columns)
+        return list(map(dict, map(zip, repeat(names), zip(*columns.values(), strict=True))))
 
     def create(self, name: str, rec: dict[str, Any], site: str, pending: Row | None) -> None:
         row = self.new_row(name, rec, site)
