@@ -189,9 +189,11 @@ def write(session: Session, cs: ChangeSet) -> int:
         table = spec.table
         before_rows = cs.before.get(name, {})
         bumps = cs.bumps.get(name, set())
-        inserts: list[Row] = []
+        # All new (a big push's thousands of records): no stored row to compare them with.
+        all_new = list(map(before_rows.get, rows)).count(None) == len(rows)
+        inserts: list[Row] = list(rows.values()) if all_new else []
         updates: dict[frozenset[str], list[Row]] = defaultdict(list)
-        for rid, after in rows.items():
+        for rid, after in ({} if all_new else rows).items():
             before = before_rows.get(rid)
             if before is None:
                 inserts.append(after)
