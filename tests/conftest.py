@@ -32,19 +32,22 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
 
 
+def app_config(url: str, instance: Any) -> dict[str, Any]:
+    """A test app's settings: its database, and its instance folder for media."""
+    return {
+        "DATABASE_URL": url,
+        "INSTANCE_PATH": str(instance),
+        "MEDIA_ROOT": str(instance / "media"),
+        "SECRET_KEY": "test-secret-key-with-enough-entropy-0123456789",
+        "TESTING": True,
+    }
+
+
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """One app for the run, migrated from empty with the real migrations."""
     instance = tmp_path_factory.mktemp("instance")
-    application = create_app(
-        {
-            "DATABASE_URL": database_url(tmp_path_factory),
-            "INSTANCE_PATH": str(instance),
-            "MEDIA_ROOT": str(instance / "media"),
-            "SECRET_KEY": "test-secret-key-with-enough-entropy-0123456789",
-            "TESTING": True,
-        }
-    )
+    application = create_app(app_config(database_url(tmp_path_factory), instance))
     engine = application.extensions["db_engine"]
     _drop_everything(engine)
     migrate_database(engine)

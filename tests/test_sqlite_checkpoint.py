@@ -25,6 +25,7 @@ from store.db import (
     checkpoint,
     checkpoint_due,
 )
+from tests.conftest import app_config
 from tests.sync.device import random_id
 from tests.sync_env import now_ms
 
@@ -32,15 +33,7 @@ from tests.sync_env import now_ms
 @pytest.fixture
 def sqlite_app(tmp_path: Path) -> Iterator[Flask]:
     """An app of its own on a SQLite file (this is SQLite's WAL, whatever TEST_DATABASE_URL)."""
-    app = create_app(
-        {
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'wal.db'}",
-            "INSTANCE_PATH": str(tmp_path),
-            "MEDIA_ROOT": str(tmp_path / "media"),
-            "SECRET_KEY": "test-secret-key-with-enough-entropy-0123456789",
-            "TESTING": True,
-        }
-    )
+    app = create_app(app_config(f"sqlite:///{tmp_path / 'wal.db'}", tmp_path))
     engine = app.extensions["db_engine"]
     migrate_database(engine)
     with app.app_context():

@@ -21,13 +21,20 @@ JUNE_1 = dt.datetime(2026, 6, 1, tzinfo=UTC)
 MANY = 5001
 
 
-@pytest.fixture
-def old_engine(tmp_path) -> Iterator[Any]:
-    """A SQLite file at revision 0005 (the rewrite is SQLite's; PostgreSQL has timestamptz)."""
+def _engine_at(path: Any, revision: str) -> Any:
+    """A SQLite file migrated up to `revision` (these rewrites are SQLite's; PostgreSQL has
+    timestamptz)."""
     from store.db import make_engine
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    _migrate(engine, "upgrade", "0005")
+    engine = make_engine(f"sqlite:///{path}")
+    _migrate(engine, "upgrade", revision)
+    return engine
+
+
+@pytest.fixture
+def old_engine(tmp_path) -> Iterator[Any]:
+    """A SQLite file at revision 0005, before zoned times were rewritten."""
+    engine = _engine_at(tmp_path / "old.db", "0005")
     yield engine
     engine.dispose()
 
@@ -41,6 +48,14 @@ def _migrate(engine: Any, step: str, target: str) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         getattr(command, step)(cfg, target)
+
+
+def _add_regions(conn: Any, created_at: dict[str, str]) -> None:
+    """Regions (id, name and code alike) with created_at stored as the given text."""
+    conn.execute(
+        text("INSERT INTO regions (id, name, code, created_at) VALUES (:id, :id, :id, :at)"),
+        [{"id": rid, "at": at} for rid, at in created_at.items()],
+    )
 
 
 def _stored(engine: Any, table: str, column: str, key: str, value: Any) -> str | None:
@@ -58,17 +73,17 @@ def _regions_created(session: Session, start: dt.datetime, end: dt.datetime) -> 
 def test_zoned_time_text_is_rewritten_in_sqlalchemys_format(old_engine):
     engine = old_engine
     with engine.begin() as conn:
-        conn.execute(
-            text("INSERT INTO regions (id, name, code, created_at) VALUES (:id, :id, :id, :at)"),
-            [
+        _add_regions(
+            conn,
+            {
                 # str(datetime) of a batch insert: UTC, without and with microseconds.
-                {"id": "midnight", "at": "2026-06-01 00:00:00+00:00"},
-                {"id": "late", "at": "2026-05-31 23:30:00.250000+00:00"},
+                "midnight": "2026-06-01 00:00:00+00:00",
+                "late": "2026-05-31 23:30:00.250000+00:00",
                 # Another offset and the ISO 'T': 07:30 in Shanghai is 23:30 UTC the day before.
-                {"id": "shanghai", "at": "2026-06-01T07:30:00.500000+08:00"},
+                "shanghai": "2026-06-01T07:30:00.500000+08:00",
                 # Already SQLAlchemy's: left alone.
-                {"id": "right", "at": "2026-05-31 12:00:00.000000"},
-            ],
+                "right": "2026-05-31 12:00:00.000000",
+            },
         )
         conn.execute(
             text(
@@ -158,10 +173,7 @@ def _dump(conn: Any) -> list[tuple]:
 @pytest.fixture
 def engine_0006(tmp_path) -> Iterator[Any]:
     """A SQLite file at revision 0006, before times the database filled in had a fraction."""
-    from store.db import make_engine
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'at6.db'}")
-    _migrate(engine, "upgrade", "0006")
+    engine = _engine_at(tmp_path / "at6.db", "0006")
     yield engine
     engine.dispose()
 
@@ -169,15 +181,15 @@ def engine_0006(tmp_path) -> Iterator[Any]:
 def test_whole_second_times_gain_sqlalchemys_fraction(engine_0006):
     engine = engine_0006
     with engine.begin() as conn:
-        conn.execute(
-            text("INSERT INTO regions (id, name, code, created_at) VALUES (:id, :id, :id, :at)"),
-            [
+        _add_regions(
+            conn,
+            {
                 # As SQLite's CURRENT_TIMESTAMP wrote them: the first second of June 1 ...
-                {"id": "midnight", "at": "2026-06-01 00:00:00"},
-                {"id": "evening", "at": "2026-05-31 18:45:10"},
+                "midnight": "2026-06-01 00:00:00",
+                "evening": "2026-05-31 18:45:10",
                 # ... and SQLAlchemy's own form, left alone.
-                {"id": "right", "at": "2026-05-31 12:00:00.250000"},
-            ],
+                "right": "2026-05-31 12:00:00.250000",
+            },
         )
         conn.execute(
             text(
