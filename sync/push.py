@@ -438,9 +438,8 @@ class _Push:
         cs = self.cs
         parents = (map(dict.get, records, repeat(c)) for c in _PLACE_KEY)
         keys = list(zip(repeat(name), *parents))
-        for key, rec in dict(zip(keys, records, strict=True)).items():
-            if key not in self.places:
-                self.new_place(name, rec)  # once per parent: the same for all who name it
+        for rec in dict(zip(keys, records, strict=True)).values():
+            self.new_place(name, rec)  # once per parent: the same for all who name it
         placed = list(map(self.places.__getitem__, keys))
         ids = [rec["id"] for rec in records]
         if not existing.keys().isdisjoint(ids) or any(why is not None for _s, why in placed):

@@ -107,6 +107,11 @@ def test_created_records_planned_at_once_are_the_rows_planned_one_by_one(seed):
     action = bulk.cs.after["actions"]["act000"]
     assert (action["title"], action["priority"], action["status"]) == ("(untitled)", "high", "open")
     assert action["inspection_id"] is None and action["site_id"] == "s1"
+    # Children take their site from their inspection; photos are photos unless they say.
+    assert {r["site_id"] for r in bulk.cs.after["responses"].values()} == {"s1"}
+    assert bulk.cs.after["attachments"]["att001"]["kind"] == "photo"
+    assert bulk.cs.after["attachments"]["att000"]["kind"] == "signature"
+    assert bulk.cs.after["attachments"]["att000"]["byte_size"] == 1024
 
 
 def test_a_created_record_missing_a_required_column_is_named():
