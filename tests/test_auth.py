@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import jwt
 import pytest
@@ -167,3 +168,25 @@ def test_public_endpoints_need_no_token(client, demo_org):
         == 401
     )
     assert client.get("/api/v1/no-such-thing").status_code == 404
+
+
+def test_an_accepted_token_still_expires_on_time(api, app, demo_org):
+    # Verified tokens are kept (api/security.py); their expiry is checked on every request.
+    now = int(time.time())
+    token = _forge(app, {"sub": demo_org[ANA], "typ": "access", "iat": now, "exp": now + 2})
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.get("/me", headers=headers).status_code == 200
+    assert api.get("/me", headers=headers).status_code == 200
+    time.sleep(max(0.0, now + 2 - time.time()) + 0.05)
+    resp = api.get("/me", headers=headers)
+    assert resp.status_code == 401 and resp.get_json()["reason"] == "token_expired"
+
+
+def test_a_token_whose_expiry_is_not_whole_seconds_is_refused_not_a_500(api, app, demo_org):
+    # Our tokens carry whole seconds; the kept-token check compares them without converting.
+    now = int(time.time())
+    claims = {"sub": demo_org[ANA], "typ": "access", "iat": now}
+    for exp in (str(now + 600), now + 600.5, None, [now + 600]):
+        token = _forge(app, {**claims, "exp": exp})
+        resp = api.get("/me", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 401 and resp.get_json()["reason"] == "token_invalid", exp
