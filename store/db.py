@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 import weakref
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -60,11 +61,39 @@ def make_engine(
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine, in_memory=url in ("sqlite://", "sqlite:///:memory:"))
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     options = f"-c statement_timeout={int(statement_timeout_ms)}"
     options += f" -c idle_in_transaction_session_timeout={int(idle_in_transaction_ms)}"
     kwargs.setdefault("connect_args", {"connect_timeout": 5, "options": options})
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
+
+
+# Seconds a pooled PostgreSQL connection may sit unused before its next checkout pings it (as
+# PgBouncer's server_check_delay). A connection used more recently either worked then or failed
+# and was dropped, so any outage longer than this is still caught before a request runs.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a connection at checkout only if it sat idle in the pool: a restarted or vanished
+    server is noticed before a request uses it (the pool connects afresh), without a round
+    trip per request while the pool is busy (pool_pre_ping pings every checkout)."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as err:
+            # The pool drops this connection and checks out another (or connects anew).
+            raise DisconnectionError(f"pooled connection lost: {err}") from err
 
 
 def without_statement_timeout(connection: Any) -> None:
