@@ -187,7 +187,7 @@ def pull(
     what the rare cases read after the statement (access changes, refusals, migrations,
     templates) comes from the same snapshot."""
     # Autocommit at the driver: the transaction is begun and committed by the statements
-    # below (the session's own commit then finds nothing to do, and its rollback on an error
+    # below (the session's rollback when it closes then finds nothing to do, and on an error
     # still ends it: psycopg asks the server's transaction state).
     if session.in_transaction():
         raise RuntimeError("pull_pg.pull begins its own transaction: call it on a fresh session")
@@ -228,7 +228,7 @@ def pull(
         session, scope, page, req, params["low"], end, has_more, first, meta["moved"], replacement
     )
     # The bookkeeping and the COMMIT in one round trip (psycopg follows the server's
-    # transaction state, so the session's own commit after this finds nothing to do).
+    # transaction state, so the session has nothing left to commit or roll back).
     with raw.pipeline():
         resume = end if has_more else None
         note = {"user": user_id, "device": device_id, "end": end, "start": cursor, "key": key}

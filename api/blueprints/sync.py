@@ -146,32 +146,32 @@ def _do_pull(args: dict) -> Response:
     # request's transaction, REPEATABLE READ on PostgreSQL (SQLite's transaction is one).
     session = db.session()
     if session.get_bind().dialect.name == "postgresql":
-        # One statement, and the device's bookkeeping sent with the COMMIT (sync/pull_pg.py).
+        # One statement, and the device's bookkeeping sent with the COMMIT (sync/pull_pg.py):
+        # nothing is left to commit, and the request's teardown returns the connection.
         claims = token_claims()
-        result = pull_pg.pull(session, claims["sub"], claims.get("role", ""), g.device_id, req)
-    else:
-        user = current_user()
-        state = session.get(DeviceState, (user.id, g.device_id))
-        if state is not None:
-            req.resume, req.scope_key = state.resume_rev, state.scope_key
-        scope = scope_for(session, user, closed_sites=True)
-        result = pull.pull(session, scope, req)
-        _note_device(
-            user.id,
-            "last_pull_at",
-            last_pulled_rev=result["timestamp"],
-            pull_start_rev=req.cursor,
-            resume_rev=result["timestamp"] if result["has_more"] else None,
-            scope_key=pull.scope_key(user.role, user.region_id, scope.site_ids),
-        )
-    # On PostgreSQL the COMMIT went with the bookkeeping; this closes the session's side of it.
+        return _json(pull_pg.pull(session, claims["sub"], claims.get("role", ""), g.device_id, req))
+    user = current_user()
+    state = session.get(DeviceState, (user.id, g.device_id))
+    if state is not None:
+        req.resume, req.scope_key = state.resume_rev, state.scope_key
+    scope = scope_for(session, user, closed_sites=True)
+    result = pull.pull(session, scope, req)
+    _note_device(
+        user.id,
+        "last_pull_at",
+        last_pulled_rev=result["timestamp"],
+        pull_start_rev=req.cursor,
+        resume_rev=result["timestamp"] if result["has_more"] else None,
+        scope_key=pull.scope_key(user.role, user.region_id, scope.site_ids),
+    )
     db.commit()
     return _json(result)
 
 
 @blp.route("/pull", methods=["GET"])
 @blp.doc(parameters=[DEVICE_HEADER])
-@blp.arguments(PullArgs, location="query")
+# Schema instances, made once: a pull would otherwise build its schema on every request.
+@blp.arguments(PullArgs(), location="query")
 @blp.response(200, PullOut)
 @documented(blp, 400, 401, 422)
 def pull_get(args):
@@ -181,7 +181,7 @@ def pull_get(args):
 
 @blp.route("/pull", methods=["POST"])
 @blp.doc(parameters=[DEVICE_HEADER])
-@blp.arguments(PullBodyArgs, required=False)
+@blp.arguments(PullBodyArgs(), required=False)
 @blp.response(200, PullOut)
 @documented(blp, 400, 401, 422)
 def pull_post(args):
