@@ -110,16 +110,19 @@ def statement(scoped: bool, first: bool) -> str:
     """
 
 
-# Whitespace collapsed: psycopg caches its parse of statements up to 4 kB only.
+# Whitespace collapsed: psycopg caches its parse of statements up to 4 kB only. Every statement
+# here is bytes, as psycopg sends it: text would be encoded again on every pull.
 _STATEMENTS = {
-    (s, f): re.sub(r"\s+", " ", statement(s, f)) for s in (True, False) for f in (True, False)
+    (s, f): re.sub(r"\s+", " ", statement(s, f)).encode()
+    for s in (True, False)
+    for f in (True, False)
 }
 # Sent with the statement, in one round trip. The statement is prepared and planned once: its
 # plan does not depend on how far the cursor is (index walks with a LIMIT), and planning seven
 # branches costs more than running them.
 _SETTINGS = (
-    "SELECT set_config('synchronous_commit', 'off', true), "
-    "set_config('plan_cache_mode', 'force_generic_plan', true)"
+    b"SELECT set_config('synchronous_commit', 'off', true), "
+    b"set_config('plan_cache_mode', 'force_generic_plan', true)"
 )
 # The device's bookkeeping, sent with the COMMIT. Losing it in a crash (the commit does not wait
 # for the flush) only makes the device's next push base older: more conflicts recorded, none
@@ -138,7 +141,8 @@ _NOTE_DEVICE = re.sub(
         resume_rev = excluded.resume_rev,
         scope_key = excluded.scope_key
     """,
-)
+).encode()
+_BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
 
 
 def _run(
@@ -149,7 +153,7 @@ def _run(
     with raw.pipeline():
         if begin:
             # Sent by us, not by psycopg: psycopg waits for the answer to its own BEGIN.
-            raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            raw.execute(_BEGIN)
             raw.execute(_SETTINGS)
         cursor = raw.execute(_STATEMENTS[(scoped, first)], params, prepare=True)
     rows = cursor.fetchall()
@@ -233,5 +237,5 @@ def pull(
         resume = end if has_more else None
         note = {"user": user_id, "device": device_id, "end": end, "start": cursor, "key": key}
         raw.execute(_NOTE_DEVICE, {**note, "resume": resume})
-        raw.execute("COMMIT")
+        raw.execute(b"COMMIT")
     return result

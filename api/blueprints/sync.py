@@ -147,9 +147,11 @@ def _do_pull(args: dict) -> Response:
     session = db.session()
     if session.get_bind().dialect.name == "postgresql":
         # One statement, and the device's bookkeeping sent with the COMMIT (sync/pull_pg.py):
-        # nothing is left to commit, and the request's teardown returns the connection.
+        # nothing is left to commit, so the session just hands its connection back.
         claims = token_claims()
-        return _json(pull_pg.pull(session, claims["sub"], claims.get("role", ""), g.device_id, req))
+        result = pull_pg.pull(session, claims["sub"], claims.get("role", ""), g.device_id, req)
+        session.close()
+        return _json(result)
     user = current_user()
     state = session.get(DeviceState, (user.id, g.device_id))
     if state is not None:

@@ -206,7 +206,7 @@ def test_a_scoped_page_walks_only_its_own_sites_rows(app, env, device, history, 
     db.commit()
     names = iter(("$1", "$2", "$3", "$4"))
     numbered = {key: next(names) for key in ("user", "device", "low", "n")}
-    statement = pull_pg._STATEMENTS[(True, False)]
+    statement = pull_pg._STATEMENTS[(True, False)].decode()
     for key, number in numbered.items():
         statement = statement.replace(f"%({key})s", number)
     user_id = env["users"][ANA]
