@@ -8,6 +8,7 @@ The sync engine fills it from a push (and REST from a request); domain rules rea
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,8 +63,9 @@ class ChangeSet:
     after: dict[str, dict[str, Row]] = field(default_factory=dict)
     # Rows whose rev must move even without a column change (so devices revert or converge).
     bumps: dict[str, set[str]] = field(default_factory=dict)
-    # Columns the device changed (as opposed to the server), for audit and conflicts.
-    device_changed: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    # Columns the device changed (as opposed to the server), for audit and conflicts. Rows
+    # created together may share one set: replace a row's set to change it, never add to it.
+    device_changed: dict[str, dict[str, AbstractSet[str]]] = field(default_factory=dict)
     conflicts: list[ConflictNote] = field(default_factory=list)
     audit: list[AuditNote] = field(default_factory=list)
     # Inspections whose derived columns must be recomputed even if nothing of theirs changed.
