@@ -147,6 +147,13 @@ def _insert_sqlite(session: Session, table: Table, rows: list[Row], first_rev: i
         # wrongly against it.
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         data.append(values if process is None else _processed(process, values))
+    # Columns no row fills (a new answer's note, a live record's deleted_at) are left to
+    # their NULL default rather than bound 3,000 times; not when the column has a default
+    # of its own, or when NULL is what its type made of nothing (a JSON column's 'null').
+    for i in reversed(range(len(columns))):
+        col = table.c[columns[i]]
+        if col.server_default is None and data[i].count(None) == count:
+            del columns[i], data[i]
     columns.append("server_rev")
     data.append(range(first_rev, first_rev - count, -1))
     names = ", ".join(f'"{c}"' for c in columns)
