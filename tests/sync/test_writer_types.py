@@ -83,3 +83,19 @@ def test_a_batch_of_rows_with_different_columns_stores_each_as_a_single_insert_d
         assert stored[row["id"]][:4] == stored["one" + row["id"]][:4]
     assert "dev" in stored["bulk007"][4] and "dev" in stored["onebulk007"][4]
     assert stored["bulk001"][0] is not None and stored["bulk004"][0] is None
+
+
+def test_columns_no_row_of_a_batch_fills_are_stored_as_a_single_insert_stores_them(app, db):
+    # The batch leaves out the columns no row fills (note, deleted_at, the scores): they must
+    # still read back exactly as a single insert of the same row leaves them.
+    table = Response.__table__
+    rows = [
+        {"id": f"bulk{n:03d}", "inspection_id": "i", "item_key": f"k{n}", "value": '"yes"'}
+        for n in range(writer.COPY_MIN_ROWS)
+    ]
+    _write(app, table, rows, [{**rows[0], "id": "single"}])
+    columns = "note, CAST(deleted_at AS TEXT), failed, item_score, site_id, answered_at, value"
+    stored = {r[0]: r[1:] for r in db.execute(text(f"SELECT id, {columns} FROM responses")).all()}
+    assert len(stored) == writer.COPY_MIN_ROWS + 1
+    assert stored["single"] == (None, None, None, None, None, None, '"yes"')
+    assert {v for k, v in stored.items() if k != "single"} == {stored["single"]}
