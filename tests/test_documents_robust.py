@@ -4,6 +4,7 @@ in the process (fonts, figures)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +18,12 @@ from api.documents import compliance_chart, inspection_pdf
 from tests.conftest import ANA, HQ_EMAIL, NORTH
 from tests.sync_env import answer, new_inspection
 
-PERIOD = "start=2026-11-01T00:00:00Z&end=2026-12-01T00:00:00Z&group_by=site"
+# A month around today: the inspections these tests complete are received now.
+_TODAY = dt.datetime.now(dt.UTC).date()
+PERIOD = (
+    f"start={_TODAY - dt.timedelta(days=30)}T00:00:00Z"
+    f"&end={_TODAY + dt.timedelta(days=2)}T00:00:00Z&group_by=site"
+)
 
 
 def _completed_with(device, env, **answers: Any) -> str:
