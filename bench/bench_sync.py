@@ -25,7 +25,6 @@ from bench.common import Server, database_url, make_app, report, timed
 ITEMS = 60
 INSPECTIONS = 50
 PULL_REPEAT = 15
-RESPONSE_COLUMNS = ("id", "inspection_id", "item_key", "value", "note", "answered_at")
 
 
 def _id() -> str:
@@ -117,28 +116,35 @@ def push_body(
     return orjson.dumps(body), resp
 
 
-def raw_insert(app, rows: list[dict]) -> float:
-    """Baseline: a plain executemany of the same response rows (sqlite3 or SQLAlchemy Core)."""
+def raw_insert(app, ids: list[str]) -> float:
+    """Baseline: a plain executemany of the same response rows as our push stored them (every
+    column, the scores and site the server filled in included), under fresh ids (sqlite3, or
+    SQLAlchemy Core on PostgreSQL)."""
     engine = app.extensions["db_engine"]
-    data = [{**{c: r[c] for c in RESPONSE_COLUMNS}, "id": "raw" + r["id"]} for r in rows]
     if engine.dialect.name == "sqlite":
-        path = engine.url.database
-        conn = sqlite3.connect(path)
-        cols = (*RESPONSE_COLUMNS, "server_rev", "col_revs", "created_at", "updated_at")
-        sql = f"INSERT INTO responses ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
-        values = [
-            (*[d[c] for c in RESPONSE_COLUMNS], 0, "{}", "2026-01-01", "2026-01-01") for d in data
-        ]
+        conn = sqlite3.connect(engine.url.database)
+        cursor = conn.execute(
+            "SELECT * FROM responses WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+        cols = [d[0] for d in cursor.description]
+        at, rev = cols.index("id"), cols.index("server_rev")
+        values = []
+        for row in cursor.fetchall():
+            row = list(row)
+            row[at], row[rev] = "raw" + row[at], 0
+            values.append(row)
+        marks = ", ".join("?" for _ in cols)
+        sql = f"INSERT INTO responses ({', '.join(cols)}) VALUES ({marks})"
         start = time.perf_counter()
         conn.executemany(sql, values)
         conn.commit()
         elapsed = time.perf_counter() - start
         conn.close()
         return elapsed
-    from sqlalchemy import MetaData, insert, text
+    from sqlalchemy import MetaData, insert, select, text
 
     from store.models import Response
-    from store.types import utcnow
 
     # Into a copy of the table (same columns, indexes and rows so far) without the generated
     # wire document (migration 0003): its per-statement cost would slow this executemany
@@ -156,10 +162,9 @@ def raw_insert(app, rows: list[dict]) -> float:
             conn.execute(
                 text(f"INSERT INTO {raw_table.name} ({names}) SELECT {names} FROM responses")
             )
-    now = utcnow()
-    full = [
-        {**d, "server_rev": 0, "col_revs": {}, "created_at": now, "updated_at": now} for d in data
-    ]
+        table = Response.__table__
+        stored = conn.execute(select(table).where(table.c.id.in_(ids))).mappings().all()
+    full = [{**row, "id": "raw" + row["id"], "server_rev": 0} for row in stored]
     start = time.perf_counter()
     with engine.begin() as conn:
         conn.execute(insert(raw_table), full)
@@ -176,7 +181,7 @@ def bench_push(app, client: Client, template_id: str, site_id: str, repeat: int)
         status, data = client.call("POST", "/api/v1/sync/push", body)
         ours.append(time.perf_counter() - start)
         assert status == 200, data[:500]
-        base.append(raw_insert(app, rows))
+        base.append(raw_insert(app, [row["id"] for row in rows]))
     ours.sort()
     base.sort()
     target = 2.0
