@@ -71,8 +71,9 @@ class InspectionRules:
         self.policy = policy or action_rules.ActionPolicy()
         self._index: dict[str, dict[str, list[Row]]] = {}
         self._links: dict[str, Row] | None = None
-        self._items: dict[str, dict[str, dict]] = {}
-        self._decoded: dict[str, tuple[Any, str | None]] = {}
+        self._items: dict[str, tuple[dict[str, dict], scoring.ScoringPlan]] = {}
+        # An answer judged per (template version, item, text): a push repeats a few answers.
+        self._judged: dict[tuple, tuple[Any, str | None]] = {}
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -84,7 +85,7 @@ class InspectionRules:
         run._index = {}
         run._links = None
         run._items = {}
-        run._decoded = {}
+        run._judged = {}
         run._apply(session, cs)
 
     def _apply(self, session: Session, cs: ChangeSet) -> None:
@@ -282,11 +283,14 @@ class InspectionRules:
             )
             return
         body = version["body"]
-        items = self._items.get(version["id"])
-        if items is None:  # once per template version: a push scores many runs of one checklist
-            items = {item["key"]: item for _s, item in scoring.iter_items(body)}
-            self._items[version["id"]] = items
-        answers, chosen = self._answers(cs, iid, items)
+        found = self._items.get(version["id"])
+        if found is None:  # once per template version: a push scores many runs of one checklist
+            found = self._items[version["id"]] = (
+                {item["key"]: item for _s, item in scoring.iter_items(body)},
+                scoring.plan_of(body),
+            )
+        items, plan = found
+        answers, chosen = self._answers(cs, iid, items, version["id"])
         evidence: dict[str, dict[str, int]] = defaultdict(lambda: {"records": 0, "uploaded": 0})
         attachments = self._children(cs, "attachments", iid)
         by_response = {r["id"]: k for k, r in chosen.items()} if attachments else {}
@@ -300,6 +304,7 @@ class InspectionRules:
             version.get("pass_threshold"),
             answers,
             {k: v["records"] for k, v in evidence.items()},
+            plan,
         )
         insp.update(
             score=result.score,
@@ -309,33 +314,40 @@ class InspectionRules:
             passed=result.passed,
             critical_failed=result.critical_failed,
         )
+        outcomes = result.items
         for key, response in chosen.items():
-            item = result.items.get(key)
-            response["failed"] = bool(item.failed) if item else None
-            response["item_score"] = item.item_score if item else None
-        missing = missing_evidence(body, result, dict(evidence))
-        insp["media_complete"] = not missing
+            item = outcomes.get(key)
+            if item is None:
+                response["failed"] = response["item_score"] = None
+            else:
+                response["failed"], response["item_score"] = item.failed, item.item_score
+        asked = plan.asks_evidence  # most checklists ask for none: no pass over their items
+        insp["media_complete"] = not (asked and missing_evidence(body, result, dict(evidence)))
         before = cs.before["inspections"].get(iid)
         completing = insp["status"] == "completed" and (before or {}).get("status") != "completed"
         if completing:
             self._complete(cs, iid, insp, before, result, body, chosen)
 
-    def _answers(self, cs: ChangeSet, iid: str, items: dict[str, dict]) -> tuple[dict, dict]:
+    def _answers(
+        self, cs: ChangeSet, iid: str, items: dict[str, dict], version_id: str
+    ) -> tuple[dict, dict]:
         """Decoded answers per item (the newest of duplicates) and the response chosen."""
-        by_key: dict[str, list[Row]] = defaultdict(list)
-        for resp in self._children(cs, "responses", iid):
-            by_key[resp["item_key"]].append(resp)
+        responses = self._children(cs, "responses", iid)
+        winners: Any = {r["item_key"]: r for r in responses}
+        if len(winners) < len(responses):  # several answers to an item: the newest is scored
+            winners = self._newest_of_each(cs, iid, responses)
         answers: dict[str, Any] = {}
         chosen: dict[str, Row] = {}
         pushed = cs.device_changed.get("responses", {})
-        for key, group in by_key.items():
-            winner = self._newest(cs, iid, key, group, pushed) if len(group) > 1 else group[0]
-            item = items.get(key)
-            value, error = self._decode(winner.get("value"))
-            if item is None:
-                error = f"no item {key} in this template version"
-            elif error is None and value is not None:
-                error = scoring.check_answer(item, value)
+        judged = self._judged
+        for key, winner in winners.items():
+            raw = winner.get("value")
+            found = judged.get((version_id, key, raw)) if type(raw) is str else None
+            if found is None:
+                found = self._judge(items.get(key), key, raw)
+                if type(raw) is str and not isinstance(found[0], list | dict):
+                    judged[(version_id, key, raw)] = found  # only immutable values are shared
+            value, error = found
             if error:
                 if winner["id"] in pushed:
                     cs.conflicts.append(
@@ -356,6 +368,27 @@ class InspectionRules:
             if value is not None:
                 answers[key] = value
         return answers, chosen
+
+    @staticmethod
+    def _judge(item: dict | None, key: str, raw: Any) -> tuple[Any, str | None]:
+        """An answer's text -> (value, what is wrong with it for this item, if anything)."""
+        value, error = decode_value(raw)
+        if item is None:
+            error = f"no item {key} in this template version"
+        elif error is None and value is not None:
+            error = scoring.check_answer(item, value)
+        return value, error
+
+    def _newest_of_each(self, cs: ChangeSet, iid: str, responses: list[Row]) -> dict[str, Row]:
+        """Per item, the response scored among those answering it (see _newest)."""
+        by_key: dict[str, list[Row]] = defaultdict(list)
+        for resp in responses:
+            by_key[resp["item_key"]].append(resp)
+        pushed = cs.device_changed.get("responses", {})
+        return {
+            key: self._newest(cs, iid, key, group, pushed) if len(group) > 1 else group[0]
+            for key, group in by_key.items()
+        }
 
     def _newest(
         self, cs: ChangeSet, iid: str, key: str, group: list[Row], pushed: dict[str, set[str]]
@@ -381,17 +414,6 @@ class InspectionRules:
         for other in group[:-1]:
             other["failed"], other["item_score"] = None, None
         return winner
-
-    def _decode(self, raw: Any) -> tuple[Any, str | None]:
-        """decode_value, remembered per text: a push repeats the same few answers ("yes")."""
-        if type(raw) is not str:
-            return decode_value(raw)
-        decoded = self._decoded.get(raw)
-        if decoded is None:
-            decoded = decode_value(raw)
-            if not isinstance(decoded[0], list | dict):  # only immutable values are shared
-                self._decoded[raw] = decoded
-        return decoded
 
     def _complete(
         self,

@@ -36,7 +36,15 @@ DEFAULT_BANDS = (
 SCORABLE = ("yes_no", "score_1_5", "grade", "number", "count", "choice")
 EVIDENCE_TYPES = ("photo", "signature")
 
-__all__ = ["ItemResult", "ScoreResult", "check_answer", "iter_items", "score"]
+__all__ = [
+    "ItemResult",
+    "ScoreResult",
+    "ScoringPlan",
+    "check_answer",
+    "iter_items",
+    "plan_of",
+    "score",
+]
 
 
 @dataclass(slots=True)
@@ -164,13 +172,64 @@ def grade_for(percent: float | None, bands: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class ScoringPlan:
+    """A template body read once for scoring: per section, each item's fields as tuples
+    (key, type, visible_if, required, weight, critical, item). A push scores many runs of one
+    checklist; reading the item dicts once per version, not once per run, is what this saves."""
+
+    sections: tuple[tuple[str, tuple[tuple, ...]], ...]
+    grade_bands: Any
+    # Whether any item can ask for a photo or signature (evidence.missing_evidence).
+    asks_evidence: bool
+
+
+def plan_of(body: dict[str, Any]) -> ScoringPlan:
+    """The scoring plan of a template body (see ScoringPlan)."""
+    sections = []
+    for section in body.get("sections") or []:
+        items = section.get("items")
+        if not items:
+            continue
+        sections.append(
+            (
+                section["key"],
+                tuple(
+                    (
+                        item["key"],
+                        item["type"],
+                        item.get("visible_if") or None,
+                        item.get("required", True),
+                        float(item.get("weight", 1)) if item["type"] in SCORABLE else 0.0,
+                        bool(item.get("critical")),
+                        item,
+                    )
+                    for item in items
+                ),
+            )
+        )
+    asks = any(
+        item["type"] in EVIDENCE_TYPES or item.get("photo") is not None
+        for _key, items in sections
+        for *_fields, item in items
+    )
+    return ScoringPlan(tuple(sections), body.get("grade_bands"), asks)
+
+
+_SCORABLE = frozenset(SCORABLE)
+_YES_NO = frozenset({"yes", "no", NA})
+
+
 def score(
     body: dict[str, Any],
     pass_threshold: float | None,
     answers: dict[str, Any],
     evidence: dict[str, int] | None = None,
+    plan: ScoringPlan | None = None,
 ) -> ScoreResult:
-    """Score answers (item_key -> decoded value; missing = unanswered) against a template."""
+    """Score answers (item_key -> decoded value; missing = unanswered) against a template
+    (its body, or the plan already made of it)."""
+    plan = plan or plan_of(body)
     evidence = evidence or {}
     threshold = 80.0 if pass_threshold is None else float(pass_threshold)
     hidden: set[str] = set()
@@ -180,33 +239,29 @@ def score(
     critical_failed = False
     failed: list[str] = []
     unanswered: list[str] = []
-    for section in body.get("sections") or []:
-        items = section.get("items")
-        if not items:
-            continue
-        sec = sections.setdefault(section["key"], SectionResult())
-        for item in items:
-            key, kind = item["key"], item["type"]
-            if item.get("visible_if") and not _visible(item, answers, hidden):
+    for section_key, items in plan.sections:
+        sec = sections.setdefault(section_key, SectionResult())
+        for key, kind, cond, required, weight, critical, item in items:
+            if cond is not None and not _visible(item, answers, hidden):
                 hidden.add(key)
                 results[key] = ItemResult(key, applicable=False, answered=False)
                 continue
             value = answers.get(key)
             if kind == "yes_no":  # check_answer and _fraction inlined for the commonest kind
-                answered = value == "yes" or value == "no" or value == NA
+                # A dict lookup needs a hashable value; validation kept answers JSON scalars.
+                answered = type(value) is str and value in _YES_NO
             elif kind in EVIDENCE_TYPES:
                 answered = evidence.get(key, 0) > 0
             else:
                 answered = value is not None and check_answer(item, value) is None
-            if not answered and item.get("required", True):
+            if not answered and required:
                 unanswered.append(key)
-            if kind not in SCORABLE:
+            if kind not in _SCORABLE:
                 results[key] = ItemResult(key, applicable=True, answered=answered)
                 continue
             if answered and value == NA:
                 results[key] = ItemResult(key, applicable=False, answered=True)
                 continue
-            weight = float(item.get("weight", 1))
             if answered:
                 if kind == "yes_no":
                     fraction, failed_item = (1.0, False) if value == "yes" else (0.0, True)
@@ -224,7 +279,7 @@ def score(
             sec.max_score += weight
             if failed_item:
                 failed.append(key)
-                critical_failed = critical_failed or bool(item.get("critical"))
+                critical_failed = critical_failed or critical
     total, maximum = round(total, _CLEAN), round(maximum, _CLEAN)
     for sec in sections.values():
         sec.score, sec.max_score = round(sec.score, _CLEAN), round(sec.max_score, _CLEAN)
@@ -235,7 +290,7 @@ def score(
         score=total,
         max_score=maximum,
         score_percent=percent,
-        grade=grade_for(percent, body.get("grade_bands")),
+        grade=grade_for(percent, plan.grade_bands),
         passed=passed,
         critical_failed=critical_failed,
         failed_items=failed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inspections.scoring import check_answer, score
+from inspections.scoring import check_answer, plan_of, score
 
 
 def tpl(*items, bands=None):
@@ -309,3 +309,24 @@ def test_yes_no_scored_as_checked(value):
         assert (r.score, r.max_score) == ((expected[0] or 0.0), 1.0)
     else:
         assert not r.items["a"].applicable and r.max_score == 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_a_plan_made_once_scores_as_the_body_does(case):
+    _name, body, answers, *_expected = case
+    plan = plan_of(body)
+    assert score(body, 80, answers, plan=plan) == score(body, 80, answers)
+    assert score(body, 80, {}, plan=plan) == score(body, 80, {})  # and reused, unanswered
+
+
+@pytest.mark.parametrize(
+    ("items", "asks"),
+    [
+        ((it("a", "yes_no"), it("b", "number")), False),
+        ((it("a", "yes_no", photo="on_fail"),), True),
+        ((it("a", "yes_no"), it("p", "photo", required=False)), True),
+        ((it("s", "signature"),), True),
+    ],
+)
+def test_the_plan_knows_whether_any_item_asks_for_evidence(items, asks):
+    assert plan_of(tpl(*items)).asks_evidence is asks
