@@ -133,28 +133,35 @@ def _insert_sqlite(session: Session, table: Table, rows: list[Row], first_rev: i
     columns = [c.name for c in table.columns if c.name in present and c.name != "server_rev"]
     dialect = session.get_bind().dialect
     count = len(rows)
-    data = []
+    kept, data = [], []
     for name in columns:
-        default = defaults.get(name)
-        if uniform and name in keys:
-            values = list(map(itemgetter(name), rows))
-        elif uniform:
-            values = [default] * count
-        else:
-            values = [row.get(name, default) for row in rows]
+        col = table.c[name]
         # The dialect's own type: the generic one's processor skips SQLite's formatting of
         # times, which then land as text in another format than SQLAlchemy's and compare
         # wrongly against it.
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        data.append(values if process is None else _processed(process, values))
-    # Columns no row fills (a new answer's note, a live record's deleted_at) are left to
-    # their NULL default rather than bound 3,000 times; not when the column has a default
-    # of its own, or when NULL is what its type made of nothing (a JSON column's 'null').
-    for i in reversed(range(len(columns))):
-        col = table.c[columns[i]]
-        if col.server_default is None and data[i].count(None) == count:
-            del columns[i], data[i]
-    columns.append("server_rev")
+        process = col.type.dialect_impl(dialect).bind_processor(dialect)
+        if uniform and name not in keys:
+            # A default every row takes: converted once.
+            value = defaults.get(name)
+            value = value if process is None else process(value)
+            if value is None and col.server_default is None:
+                continue  # left to its NULL default rather than bound 3,000 times
+            kept.append(name)
+            data.append([value] * count)
+            continue
+        if uniform:
+            values = list(map(itemgetter(name), rows))
+        else:
+            values = [row.get(name, defaults.get(name)) for row in rows]
+        values = values if process is None else _processed(process, values)
+        # A column no row fills (a new answer's note) is left to its NULL default too; not
+        # when the column has a default of its own, or when NULL is what its type made of
+        # nothing (a JSON column's 'null').
+        if col.server_default is None and values[0] is None and values.count(None) == count:
+            continue
+        kept.append(name)
+        data.append(values)
+    columns = [*kept, "server_rev"]
     data.append(range(first_rev, first_rev - count, -1))
     names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" for _ in columns)
