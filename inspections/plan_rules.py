@@ -333,7 +333,7 @@ class InspectionRules:
     ) -> tuple[dict, dict]:
         """Decoded answers per item (the newest of duplicates) and the response chosen."""
         responses = self._children(cs, "responses", iid)
-        winners: Any = {r["item_key"]: r for r in responses}
+        winners: dict[str, Row] = {r["item_key"]: r for r in responses}
         if len(winners) < len(responses):  # several answers to an item: the newest is scored
             winners = self._newest_of_each(cs, iid, responses)
         answers: dict[str, Any] = {}
