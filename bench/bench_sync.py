@@ -182,14 +182,12 @@ def bench_push(app, client: Client, template_id: str, site_id: str, repeat: int)
         ours.append(time.perf_counter() - start)
         assert status == 200, data[:500]
         base.append(raw_insert(app, [row["id"] for row in rows]))
-    ours.sort()
-    base.sort()
-    target = 2.0
     report(
         f"push {INSPECTIONS}x{ITEMS} rows over HTTP ({app.extensions['db_engine'].dialect.name})",
-        ours[len(ours) // 2],
-        base[len(base) // 2],
-        target,
+        statistics.median(ours),
+        statistics.median(base),
+        2.0,
+        pairs=(ours, base),
     )
 
 
@@ -270,7 +268,8 @@ def bench_pull(app, client: Client, template_id: str, site_id: str) -> None:
     t_ours, t_base = statistics.median(runs_ours), statistics.median(runs_base)
     name = f"pull 10,000 rows in pages of 1000 ({engine.dialect.name})"
     # The issue sets a pull target for PostgreSQL only.
-    report(name, t_ours, t_base, 1.7 if engine.dialect.name == "postgresql" else None)
+    target = 1.7 if engine.dialect.name == "postgresql" else None
+    report(name, t_ours, t_base, target, pairs=(runs_ours, runs_base))
     # The same pulls counting the client's orjson decoding of the pages too.
     paired = [o + d for o, d in zip(runs_ours, decode, strict=True)]
     report(name.replace("pull", "pull + client decode"), statistics.median(paired), t_base)

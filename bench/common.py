@@ -132,12 +132,25 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float]]:
     return statistics.median(runs), runs
 
 
-def report(name: str, ours: float, baseline: float, target: float | None = None) -> None:
-    """One line: our time, the baseline's, the ratio (and the target when there is one)."""
+def report(
+    name: str,
+    ours: float,
+    baseline: float,
+    target: float | None = None,
+    pairs: tuple[list[float], list[float]] | None = None,
+) -> None:
+    """One line: our time, the baseline's, the ratio (and the target when there is one).
+    `pairs`: our runs and the baseline's, run alternately; the median of each run's ratio to
+    the baseline run beside it is printed too, as a machine whose speed drifts during the
+    benchmark moves the two medians apart but not the ratios of neighbouring runs."""
     ratio = ours / baseline if baseline else float("inf")
     goal = f"  target <= {target}x" if target else ""
+    paired = ""
+    if pairs:
+        each = statistics.median(o / b for o, b in zip(*pairs, strict=True))
+        paired = f"  (run by run: {each:.2f}x)"
     print(
         f"{name:<48} ours {ours * 1000:9.1f} ms   baseline {baseline * 1000:9.1f} ms   "
-        f"ratio {ratio:5.2f}x{goal}",
+        f"ratio {ratio:5.2f}x{goal}{paired}",
         flush=True,
     )
