@@ -87,6 +87,7 @@ def test_a_big_valid_batch_takes_the_column_check():
         ({"answered_at": -5}, "responses.r000000000002999.answered_at"),
         ({"item_key": ""}, "responses.r000000000002999.item_key"),
         ({"inspection_id": "no spaces"}, "responses.r000000000002999.inspection_id"),
+        ({"inspection_id": "i1\ni2"}, "responses.r000000000002999.inspection_id"),
         ({"value": 7}, "responses.r000000000002999.value"),
         ({"colour": "red"}, "responses.r000000000002999.colour"),
     ],
@@ -98,6 +99,26 @@ def test_one_bad_value_in_a_big_batch_is_named(change, key):
     with pytest.raises(Invalid) as exc:
         validate.validate_push(body, 10_000)
     assert list(exc.value.errors) == [key]
+
+
+@pytest.mark.parametrize(
+    ("ids", "valid"),
+    [
+        ([], True),
+        (["a"], True),
+        (["a", "b-c_d.e", "x" * 64], True),
+        ([""], False),
+        (["x" * 65], False),
+        (["a b"], False),
+        (["é"], False),
+        (["a\nb"], False),  # two valid ids, joined
+        (["a", "b\n"], False),
+        (["\n"], False),
+    ],
+)
+def test_ids_checked_together_are_judged_as_one_by_one(ids, valid):
+    assert validate._all_ids(ids) is valid
+    assert all(validate._ID.match(v) for v in ids) is valid
 
 
 def test_the_same_id_twice_in_one_table_is_refused_but_not_across_tables():
