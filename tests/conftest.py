@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher, profiles
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
@@ -16,7 +17,6 @@ from api import create_app
 from api.cli import migrate_database
 from api.config import DEMO_PASSWORD
 from api.extensions import limiter
-from api.security import hash_password
 from org import demo
 from store.db import normalise_url
 from store.models import Base, SyncCounter
@@ -132,9 +132,16 @@ def demo_org(app: Flask) -> dict[str, str]:
 _HASHES: dict[str, str] = {}
 
 
+# The seeded accounts' hashes are argon2id at the library's cheapest cost: verification reads
+# the cost from the stored hash, and at the production cost (about 150 ms a login on a CI
+# machine) the logins of the suite's tests took most of its time. The production hasher itself
+# is checked in test_auth.py.
+_TEST_HASHER = PasswordHasher.from_parameters(profiles.CHEAPEST)
+
+
 def _cached_hash(password: str) -> str:
     if password not in _HASHES:
-        _HASHES[password] = hash_password(password)
+        _HASHES[password] = _TEST_HASHER.hash(password)
     return _HASHES[password]
 
 

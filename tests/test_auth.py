@@ -119,12 +119,32 @@ def test_access_token_expiry_is_configured(app, demo_org):
     short.extensions["db_engine"].dispose()
 
 
-def test_passwords_are_stored_with_argon2(db, demo_org):
+def test_passwords_are_stored_with_argon2_at_the_production_cost(api, db, demo_org):
+    from argon2 import extract_parameters
+    from sqlalchemy import select
+
     from store.models import User
 
-    user = db.get(User, demo_org[ANA])
-    assert user.password_hash.startswith("$argon2id$")
-    assert "demo-pass-2026" not in user.password_hash
+    # An account made through the API (the seeded test accounts carry cheap hashes).
+    made = api.post(
+        "/users",
+        HQ_EMAIL,
+        json={
+            "email": "kdf@demo.example",
+            "name": "K",
+            "role": "inspector",
+            "password": "pw-kdf-2026",
+        },
+    )
+    assert made.status_code == 201
+    stored = db.execute(select(User.password_hash).where(User.email == "kdf@demo.example")).scalar()
+    assert stored.startswith("$argon2id$") and "pw-kdf-2026" not in stored
+    # RFC 9106's second recommended option: 64 MiB, 3 passes (argon2-cffi's default).
+    params = extract_parameters(stored)
+    assert params.memory_cost >= 65536 and params.time_cost >= 3
+    for password, status in (("pw-kdf-2026", 200), ("pw-kdf-2027", 401)):
+        login = {"email": "kdf@demo.example", "password": password}
+        assert api.post("/auth/login", json=login).status_code == status
 
 
 def test_demo_password_is_refused_in_production(app, demo_org):
