@@ -195,3 +195,44 @@ def test_a_manager_does_not_review_an_inspection_they_ran(api, env, device):
         assert resp.status_code == 403, resp.get_json()
         assert resp.get_json()["reason"] == "own_inspection"
     assert api.post(f"/inspections/{iid}/approve", HQ_EMAIL, json={}).status_code == 200
+
+
+# --- data archived by the earlier release ------------------------------------------------
+
+
+def test_the_0008_migration_stops_counting_what_was_archived_while_not_done(
+    api, completed, env, app, db
+):
+    """Inspections archived by the release before the fix kept their completion time: the
+    migration clears it where the audit trail says the inspection was not done when archived,
+    and rebuilds the rollups; one archived while completed keeps counting."""
+    from alembic import command
+
+    from api.cli import alembic_config
+    from tests.sync_env import write_inspections
+
+    phone, returned = completed
+    done = _complete(phone, env)
+    _return(api, returned)
+    _archive(api, returned)
+    _archive(api, done)
+    db.expire_all()
+    kept = db.get(Inspection, done).completed_received_at
+    assert kept is not None and db.get(Inspection, returned).completed_received_at is None
+    # As the earlier release left it: the returned one archived with its completion time, and
+    # counted in the rollups (written as the app writes, so they count it).
+    write_inspections(app, [], {returned: {"completed_received_at": kept}})
+    failing = f"/reports/failing-items?{PERIOD}"
+    assert _completed_count(api) == 2 and api.get(failing, HQ_EMAIL).get_json() != []
+    engine = app.extensions["db_engine"]
+    cfg = alembic_config()
+    for target in ("0007", "head"):  # 0008's downgrade changes no data
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            (command.downgrade if target == "0007" else command.upgrade)(cfg, target)
+    db.expire_all()
+    assert db.get(Inspection, returned).completed_received_at is None
+    assert db.get(Inspection, done).completed_received_at == kept
+    assert _completed_count(api) == 1 == _hand_count(db, {done})
+    assert api.get(failing, HQ_EMAIL).get_json() == []  # the passing one alone counts
+    assert_consistent(app)
