@@ -23,6 +23,30 @@ def test_first_pull_is_scoped_and_sends_creations_as_updates(env, device):
     assert {s["code"] for s in ben.live("sites").values()} == {"N-HOTEL", "S-HOTEL"}
 
 
+def test_an_inspector_with_no_site_pulls_the_templates_and_nothing_else(env, device, api):
+    ana = device(ANA)
+    ana.sync()
+    new_inspection(ana, env)
+    ana.sync()
+    made = api.post(
+        "/users",
+        HQ_EMAIL,
+        json={
+            "email": "new@demo.example",
+            "name": "N",
+            "role": "inspector",
+            "password": "pw-new-2026",
+        },
+    )
+    assert made.status_code == 201
+    api.login("new@demo.example", "pw-new-2026")
+    newcomer = device("new@demo.example")
+    newcomer.sync()
+    assert newcomer.get("templates", env["template"]) is not None
+    for name in ("sites", "inspections", "responses", "occurrences", "actions", "attachments"):
+        assert newcomer.live(name) == {}, name
+
+
 def test_push_then_other_device_pulls_scores_computed(env, device, db):
     phone = device(ANA, "phone")
     phone.sync()
