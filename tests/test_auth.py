@@ -126,17 +126,7 @@ def test_passwords_are_stored_with_argon2_at_the_production_cost(api, db, demo_o
     from store.models import User
 
     # An account made through the API (the seeded test accounts carry cheap hashes).
-    made = api.post(
-        "/users",
-        HQ_EMAIL,
-        json={
-            "email": "kdf@demo.example",
-            "name": "K",
-            "role": "inspector",
-            "password": "pw-kdf-2026",
-        },
-    )
-    assert made.status_code == 201
+    api.new_user("kdf@demo.example", "pw-kdf-2026")
     stored = db.execute(select(User.password_hash).where(User.email == "kdf@demo.example")).scalar()
     assert stored.startswith("$argon2id$") and "pw-kdf-2026" not in stored
     # RFC 9106's second recommended option: 64 MiB, 3 passes (argon2-cffi's default).

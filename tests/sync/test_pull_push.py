@@ -28,18 +28,7 @@ def test_an_inspector_with_no_site_pulls_the_templates_and_nothing_else(env, dev
     ana.sync()
     new_inspection(ana, env)
     ana.sync()
-    made = api.post(
-        "/users",
-        HQ_EMAIL,
-        json={
-            "email": "new@demo.example",
-            "name": "N",
-            "role": "inspector",
-            "password": "pw-new-2026",
-        },
-    )
-    assert made.status_code == 201
-    api.login("new@demo.example", "pw-new-2026")
+    api.new_user("new@demo.example", "pw-new-2026")
     newcomer = device("new@demo.example")
     newcomer.sync()
     assert newcomer.get("templates", env["template"]) is not None
