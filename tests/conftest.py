@@ -134,8 +134,8 @@ _HASHES: dict[str, str] = {}
 
 # The seeded accounts' hashes are argon2id at the library's cheapest cost: verification reads
 # the cost from the stored hash, and at the production cost (about 150 ms a login on a CI
-# machine) the logins of the suite's tests took most of its time. The production hasher itself
-# is checked in test_auth.py.
+# machine) the suite's logins took a quarter of its time. The production hasher itself is
+# checked in test_auth.py.
 _TEST_HASHER = PasswordHasher.from_parameters(profiles.CHEAPEST)
 
 
