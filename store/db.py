@@ -44,6 +44,20 @@ def json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+# libpq's TCP settings for a server that vanished (host down, network cut): it answers
+# nothing, not even a reset, and a request waiting on it would hang for the kernel's
+# retransmission timeout (about 15 minutes). Keepalive probes find a silent peer within a
+# minute (30 s idle, then 3 probes 10 s apart); data it leaves unacknowledged for 30 s ends
+# the connection. The request then fails as the database being unavailable (503).
+TCP_LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
 def make_engine(
     url: str, *, statement_timeout_ms: int = 0, idle_in_transaction_ms: int = 0, **kwargs: Any
 ) -> Engine:
@@ -63,7 +77,7 @@ def make_engine(
         return engine
     options = f"-c statement_timeout={int(statement_timeout_ms)}"
     options += f" -c idle_in_transaction_session_timeout={int(idle_in_transaction_ms)}"
-    kwargs.setdefault("connect_args", {"connect_timeout": 5, "options": options})
+    kwargs.setdefault("connect_args", {"connect_timeout": 5, "options": options, **TCP_LIVENESS})
     engine = create_engine(url, **kwargs)
     _ping_idle_connections(engine)
     return engine

@@ -1,8 +1,11 @@
 """PostgreSQL pool: a connection that sat idle is pinged before a request uses it, so a server
-that restarted or dropped it costs no request; a busy connection is not pinged."""
+that restarted or dropped it costs no request; a busy connection is not pinged; and every
+connection's socket watches for a server that went silent."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 
 import psycopg
@@ -64,3 +67,19 @@ def test_a_busy_connection_is_used_without_a_ping(engine):
         _backend(engine)
     assert lost.value.connection_invalidated
     assert _backend(engine) != first
+
+
+def test_a_connection_probes_a_silent_server_and_drops_one_that_stops_acknowledging(engine):
+    """The socket itself carries the settings (TCP_LIVENESS): keepalive probes after 30 s
+    idle, 3 of them 10 s apart, and 30 s at most for data to be acknowledged."""
+    with engine.connect() as conn:
+        fd = conn.connection.driver_connection.fileno()
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 30_000
+        finally:
+            sock.close()  # the duplicate: the connection's own descriptor stays open
