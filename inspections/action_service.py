@@ -191,6 +191,10 @@ def transition(
         if exc.reason == "wrong_role":
             raise Forbidden(exc.message, reason=exc.reason) from None
         raise Invalid(exc.message, reason=exc.reason) from None
+    if action.status == target:
+        # A repeated request (a retry, a second tap) changes nothing: who verified or resolved
+        # it, when, and with what note stay as they were.
+        return action
     cs = _cs(scope)
     row = cs.add_context(
         "actions", writer.load_rows(session, TABLES["actions"].table, "id", [action.id])[0]

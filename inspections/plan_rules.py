@@ -269,6 +269,14 @@ class InspectionRules:
         if insp.get("deleted_at") is not None:
             return
         if version is None:
+            detail = "unknown template version"
+            before = cs.before["inspections"].get(iid)
+            if insp["status"] == "completed" and (before or {}).get("status") != "completed":
+                # Nothing to score it against, or to check its required items by: it cannot
+                # count as done (nor reach a reviewer's queue), so it stays as it was.
+                insp["status"] = (before or {}).get("status") or "in_progress"
+                detail += f"; it cannot be completed and stays {insp['status']}"
+                cs.bump("inspections", iid)
             cs.conflicts.append(
                 ConflictNote(
                     kind="invalid_value",
@@ -278,7 +286,7 @@ class InspectionRules:
                     inspection_id=iid,
                     site_id=insp.get("site_id"),
                     device_value=insp.get("template_id"),
-                    detail="unknown template version",
+                    detail=detail,
                 )
             )
             return
@@ -447,7 +455,10 @@ class InspectionRules:
             return
         insp["review_state"] = "pending"
         insp["completed_received_at"] = dt.datetime.now(dt.UTC)
-        completed_ms = insp.get("completed_at") or cs.now_ms
+        if insp.get("completed_at") is None:
+            # Completed without saying when (over REST, or a client that leaves it out): now.
+            insp["completed_at"] = cs.now_ms
+        completed_ms = insp["completed_at"]
         existing = {a.get("response_id") for a in self._children(cs, "actions", iid, live=False)}
         completed_at = dt.datetime.fromtimestamp(cs.now_ms / 1000, dt.UTC)
         for draft in action_rules.actions_for_failed_items(

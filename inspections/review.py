@@ -351,12 +351,14 @@ def complete(
     row["status"] = "completed"
     cs.device_changed.setdefault("inspections", {})[insp.id] = {"status"}
     rules.apply(session, cs)
-    missing = [c for c in cs.conflicts if c.kind == "incomplete"]
+    # What the rules refused the completion for: required items unanswered, or no template
+    # version to score it against.
+    missing = [c for c in cs.conflicts if c.kind == "incomplete" or c.column == "template_id"]
     if missing:
         raise Invalid(
             f"Cannot complete: {missing[0].detail}.",
             reason="incomplete",
-            errors={"status": [missing[0].detail]},
+            errors={missing[0].column or "status": [missing[0].detail]},
         )
     writer.write(session, cs)
     session.expire(insp)
