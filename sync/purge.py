@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, Table, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from store import rollups
@@ -37,17 +37,31 @@ def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
     sites = TABLES["sites"].table
     doomed = session.execute(
         select(sites.c.id, sites.c.region_id).where(
-            sites.c.deleted_at < cutoff, sites.c.server_rev <= highest
+            sites.c.deleted_at < cutoff, sites.c.server_rev <= highest, *_unreferenced(sites)
         )
     ).all()
     removed = 0
     for spec in TABLES.values():
         table = spec.table
         result = session.execute(
-            delete(table).where(table.c.deleted_at < cutoff, table.c.server_rev <= highest)
+            delete(table).where(
+                table.c.deleted_at < cutoff, table.c.server_rev <= highest, *_unreferenced(table)
+            )
         )
         removed += result.rowcount or 0
     # Reports join inspections to their site: a purged site's live ones leave the regions.
     for site_id, region_id in doomed:
         rollups.move_site(session, site_id, region_id, None)
     return removed
+
+
+def _unreferenced(table: Table) -> list[ColumnElement[bool]]:
+    """Conditions for rows of `table` no other row points at by a foreign key. A closed site
+    keeps its tombstone while its history does (assignments, schedules, occurrences): deleting
+    it would break those references, and fail the whole purge with them."""
+    return [
+        ~exists().where(fk.parent == fk.column)
+        for other in table.metadata.tables.values()
+        for fk in other.foreign_keys
+        if fk.column.table is table
+    ]

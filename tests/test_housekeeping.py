@@ -8,8 +8,8 @@ import hashlib
 
 from sqlalchemy import update
 
-from store.models import Attachment, IdempotencyRecord, Inspection
-from tests.conftest import ANA
+from store.models import Attachment, IdempotencyRecord, Inspection, Site, SiteAssignment
+from tests.conftest import ANA, HQ_EMAIL
 from tests.media.conftest import jpeg
 from tests.sync_env import new_inspection
 
@@ -139,3 +139,49 @@ def test_expired_sign_ins_are_purged_and_live_ones_kept(app, api, db, demo_org):
     assert {t.jti for t in db.query(RefreshToken)} == live
     login = api.client.post("/api/v1/auth/login", json={"email": ANA, "password": "demo-pass-2026"})
     assert login.status_code == 200
+
+
+def test_purge_keeps_a_closed_sites_tombstone_while_its_history_points_at_it(
+    app, env, device, api, db
+):
+    """N-HOTEL has assignments (and the demo's schedules) pointing at it: closed long ago, its
+    tombstone stays, and the purge still removes every other tombstone past the horizon (one
+    failing foreign key used to roll the whole purge back, every time it ran)."""
+    a = device(ANA, "a")
+    a.sync()
+    gone = new_inspection(a, env, site="N-CANTEEN")
+    a.sync()
+    a.delete("inspections", gone)
+    a.sync()
+    popup = api.post(
+        "/sites",
+        HQ_EMAIL,
+        json={
+            "region_id": db.get(Site, env["sites"]["N-HOTEL"]).region_id,
+            "name": "Pop-up",
+            "code": "POPUP",
+            "timezone": "UTC",
+        },
+    ).get_json()["id"]
+    hotel = env["sites"]["N-HOTEL"]
+    for site in (hotel, popup):
+        assert api.delete(f"/sites/{site}", HQ_EMAIL).status_code == 204
+    assert db.query(SiteAssignment).filter_by(site_id=hotel).count() > 0
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    db.execute(update(Inspection).where(Inspection.id == gone).values(deleted_at=long_ago))
+    db.execute(update(Site).where(Site.id.in_([hotel, popup])).values(deleted_at=long_ago))
+    db.commit()
+    result = app.test_cli_runner().invoke(args=["sync", "purge"])
+    assert result.exit_code == 0, result.output
+    assert "purged 2 tombstones" in result.output
+    db.expire_all()
+    assert db.get(Inspection, gone) is None and db.get(Site, popup) is None
+    assert db.get(Site, hotel).deleted_at is not None  # kept, as a tombstone
+    # Devices still converge: an old cursor is answered with a replacement without the site.
+    b = device(ANA, "b")
+    resp = b.client.get(
+        "/api/v1/sync/pull", query_string={"last_pulled_at": 1}, headers=b.headers()
+    )
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["experimentalStrategy"] == "replacement"
+    assert hotel not in {s["id"] for s in body["changes"]["sites"]["updated"]}
