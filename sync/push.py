@@ -598,6 +598,10 @@ class _Push:
                             "the device's value was applied, the server's kept here",
                         )
                     )
+                    # The rules flagged the inspections before this ran: flag this one too.
+                    flagged = self.cs.after.get("inspections", {}).get(insp)
+                    if flagged is not None:
+                        flagged["has_conflicts"] = True
 
 
 def push(

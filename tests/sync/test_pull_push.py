@@ -161,6 +161,10 @@ def test_stale_push_is_409_listing_records_and_changes_nothing(env, device, db):
     assert db.get(Inspection, iid).notes == "from a"
     conflict = db.execute(select(Conflict).where(Conflict.record_id == iid)).scalar_one()
     assert conflict.kind == "concurrent_edit" and conflict.server_value == "from b"
+    # The inspection shows it has a conflict to resolve, on the server and on the devices.
+    assert db.get(Inspection, iid).has_conflicts is True
+    b.sync()
+    assert b.get("inspections", iid)["has_conflicts"] is True
 
 
 def test_per_field_merge_of_two_devices(env, device, db):
