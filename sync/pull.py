@@ -77,7 +77,13 @@ def _scoped(spec: TableSpec, stmt: Select, scope: Scope, sites: frozenset[str] |
 def _select(spec: TableSpec) -> Select:
     table = spec.table
     names, _ = _SERIALISERS[spec.name]
-    return select(*(table.c[n] for n in names), table.c.deleted_at)
+    stmt = select(*(table.c[n] for n in names), table.c.deleted_at)
+    if spec.name == "attachments":
+        # Bytes uploaded before their record (pending) are no record yet: nobody pulls them
+        # (HQ's unscoped pull would, as they have no site), and the uploads' garbage collection
+        # may drop them without a tombstone. The record's push makes them one, at a new rev.
+        stmt = stmt.where(table.c.pending_upload.is_not(True))
+    return stmt
 
 
 class PullRequest:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from api import create_app
 from store.models import Attachment, Blob, Inspection
-from tests.conftest import ANA, BEN, NORTH
+from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
 from tests.media.conftest import jpeg, make_bucket, png
 from tests.media.test_images import BAD_FILES, _bomb_png
 from tests.sync_env import answer, new_inspection, photo_record
@@ -357,3 +357,27 @@ def test_unreachable_store_is_503_with_retry_after(app, env, device, client):
 
 
 _ = _bomb_png
+
+
+def test_bytes_before_their_record_reach_no_ones_pull(env, device, client, db):
+    """A pending upload has no site: HQ's unscoped pull sent it (with no inspection), and the
+    uploads' garbage collection could then drop it with no tombstone to follow."""
+    phone, hq = device(ANA), device(HQ_EMAIL, "hq")
+    iid, rid = _failed_photo_inspection(phone, env)
+    phone.sync()
+    hq.sync()
+    data = jpeg(500, 400)
+    att = photo_record(phone, iid, rid, data)
+    assert _upload(client, phone, att, data).status_code == 200
+    assert db.get(Attachment, att).pending_upload is True
+    hq.sync()
+    assert hq.get("attachments", att) is None
+    fresh = device(HQ_EMAIL, "hq-new")
+    fresh.sync()
+    assert fresh.get("attachments", att) is None
+    phone.sync()  # the record arrives: now everyone in scope pulls it, uploaded
+    hq.sync()
+    fresh.sync()
+    for dev in (hq, fresh):
+        got = dev.get("attachments", att)
+        assert got is not None and got["inspection_id"] == iid and got["uploaded"] is True
