@@ -65,6 +65,12 @@ def _serialiser(spec: TableSpec):
 _SERIALISERS = {name: _serialiser(spec) for name, spec in TABLES.items()}
 
 
+def reach(scope: Scope) -> frozenset[str] | None:
+    """The sites a pull answers for (None: every site): those in scope, and the closed ones it
+    was in, whose closure it sends (their tombstone, and deletions of their records)."""
+    return None if scope.site_ids is None else scope.site_ids | scope.closed_site_ids
+
+
 def _scoped(spec: TableSpec, stmt: Select, scope: Scope, sites: frozenset[str] | None) -> Select:
     column = SITE_COLUMN.get(spec.name)
     if column is None:
@@ -205,7 +211,7 @@ def pull(session: Session, scope: Scope, req: PullRequest) -> dict[str, Any]:
     top, purged, assignments_moved, conflicts_moved = session.execute(
         select(counter.value, counter.purged_rev, *moved).where(counter.id == 1)
     ).one()
-    key = scope_key(scope.role, scope.region_id, scope.site_ids)
+    key = scope_key(scope.role, scope.region_id, reach(scope))
     replacement = is_replacement(cursor, purged, req.resume, req.scope_key, key)
     first = cursor is None or cursor <= 0 or replacement
     low = -1 if first else cursor
@@ -230,6 +236,8 @@ def finish(
     """Add what access changes and migrations bring to a cut page, and shape the answer."""
     if not first and moved:
         _scope_changes(session, scope, page, low, end)
+    if not first:
+        _closures(session, scope, page)
     if req.migration:
         _dump_tables(session, scope, page, req.migration["tables"], None, end)
     result: dict[str, Any] = {"changes": page.changes, "timestamp": end, "has_more": has_more}
@@ -268,10 +276,16 @@ def _page_generic(
     """Merge the tables' change streams by rev and cut one page (any database)."""
     streams = []
     params = {"low": low, "top": top, "n": limit + 1}
-    if scope.site_ids is not None:
-        params["sites"] = sorted(scope.site_ids)
+    # The sites themselves as far as the pull reaches (a closed site's tombstone), their
+    # records only of the sites in scope.
+    at_sites = {
+        "sites": reach(scope),
+        **dict.fromkeys(SITE_COLUMN.keys() - {"sites"}, scope.site_ids),
+    }
     for name in TABLES:
         by_site = scope.site_ids is not None and name in SITE_COLUMN
+        if by_site:
+            params["sites"] = sorted(at_sites[name])
         rows = session.execute(_stream(name, first, by_site), params).all()
         if rows:
             streams.append([(row[1], name, row) for row in rows])
@@ -314,6 +328,26 @@ def _dump_tables(
         for row in session.execute(stmt):
             if row[0] not in page.ids[name]:
                 page.update(name, row[0], convert(row[:-1]))
+
+
+def _closures(session: Session, scope: Scope, page: Page) -> None:
+    """Sites closed since the cursor (their tombstones are in this page): their records leave
+    the device with them, as if access were revoked; REST no longer reaches them either."""
+    closed = sorted(set(page.changes["sites"]["deleted"]) & scope.closed_site_ids)
+    if not closed:
+        return
+    for name, column in SITE_COLUMN.items():
+        if name == "sites":
+            continue
+        table = TABLES[name].table
+        ids = session.execute(
+            select(table.c.id).where(
+                one_of(session, table.c[column], closed), table.c.deleted_at.is_(None)
+            )
+        ).scalars()
+        for record_id in ids:
+            if record_id not in page.ids[name]:
+                page.delete(name, record_id)
 
 
 def _scope_changes(session: Session, scope: Scope, page: Page, low: int, end: int) -> None:

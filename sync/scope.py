@@ -88,9 +88,9 @@ def assigned_site_ids(
     return frozenset(s for s, closed in _assigned(session, user_id) if closed_sites or not closed)
 
 
-def scope_for(session: Session, user: User, *, closed_sites: bool = False) -> Scope:
-    """Compute the scope of a user from their role, region and assignments. Closed sites count
-    only for pulls (`closed_sites`), so devices receive the closure; REST never reaches them."""
+def scope_for(session: Session, user: User) -> Scope:
+    """Compute the scope of a user from their role, region and assignments. Closed sites are
+    out of it (REST never reaches them); a pull still sends their closure (sync/pull.py)."""
     if user.role == HQ:
         return Scope(user_id=user.id, role=user.role, region_id=user.region_id, site_ids=None)
     if user.role == REGIONAL_MANAGER:
@@ -106,6 +106,6 @@ def scope_for(session: Session, user: User, *, closed_sites: bool = False) -> Sc
         user_id=user.id,
         role=user.role,
         region_id=user.region_id,
-        site_ids=live | closed if closed_sites else live,
-        closed_site_ids=frozenset() if closed_sites else closed,
+        site_ids=live,
+        closed_site_ids=closed,
     )

@@ -12,6 +12,7 @@ from api.extensions import LOGIN_ADDRESS_FACTOR
 from inspections import schedule_service
 from store.models import Occurrence, Schedule, Site, User
 from store.types import utcnow
+from sync import pull
 from sync.scope import scope_for
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
 from tests.sync_env import answer, new_inspection
@@ -230,5 +231,39 @@ def test_a_closed_site_still_counts_in_its_regions_history(env, db, api):
     assert site not in scope.site_ids and site in scope.closed_site_ids
     history = select(Site.id).where(scope.history_clause(Site.id))
     assert site in set(db.scalars(history))
-    pulling = scope_for(db, manager, closed_sites=True)
-    assert site in pulling.site_ids and not pulling.closed_site_ids
+    assert site in pull.reach(scope)  # a pull still sends the closure
+
+
+def test_a_closed_sites_records_leave_the_devices_with_it(env, device, api, db):
+    """Closing a site sends its tombstone and, with it, deletions of its records: a device
+    neither keeps inspections of a site it no longer has, nor gets them on a first sync (as
+    REST no longer shows them). Paged, so the deletions come with the tombstone's page."""
+    ana, north = device(ANA, "ana", limit=2), device(NORTH, "north", limit=2)
+    ana.sync()
+    canteen = new_inspection(ana, env, site="N-CANTEEN")
+    answer(ana, canteen, "clean", "no")
+    answer(ana, canteen, "fridge", 9)
+    ana.update("inspections", canteen, status="completed", completed_at=1_795_000_000_000)
+    hotel = new_inspection(ana, env, site="N-HOTEL")
+    assert ana.sync()["conflicts"] == []
+    north.sync()
+    ana.sync()
+    site = env["sites"]["N-CANTEEN"]
+    gone = {
+        name: {rid for rid, rec in ana.live(name).items() if rec.get("inspection_id") == canteen}
+        for name in ("responses", "actions")
+    }
+    gone["inspections"] = {canteen}
+    assert len(gone["responses"]) == 2 and len(gone["actions"]) == 2
+    assert api.delete(f"/sites/{site}", HQ_EMAIL).status_code == 204
+    for dev in (ana, north):
+        dev.sync()
+        assert dev.get("sites", site) is None
+        for name, ids in gone.items():
+            assert not ids & dev.live(name).keys(), (dev.device_id, name)
+        assert dev.get("inspections", hotel) is not None  # the other sites' records stay
+    for email in (ANA, NORTH):
+        fresh = device(email, f"fresh-{email}")
+        fresh.sync()
+        assert fresh.get("sites", site) is None and fresh.get("inspections", canteen) is None
+        assert fresh.get("inspections", hotel) is not None

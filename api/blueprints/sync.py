@@ -156,7 +156,7 @@ def _do_pull(args: dict) -> Response:
     state = session.get(DeviceState, (user.id, g.device_id))
     if state is not None:
         req.resume, req.scope_key = state.resume_rev, state.scope_key
-    scope = scope_for(session, user, closed_sites=True)
+    scope = scope_for(session, user)
     result = pull.pull(session, scope, req)
     _note_device(
         user.id,
@@ -164,7 +164,7 @@ def _do_pull(args: dict) -> Response:
         last_pulled_rev=result["timestamp"],
         pull_start_rev=req.cursor,
         resume_rev=result["timestamp"] if result["has_more"] else None,
-        scope_key=pull.scope_key(user.role, user.region_id, scope.site_ids),
+        scope_key=pull.scope_key(user.role, user.region_id, pull.reach(scope)),
     )
     db.commit()
     return _json(result)

@@ -42,7 +42,7 @@ def _both(app, email, cursor, limit=1000, migration=None, token_role=None):
         req = pull.PullRequest(cursor, limit, migration, *known)
         fast = pull_pg.pull(session, user_id, token_role or role, "compare", req)
         user = session.get(User, user_id)
-        slow = pull.pull(session, scope_for(session, user, closed_sites=True), req)
+        slow = pull.pull(session, scope_for(session, user), req)
         state = session.get(DeviceState, (user_id, "compare"))
         assert (state.last_pulled_rev, state.pull_start_rev) == (fast["timestamp"], cursor)
         assert state.resume_rev == (fast["timestamp"] if fast["has_more"] else None)
