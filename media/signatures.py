@@ -109,6 +109,10 @@ def verify_signature_png(data: bytes) -> tuple[int, int]:
         img.load()
     except SignatureRejected:
         raise
+    except Image.DecompressionBombError:
+        # Pillow refuses to open it at all: far past the side limit (a few KB of PNG can
+        # declare hundreds of millions of pixels).
+        raise SignatureRejected("too_large", f"A signature may be at most {MAX_SIDE} px.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise SignatureRejected(
             "unsupported_format", "A signature must be a PNG image or a JSON stroke list."

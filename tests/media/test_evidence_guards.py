@@ -383,6 +383,22 @@ def test_deeply_nested_strokes_upload_is_422(env, device, client):
     assert done.status_code == 422 and done.get_json()["reason"] == "bad_strokes"
 
 
+def test_a_signature_png_declaring_hundreds_of_millions_of_pixels_is_422(env, device, client):
+    """A few KB of PNG declaring 20000 x 20001 pixels: Pillow will not open it at all (it was a
+    500); as a photo it is a decompression bomb, as a signature too large."""
+    out = io.BytesIO()
+    Image.new("1", (20000, 20001)).save(out, "PNG")
+    data = out.getvalue()
+    assert len(data) < 100_000
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    sig = _signature(phone, iid, data)
+    phone.sync()
+    done = _upload(client, phone, sig, data, mime="image/png")
+    assert done.status_code == 422 and done.get_json()["reason"] == "too_large"
+
+
 # --- 10. size before reading -------------------------------------------------------------
 
 
