@@ -143,10 +143,7 @@ def process_image(
     if declared and declared != mime and not (mime == "image/heic" and declared in _HEIF_MIMES):
         raise ImageRejected("mime_mismatch", f"The file is {mime} but was declared {declared}.")
     captured, gps = _exif_facts(img)
-    orientation = img.getexif().get(0x0112, 1) if fmt in ("JPEG", "WEBP", "HEIF") else 1
-    rotated = orientation in (5, 6, 7, 8)
     full_w, full_h = img.size
-    upright = (full_h, full_w) if rotated else (full_w, full_h)
     if fmt == "JPEG":
         # Decode at the smallest DCT scale that still covers the preview: a 12 MP photo is
         # never fully decoded to make a 1600 px preview.
@@ -157,6 +154,10 @@ def process_image(
         img.load()
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageRejected("corrupt", f"The image is truncated or corrupt: {exc}.") from None
+    # Read once loaded (a PNG may keep its EXIF after the pixels) and for every format, as
+    # exif_transpose reads it: the size recorded is the size of the image served.
+    rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    upright = (full_h, full_w) if rotated else (full_w, full_h)
     oriented = ImageOps.exif_transpose(img)
     preview = oriented.copy()
     preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)

@@ -138,3 +138,16 @@ def test_strokes_render_to_png():
 def test_bad_strokes_are_rejected(bad):
     with pytest.raises(SignatureRejected):
         render_strokes(bad)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+@pytest.mark.parametrize("orientation,upright", [(1, (300, 100)), (6, (100, 300)), (8, (100, 300))])
+def test_the_recorded_size_is_the_size_of_the_oriented_image(fmt, orientation, upright):
+    """A PNG's EXIF orientation was applied to the preview but not to the recorded size."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    Image.new("RGB", (300, 100), (200, 30, 30)).save(out, fmt, exif=exif)
+    done = process_image(out.getvalue(), declared_mime=f"image/{fmt.lower()}")
+    assert (done.width, done.height) == upright
+    assert Image.open(io.BytesIO(done.preview)).size == upright
