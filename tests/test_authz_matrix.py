@@ -518,8 +518,12 @@ def test_push_update_ignores_server_owned_columns(client, app, world, table, rec
     before = pristine(app)[table][(rid,)]
     spec = TABLES[table]
     forged = {c: _forge(spec.columns[c], before[c]) for c in sorted(spec.server_owned)}
-    resp = _push(client, world, _updated(table, {"id": rid, column: value, **forged}))
+    # The device knows the record as it stands (base_rev): the edit is no concurrent edit, whose
+    # conflict would rightly set the inspection's has_conflicts.
+    known = {"id": rid, "base_rev": before["server_rev"]}
+    resp = _push(client, world, _updated(table, {**known, column: value, **forged}))
     assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["conflicts"] == []
     after = state(app)[table][(rid,)]
     assert after[column] == value  # accepted: the device's own column changed
     kept = _server_columns(table)
