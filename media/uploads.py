@@ -152,14 +152,16 @@ def _possessed(session: Session, sha256: str, sees_site: Any, user_id: str) -> b
 
 
 def _staging(
-    session: Session, sha256: str, sees_site: Any, user_id: str
+    session: Session, att: Attachment, sees_site: Any, user_id: str
 ) -> tuple[Blob | None, bool]:
-    """The processed blob for a hash, and whether the user must PUT a copy to prove they hold
-    the bytes (the hash alone is not proof: it would hand out any photo whose hash leaked)."""
-    blob = session.get(Blob, sha256)
+    """The processed blob for the upload's hash, and whether this upload PUTs its own copy of
+    the bytes (staged_key): always, unless the user can already see those bytes uploaded. The
+    hash alone is not proof of holding them, or it would hand out any photo whose hash leaked,
+    processed or still in flight; so a completion only ever reads what its own upload sent."""
+    blob = session.get(Blob, att.sha256)
     if blob is None or not blob.has_derivatives:
-        return None, False
-    return blob, not _possessed(session, sha256, sees_site, user_id)
+        return None, True
+    return blob, not _possessed(session, att.sha256, sees_site, user_id)
 
 
 def _same_mime(declared: str | None, verified: str) -> bool:
@@ -221,7 +223,7 @@ def request_upload(
     att.upload_requested_at = att.upload_requested_at or utcnow()
     att.uploaded_by = att.uploaded_by or user_id
     session.flush()
-    blob, staged = _staging(session, sha256, sees_site, user_id)
+    blob, staged = _staging(session, att, sees_site, user_id)
     if blob is not None:
         # The record's own claim too: a record describing the bytes wrongly is refused, as
         # processing refuses it when the bytes are new.
@@ -276,7 +278,7 @@ def receive_bytes(
     if att is None or not att.sha256:
         raise Invalid("Request an upload first (POST .../upload).", reason="no_upload_requested")
     _check_owner(session, att, user_id, role)
-    _blob, staged = _staging(session, att.sha256, sees_site, user_id)
+    _blob, staged = _staging(session, att, sees_site, user_id)
     digest = hashlib.sha256()
     parts: list[bytes] = []
     size = 0
@@ -320,17 +322,23 @@ def complete(
         return att
     _lock_inspection(session, att)
     _check_owner(session, att, user_id, role)
-    blob, staged = _staging(session, att.sha256, sees_site, user_id)
+    blob, staged = _staging(session, att, sees_site, user_id)
     if blob is not None and not staged:
         _check_blob(blob, att.byte_size or 0, att.mime or blob.mime)
     else:
         key = staged_key(att.sha256, att.id) if staged else original_key(att.sha256)
         data = _verified_bytes(store, limits, att, key, own_key=staged)
-        if staged:
+        if staged and blob is not None:
             # The user proved they hold the bytes; the shared original is already processed.
             guarded(store.delete, key)
             _check_blob(blob, att.byte_size or 0, att.mime or blob.mime)
         else:
+            if staged:
+                # Its own copy, verified: the original (of these bytes, by their hash, whoever
+                # else is uploading them too).
+                guarded(store.put, original_key(att.sha256), data)
+                guarded(store.delete, key)
+                key = original_key(att.sha256)
             try:
                 blob = _process(session, store, limits, att, data)
             except (images.ImageRejected, signatures.SignatureRejected) as exc:

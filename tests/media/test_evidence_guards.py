@@ -366,6 +366,54 @@ def test_complete_against_a_failing_s3_is_503_with_retry_after(app, env, faulty_
 # --- 9. absurd stroke JSON ---------------------------------------------------------------
 
 
+def test_bytes_in_flight_are_not_handed_to_whoever_names_their_hash(env, device, client, db):
+    """Ana has PUT a photo but not completed it; Ben, who cannot see her site, names its hash
+    for an upload of his own: completing it used to process her bytes as his evidence (and her
+    own completion then failed). Now each upload completes only from what it sent itself."""
+    ana, ben = device(ANA), device(BEN)
+    ana.sync()
+    iid = new_inspection(ana, env, site="N-CANTEEN")  # not one of Ben's sites
+    secret = _photo(320, 240)
+    att = photo_record(ana, iid, None, secret)
+    ana.sync()
+    assert _upload(client, ana, att, secret, complete=False).status_code == 200
+    fishing = uuid.uuid4().hex[:16]
+    plan = _ask(client, ben, fishing, secret)
+    assert plan.status_code == 200 and "url" in plan.get_json()
+    done = client.post(f"/api/v1/attachments/{fishing}/complete", headers=ben.headers())
+    assert done.status_code == 422 and done.get_json()["reason"] == "bytes_missing"
+    assert (
+        client.get(f"/api/v1/attachments/{fishing}/file", headers=ben.headers()).status_code != 200
+    )
+    mine = client.post(f"/api/v1/attachments/{att}/complete", headers=ana.headers())
+    assert mine.status_code == 200 and mine.get_json()["uploaded"] is True
+    done = client.post(f"/api/v1/attachments/{fishing}/complete", headers=ben.headers())
+    assert done.status_code == 422 and done.get_json()["reason"] == "bytes_missing"
+    assert (
+        client.get(f"/api/v1/attachments/{fishing}/file", headers=ben.headers()).status_code != 200
+    )
+
+
+def test_two_uploads_of_the_same_photo_complete_in_either_order(env, device, client, db):
+    """Both hold the bytes: whichever completes first makes the original, the other's copy is
+    checked against it; neither has to upload again."""
+    ana, ben = device(ANA), device(BEN)
+    ana.sync()
+    ben.sync()
+    data = _photo(300, 200)
+    first = photo_record(ana, new_inspection(ana, env), None, data)
+    second = photo_record(ben, new_inspection(ben, env), None, data)
+    ana.sync()
+    ben.sync()
+    assert _upload(client, ana, first, data, complete=False).status_code == 200
+    assert _upload(client, ben, second, data, complete=False).status_code == 200
+    for dev, att in ((ben, second), (ana, first)):
+        done = client.post(f"/api/v1/attachments/{att}/complete", headers=dev.headers())
+        assert done.status_code == 200 and done.get_json()["uploaded"] is True
+        got = client.get(f"/api/v1/attachments/{att}/file", headers=dev.headers())
+        assert got.status_code == 200 and got.data == data
+
+
 def test_deeply_nested_strokes_are_rejected_not_a_crash():
     with pytest.raises(SignatureRejected) as info:
         render_strokes(b"[" * 200_000 + b"]" * 200_000)
@@ -411,7 +459,7 @@ def test_complete_refuses_an_oversized_object_without_reading_it(app, env, devic
     assert _ask(client, phone, att, data).status_code == 200
     store = app.extensions["blob_store"]
     sha = hashlib.sha256(data).hexdigest()
-    store.put(uploads.original_key(sha), b"\0" * (1024 * 1024))  # a store that did not check
+    store.put(uploads.staged_key(sha, att), b"\0" * (1024 * 1024))  # a store that did not check
     reads = []
     real_get = store.get
     store.get = lambda key: reads.append(key) or real_get(key)
