@@ -52,6 +52,9 @@ class Slot:
     miss_at: dt.datetime
 
 
+_FREQS = ("daily", "weekly", "monthly", "quarterly")
+
+
 def parse(recurrence: dict, timezone: str) -> rrule.rrule | rrule.rruleset:
     """Validate a recurrence and build its rule (dtstart is supplied per expansion)."""
     errors: dict[str, list[str]] = {}
@@ -60,7 +63,7 @@ def parse(recurrence: dict, timezone: str) -> rrule.rrule | rrule.rruleset:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         errors["timezone"] = ["not a known IANA time zone"]
     freq = recurrence.get("freq")
-    if freq not in ("daily", "weekly", "monthly", "quarterly"):
+    if freq not in _FREQS:
         errors["recurrence.freq"] = ["one of daily, weekly, monthly, quarterly"]
     times = recurrence.get("times")
     if (
@@ -71,7 +74,11 @@ def parse(recurrence: dict, timezone: str) -> rrule.rrule | rrule.rruleset:
         errors["recurrence.times"] = ["a non-empty list of HH:MM local times"]
     if freq == "weekly":
         days = recurrence.get("weekdays")
-        if not isinstance(days, list) or not days or not all(d in WEEKDAYS for d in days):
+        if (
+            not isinstance(days, list)
+            or not days
+            or not all(isinstance(d, str) and d in WEEKDAYS for d in days)
+        ):
             errors["recurrence.weekdays"] = ["a non-empty list of MO TU WE TH FR SA SU"]
     if freq in ("monthly", "quarterly"):
         day = recurrence.get("monthday", 1)
@@ -80,6 +87,11 @@ def parse(recurrence: dict, timezone: str) -> rrule.rrule | rrule.rruleset:
     unknown = set(recurrence) - {"freq", "times", "weekdays", "monthday"}
     if unknown:
         errors["recurrence"] = [f"unknown field(s) {', '.join(sorted(unknown))}"]
+    # A field another frequency reads would be silently ignored: "daily" with weekdays makes
+    # every day, not the days listed. Say so instead.
+    for name, meant in (("weekdays", ("weekly",)), ("monthday", ("monthly", "quarterly"))):
+        if name in recurrence and freq in _FREQS and freq not in meant:
+            errors[f"recurrence.{name}"] = [f"only for {' or '.join(meant)} schedules"]
     if errors:
         raise RecurrenceInvalid(errors)
     return recurrence  # the validated dict; rules are built per expansion window

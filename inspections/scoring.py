@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from inspections.template_rules import GRADES, iter_items
+from inspections.template_rules import GRADES, NA, iter_items
 
-NA = "na"
 GRADE_FRACTIONS = {"优": 1.0, "良": 0.75, "中": 0.5, "差": 0.25, "很差": 0.0}
 DEFAULT_BANDS = (
     {"grade": "优", "min": 90},

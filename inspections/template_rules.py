@@ -25,6 +25,10 @@ ITEM_TYPES = (
 # answer, and no real checklist weighs one item a thousand times another.
 MAX_WEIGHT = 1000
 GRADES = ("优", "良", "中", "差", "很差")
+# The answer "not applicable", which every item type accepts.
+NA = "na"
+# The characters an inspection stores its grade in (a grade band's name; Inspection.grade).
+GRADE_MAX = 8
 PHOTO_RULES = ("always", "on_fail")
 _COMMON_FIELDS = {
     "key",
@@ -179,9 +183,14 @@ def _check_options(options: Any, where: str, err: _Errors) -> None:
         value = opt.get("value")
         if not isinstance(value, str) or not value:
             err.add(at, "value must be non-empty text")
+        elif value == NA:
+            # The answer "na" means not applicable for every item: an option by that name
+            # would be scored as no answer at all, never as its own score or failure.
+            err.add(at, f"value {NA!r} is reserved for 'not applicable'; name the option otherwise")
         elif value in values:
             err.add(at, f"duplicate value {value!r}")
-        values.add(value)
+        else:
+            values.add(value)
         problem = _bilingual(opt.get("label"))
         if problem:
             err.add(at, f"label {problem}")
@@ -204,6 +213,9 @@ def _check_bands(bands: Any, err: _Errors) -> None:
         ):
             err.add(f"body.grade_bands[{i}]", "must be {grade: text, min: number}")
             continue
+        if not 1 <= len(band["grade"].strip()) <= GRADE_MAX:
+            # An inspection stores its grade in this many characters (优, 很差, A+, Good).
+            err.add(f"body.grade_bands[{i}]", f"grade must be 1 to {GRADE_MAX} characters")
         if band["min"] >= last:
             err.add(f"body.grade_bands[{i}]", "mins must be in descending order")
         last = band["min"]
@@ -251,7 +263,8 @@ def validate_template(doc: dict[str, Any]) -> None:
             err.add(s_where, "key must be 1-64 letters, digits, '_', '-' or '.'")
         elif s_key in section_keys:
             err.add(s_where, f"duplicate section key {s_key!r}")
-        section_keys.add(s_key)
+        else:
+            section_keys.add(s_key)
         s_where = f"{s_where} (key {s_key!r})"
         problem = _bilingual(section.get("title"))
         if problem:

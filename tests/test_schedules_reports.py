@@ -119,6 +119,12 @@ def test_statuses_move_with_the_clock():
         ({"freq": "daily", "times": ["8am"]}, "recurrence.times"),
         ({"freq": "weekly", "times": ["08:00"], "weekdays": ["XX"]}, "recurrence.weekdays"),
         ({"freq": "monthly", "times": ["08:00"], "monthday": 31}, "recurrence.monthday"),
+        ({"freq": "weekly", "times": ["08:00"], "weekdays": [["MO"]]}, "recurrence.weekdays"),
+        ({"freq": "daily", "times": ["08:00"], "weekdays": ["MO"]}, "recurrence.weekdays"),
+        (
+            {"freq": "weekly", "times": ["08:00"], "weekdays": ["MO"], "monthday": 5},
+            "recurrence.monthday",
+        ),
     ],
 )
 def test_bad_recurrences_name_the_field(recurrence, field):

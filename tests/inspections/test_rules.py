@@ -107,6 +107,32 @@ BAD = {
         doc({"key": "a", "type": "yes_no", "label": {"zh": "仅中文"}}),
         "label needs",
     ),
+    "choice option named na": (
+        doc(
+            it(
+                "c",
+                "choice",
+                options=[
+                    {"value": "ok", "label": {"zh": "好", "en": "OK"}, "score": 1},
+                    {"value": "na", "label": {"zh": "无", "en": "None"}, "score": 0, "fail": True},
+                ],
+            )
+        ),
+        "reserved for 'not applicable'",
+    ),
+    "choice value a list": (
+        doc(
+            it(
+                "c",
+                "choice",
+                options=[
+                    {"value": ["x"], "label": {"zh": "x", "en": "x"}, "score": 1},
+                    {"value": ["x"], "label": {"zh": "y", "en": "y"}, "score": 0},
+                ],
+            )
+        ),
+        "value must be non-empty text",
+    ),
     "unknown field": (doc(it("a", wieght=2)), "unknown field(s) wieght"),
     "bad photo rule": (doc(it("a", photo="sometimes")), "photo must be"),
 }
@@ -122,6 +148,24 @@ def test_each_rule_is_refused_naming_the_item(name):
     ]
     assert found, info.value.errors
     assert "key '" in found[0][0] or "option" in found[0][0]
+
+
+def test_malformed_keys_and_long_grades_are_refused_not_a_crash():
+    """A list where a section key belongs, or a grade band name longer than an inspection can
+    store (publishing it made every completion a 500 on PostgreSQL)."""
+    bad = doc(it("a"))
+    bad["body"]["sections"].append({**bad["body"]["sections"][0], "key": ["s"]})
+    bad["body"]["sections"][1]["items"] = [it("b")]
+    bad["body"]["grade_bands"] = [{"grade": "Excellent", "min": 90}, {"grade": " ", "min": 0}]
+    with pytest.raises(TemplateInvalid) as info:
+        validate_template(bad)
+    errors = info.value.errors
+    assert any("key must be" in m for m in errors["body.sections[1]"]), errors
+    assert errors["body.grade_bands[0]"] == ["grade must be 1 to 8 characters"]
+    assert errors["body.grade_bands[1]"] == ["grade must be 1 to 8 characters"]
+    good = doc(it("a"))
+    good["body"]["grade_bands"] = [{"grade": "很差" * 4, "min": 50}, {"grade": "A+", "min": 0}]
+    validate_template(good)
 
 
 def test_template_level_rules():
