@@ -802,7 +802,24 @@ def _link_problem(insp: Row, link: Row | None) -> str | None:
         return "the occurrence is at another site"
     if insp.get("template_id") not in link["runs"]:
         return f"the occurrence is for template {link['key']}; this inspection runs another one"
+    if occ.get("assignee_id") not in (None, insp.get("inspector_id")):
+        # Each assignee has an occurrence of their own per slot: this run counts for its own.
+        return "the occurrence is another inspector's"
+    opens = occ.get("window_start")
+    done = insp.get("completed_at")
+    if opens is not None and done is not None:
+        opens = opens if opens.tzinfo else opens.replace(tzinfo=dt.UTC)
+        if dt.datetime.fromtimestamp(done / 1000, dt.UTC) < opens - _CLOCK_SKEW:
+            return (
+                f"the occurrence's window opens at {opens:%Y-%m-%d %H:%M} UTC, after this "
+                "inspection was completed"
+            )
     return None
+
+
+# How far a phone's clock may run ahead of the server's before a run completed just as an
+# occurrence's window opens reads as completed before it.
+_CLOCK_SKEW = dt.timedelta(minutes=10)
 
 
 def _newly_linked(cs: ChangeSet, insp: Row) -> bool:

@@ -4,12 +4,21 @@ inspection of the scheduled checklist fulfils an occurrence."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import update
 
 from store.models import Occurrence, TemplateVersion
-from tests.conftest import ANA, HQ_EMAIL, NORTH
+from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
 from tests.media.conftest import jpeg
-from tests.sync_env import answer, daily_schedule, new_action, new_inspection, photo_record
+from tests.sync_env import (
+    answer,
+    daily_schedule,
+    new_action,
+    new_inspection,
+    open_window,
+    photo_record,
+)
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -21,10 +30,12 @@ def _high(api, iid):
 
 
 def _first_occurrence(db, schedule_id):
-    """The schedule's earliest occurrence."""
-    return (
+    """The schedule's earliest occurrence, its window open."""
+    occ = (
         db.query(Occurrence).filter_by(schedule_id=schedule_id).order_by(Occurrence.due_at).first()
     )
+    open_window(db, occ.id)
+    return occ
 
 
 def _complete_linked(phone, env, occurrence_id, site="N-HOTEL", template=None):
@@ -176,6 +187,47 @@ def test_a_withdrawn_occurrence_is_not_fulfilled(api, env, device, db):
     db.expire_all()
     assert db.get(Occurrence, occ.id).status != "done"
     assert [c["kind"] for c in _occurrence_conflicts(result, iid)] == ["invalid_value"]
+
+
+def test_another_inspectors_occurrence_is_not_fulfilled_by_my_run(api, env, device, db):
+    """Two assignees, an occurrence each per slot: Ben's run counts for his, not Ana's (it made
+    hers done and left his missed)."""
+    sid = daily_schedule(api, env, "sync_probe", assignee_ids=[env["users"][u] for u in (ANA, BEN)])
+    first = _first_occurrence(db, sid)
+    slot = db.query(Occurrence).filter_by(schedule_id=sid, due_at=first.due_at).all()
+    by = {o.assignee_id: o.id for o in slot}
+    for occ_id in by.values():
+        open_window(db, occ_id)
+    ben = device(BEN)
+    ben.sync()
+    iid, result = _complete_linked(ben, env, by[env["users"][ANA]])
+    notes = _occurrence_conflicts(result, iid)
+    assert [c["kind"] for c in notes] == ["invalid_value"], result["conflicts"]
+    assert "another inspector" in notes[0]["detail"]
+    db.expire_all()
+    assert db.get(Occurrence, by[env["users"][ANA]]).status != "done"
+    # His own occurrence of that slot is his to fulfil.
+    mine, result = _complete_linked(ben, env, by[env["users"][BEN]])
+    assert _occurrence_conflicts(result, mine) == [], result["conflicts"]
+    db.expire_all()
+    assert db.get(Occurrence, by[env["users"][BEN]]).status == "done"
+
+
+def test_a_run_completed_before_the_window_opens_does_not_fulfil_it(api, env, device, db):
+    """An occurrence whose window opens tomorrow is not done by a run completed today."""
+    sid = daily_schedule(api, env, "sync_probe", assignee_ids=[env["users"][ANA]])
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    occ = db.query(Occurrence).filter_by(schedule_id=sid).order_by(Occurrence.due_at).first()
+    db.execute(update(Occurrence).where(Occurrence.id == occ.id).values(window_start=later))
+    db.commit()
+    phone = device(ANA)
+    phone.sync()
+    iid, result = _complete_linked(phone, env, occ.id)
+    notes = _occurrence_conflicts(result, iid)
+    assert [c["kind"] for c in notes] == ["invalid_value"], result["conflicts"]
+    assert "window opens" in notes[0]["detail"]
+    db.expire_all()
+    assert db.get(Occurrence, occ.id).status != "done"
 
 
 def test_a_newer_version_of_the_scheduled_template_fulfils_the_occurrence(api, env, device, db):

@@ -15,6 +15,7 @@ from tests.sync_env import (
     daily_schedule,
     new_action,
     new_inspection,
+    open_window,
 )
 
 
@@ -174,6 +175,7 @@ def test_a_refused_device_move_audits_nothing(env, device, db):
 def test_an_occurrence_fulfilled_by_a_completion_is_audited(api, env, device, db):
     sid = daily_schedule(api, env, assignee_ids=[env["users"][ANA]])
     occ = db.query(Occurrence).filter_by(schedule_id=sid).order_by(Occurrence.due_at).first()
+    open_window(db, occ.id)
     old_status = occ.status
     phone = device(ANA, "phone")
     phone.sync()

@@ -11,7 +11,7 @@ import pytest
 
 from inspections import schedules
 from tests.conftest import ANA, HQ_EMAIL, NORTH, SOUTH
-from tests.sync_env import answer, new_inspection
+from tests.sync_env import answer, new_inspection, open_window
 
 UTC = dt.UTC
 
@@ -145,6 +145,7 @@ def test_demo_schedules_reach_devices_and_a_synced_inspection_fulfils_one(api, e
         (o for o in pulled.values() if o["assignee_id"] == env["users"][ANA]),
         key=lambda o: o["due_at"],
     )
+    open_window(db, target["id"])
     iid = phone.create(
         "inspections",
         template_id=target["template_id"],
