@@ -102,16 +102,31 @@ def generate(
     """Create the missing occurrences due in [now, now + horizon) for every assignee."""
     if not schedule.active:
         return 0
+    start = max(now, schedule.generated_until or now)
+    end = now + horizon
+    if start >= end:
+        return 0
+    made = _fill(session, schedule, start, end)
+    schedule.generated_until = end
+    session.flush()
+    return made
+
+
+def _fill(
+    session: Session,
+    schedule: Schedule,
+    start: dt.datetime,
+    end: dt.datetime,
+    only: str | None = None,
+) -> int:
+    """Create the occurrences due in [start, end) that no row holds yet (withdrawn ones
+    included), for every assignee able to do them, or for `only` that one."""
     version = session.execute(
         select(TemplateVersion)
         .where(TemplateVersion.draft_id == schedule.draft_id)
         .order_by(TemplateVersion.version.desc())
         .limit(1)
     ).scalar_one()
-    start = max(now, schedule.generated_until or now)
-    end = now + horizon
-    if start >= end:
-        return 0
     existing = {
         (o.assignee_id, o.due_at)
         for o in session.execute(
@@ -124,9 +139,9 @@ def generate(
     assignees = [
         a
         for a in dict.fromkeys(schedule.assignee_ids or [])
-        if _works_at(session, a, schedule.site_id)
+        if (only is None or a == only) and _works_at(session, a, schedule.site_id)
     ]
-    if schedule.assignee_ids and not assignees:
+    if (schedule.assignee_ids or only) and not assignees:
         return 0
     made = 0
     for slot in schedules.slots(
@@ -154,7 +169,6 @@ def generate(
                 )
             )
             made += 1
-    schedule.generated_until = end
     session.flush()
     return made
 
@@ -271,6 +285,15 @@ def restore_assignee(session: Session, user_id: str, site_id: str | None = None)
             occ.deleted_at = None  # the rev moves, so devices get it back on their next pull
             count += 1
     session.flush()
+    # The slots topped up while they could not do them were made for the others only: make
+    # theirs now, up to where the schedule is generated (the top-up goes on from there).
+    now = utcnow()
+    naming = select(Schedule).where(Schedule.active.is_(True), Schedule.generated_until > now)
+    if site_id is not None:
+        naming = naming.where(Schedule.site_id == site_id)
+    for schedule in session.execute(naming).scalars():
+        if user_id in (schedule.assignee_ids or []) and scope.sees_site(schedule.site_id):
+            count += _fill(session, schedule, now, schedule.generated_until, only=user_id)
     return count
 
 
