@@ -511,8 +511,10 @@ def gc(session: Session, store: BlobStore, expiry: dt.timedelta) -> dict[str, in
     }
     removed_bytes = removed_records = 0
     for att in stale:
-        if att.sha256:
-            guarded(store.delete, staged_key(att.sha256, att.id))
+        own = att.sha256 and staged_key(att.sha256, att.id)
+        if own and guarded(store.exists, own):
+            guarded(store.delete, own)  # the upload's own copy: never anyone else's
+            removed_bytes += 1
         key = att.sha256 and original_key(att.sha256)
         spared = att.sha256 in done or att.sha256 in live
         if key and not spared and guarded(store.exists, key):

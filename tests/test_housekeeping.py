@@ -8,6 +8,7 @@ import hashlib
 
 from sqlalchemy import update
 
+from media import uploads
 from store.models import Attachment, IdempotencyRecord, Inspection, Site, SiteAssignment
 from tests.conftest import ANA, HQ_EMAIL
 from tests.media.conftest import jpeg
@@ -104,7 +105,8 @@ def test_media_gc_removes_uploads_that_never_completed(app, env, device, client,
     assert resp.status_code == 200
     client.put(resp.get_json()["url"], data=data, headers=phone.headers())
     store = app.extensions["blob_store"]
-    assert store.exists(f"blobs/{sha[:2]}/{sha}")
+    sent = uploads.staged_key(sha, "never-done")  # each upload PUTs its own copy
+    assert store.exists(sent)
     db.execute(
         update(Attachment).values(
             upload_requested_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
@@ -113,7 +115,7 @@ def test_media_gc_removes_uploads_that_never_completed(app, env, device, client,
     result = app.test_cli_runner().invoke(args=["media", "gc"])
     assert result.exit_code == 0, result.output
     assert "objects deleted: 1" in result.output and "pending records deleted: 1" in result.output
-    assert not store.exists(f"blobs/{sha[:2]}/{sha}")
+    assert not store.exists(sent) and not store.exists(uploads.original_key(sha))
     assert db.get(Attachment, "never-done") is None
 
 
