@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from store.models import Inspection, Occurrence
 from tests.conftest import ANA, HQ_EMAIL, NORTH
-from tests.sync_env import answer, daily_schedule, new_inspection
+from tests.sync_env import answer, daily_schedule, new_inspection, open_window
 from tests.test_report_rollups import assert_consistent
 
 PERIOD = f"start={quote('2000-01-01T00:00:00Z')}&end={quote('2100-01-01T00:00:00Z')}"
@@ -52,9 +52,12 @@ def _archive(api, iid: str) -> None:
 
 
 def _first_occurrence(db, schedule_id: str) -> Occurrence:
-    return (
+    """The schedule's earliest occurrence, its window open."""
+    occ = (
         db.query(Occurrence).filter_by(schedule_id=schedule_id).order_by(Occurrence.due_at).first()
     )
+    open_window(db, occ.id)
+    return occ
 
 
 def _occurrence(db, occ_id: str) -> Occurrence:

@@ -23,6 +23,7 @@ from tests.sync_env import (
     daily_schedule,
     new_action,
     new_inspection,
+    open_window,
     photo_record,
     refused_fix_photo_deletion,
 )
@@ -468,6 +469,8 @@ def test_a_push_fulfilling_two_occurrences_writes_them_in_id_order(app, env, api
         .all()
     )
     low, high = sorted(o.id for o in future)[:2]
+    for occ_id in (low, high):
+        open_window(db, occ_id)
     phone = device(ANA, "phone")
     phone.sync()
     made = []
