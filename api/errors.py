@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 
+# The review console's pages (api/console), which answer errors with a page of their own.
+CONSOLE_PREFIX = "/console/"
 _DEFAULT_MESSAGES = {
     400: "The request could not be understood; check that the body is valid JSON.",
     401: "Sign in first: send 'Authorization: Bearer <access token>'.",
@@ -134,9 +136,20 @@ def _summary(errors: Any) -> str:
     return _DEFAULT_MESSAGES[422]
 
 
+def _console_page(status: int, message: str) -> Response | None:
+    """The console's own error page, for an address under /console/ (see api/console)."""
+    page = current_app.extensions.get("console_error_page")
+    if page is None or not request.path.startswith(CONSOLE_PREFIX):
+        return None
+    return page(status, message)
+
+
 def handle_http(error: HTTPException) -> Response:
     """Werkzeug and smorest aborts."""
     code = error.code or 500
+    page = _console_page(code, error.description or "")
+    if page is not None:
+        return page
     data = getattr(error, "data", None) or {}
     errors = data.get("errors") or data.get("messages")
     errors = _flatten_locations(errors)
@@ -209,7 +222,8 @@ def handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return handle_http(error)
     log.exception("unhandled error")
-    return envelope(500)
+    page = _console_page(500, _DEFAULT_MESSAGES[500])
+    return page if page is not None else envelope(500)
 
 
 def register(app: Flask) -> None:

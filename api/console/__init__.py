@@ -8,7 +8,7 @@ import datetime as dt
 
 from flask import Flask
 
-from api.console.views import bp
+from api.console.views import bp, page_for_error
 
 
 def init_app(app: Flask) -> None:
@@ -27,3 +27,6 @@ def init_app(app: Flask) -> None:
     # A form's CSRF token lives as long as the signed-in session it belongs to.
     app.config["WTF_CSRF_TIME_LIMIT"] = int(lifetime.total_seconds())
     app.register_blueprint(bp)
+    # Errors no console view handles (an unknown console address, a method it does not take,
+    # a failure) still answer with the console's page under /console/ (api/errors.py).
+    app.extensions["console_error_page"] = page_for_error

@@ -16,6 +16,7 @@ from flask import (
     current_app,
     flash,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -211,6 +212,12 @@ def _http_error(error: HTTPException) -> Any:
     return _page_error(error.code or 500, error.description or "")
 
 
+def page_for_error(status: int, message: str) -> Any:
+    """The console's error page, with its headers, for an error outside its views (an unknown
+    console address, a method it does not take, a failure): not the API's JSON."""
+    return _headers(make_response(_page_error(status, message)))
+
+
 def _page_error(status: int, message: str) -> Any:
     titles = {403: "forbidden", 404: "not_found"}
     return (
@@ -285,9 +292,7 @@ def login() -> Any:
 
 def _safe_next(target: str | None) -> str:
     """Only ever redirect within the console."""
-    if target and target.startswith("/console/") and not target.startswith("//"):
-        return target
-    return url_for("console.queue")
+    return target if _is_console(target) else url_for("console.queue")
 
 
 @bp.route("/logout", methods=["POST"])
@@ -563,7 +568,14 @@ def action_transition(action_id: str) -> Any:
 
 
 def _is_console(target: str | None) -> bool:
-    return bool(target) and target.startswith("/console/") and not target.startswith("//")
+    """A path within the console, and nothing a Location header cannot carry (a line break
+    there is refused by the server itself: it made the redirect a 500)."""
+    return (
+        bool(target)
+        and target.startswith("/console/")
+        and not target.startswith("//")
+        and target.isprintable()
+    )
 
 
 def _days_zone(site_id: str | None = None, region_id: str | None = None) -> str:

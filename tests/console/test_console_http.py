@@ -318,3 +318,32 @@ def test_console_sign_in_failures_count_per_account_with_the_apis(client, api, d
         environ_base={"REMOTE_ADDR": "10.0.9.9"},
     )
     assert resp.status_code == 429
+
+
+def test_a_next_or_back_with_a_line_break_goes_to_the_queue(client, demo_org):
+    """A Location header cannot carry a line break: the redirect was a 500."""
+    evil = "/console/%0D%0AX-Evil:%201"
+    page = client.get("/console/login")
+    sent = client.post(
+        f"/console/login?next={evil}",
+        data={"email": NORTH, "password": DEMO_PASSWORD, "csrf_token": csrf_from(page.text)},
+    )
+    assert sent.status_code == 302 and sent.headers["Location"] == "/console/"
+    switched = client.get(f"/console/language/en?next={evil}")
+    assert switched.status_code == 302 and switched.headers["Location"] == "/console/"
+    assert "X-Evil" not in switched.headers
+
+
+def test_console_addresses_no_view_answers_get_the_console_page(client, demo_org):
+    """An unknown console address or method gets the console's HTML error page with its
+    headers, not the API's JSON; the API keeps its JSON."""
+    sign_in(client, NORTH)
+    for resp, status in (
+        (client.get("/console/nothing"), 404),
+        (client.get("/console/logout"), 405),
+    ):
+        assert resp.status_code == status and resp.mimetype == "text/html", resp.text[:200]
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["Cache-Control"] == "no-store"
+    api = client.get("/api/v1/nothing")
+    assert api.status_code == 404 and api.get_json()["code"] == 404
