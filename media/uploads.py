@@ -323,22 +323,22 @@ def complete(
     _lock_inspection(session, att)
     _check_owner(session, att, user_id, role)
     blob, staged = _staging(session, att, sees_site, user_id)
-    if blob is not None and not staged:
+    if not staged:
+        # The user can already see these bytes uploaded: their record must describe them.
         _check_blob(blob, att.byte_size or 0, att.mime or blob.mime)
     else:
-        key = staged_key(att.sha256, att.id) if staged else original_key(att.sha256)
-        data = _verified_bytes(store, limits, att, key, own_key=staged)
-        if staged and blob is not None:
+        # Staged, always so while no processed blob exists (_staging): its own copy only.
+        own = staged_key(att.sha256, att.id)
+        data = _verified_bytes(store, limits, att, own)
+        guarded(store.delete, own)
+        if blob is not None:
             # The user proved they hold the bytes; the shared original is already processed.
-            guarded(store.delete, key)
             _check_blob(blob, att.byte_size or 0, att.mime or blob.mime)
         else:
-            if staged:
-                # Its own copy, verified: the original (of these bytes, by their hash, whoever
-                # else is uploading them too).
-                guarded(store.put, original_key(att.sha256), data)
-                guarded(store.delete, key)
-                key = original_key(att.sha256)
+            # Verified, its copy becomes the original (of these bytes, by their hash, whoever
+            # else is uploading them too).
+            key = original_key(att.sha256)
+            guarded(store.put, key, data)
             try:
                 blob = _process(session, store, limits, att, data)
             except (images.ImageRejected, signatures.SignatureRejected) as exc:
@@ -349,11 +349,9 @@ def complete(
     return att
 
 
-def _verified_bytes(
-    store: BlobStore, limits: Limits, att: Attachment, key: str, *, own_key: bool
-) -> bytes:
-    """The bytes under key, checked against the record's size and sha256 (size first, so an
-    oversized object is refused without being read)."""
+def _verified_bytes(store: BlobStore, limits: Limits, att: Attachment, key: str) -> bytes:
+    """The bytes under this upload's own key, checked against the record's size and sha256
+    (size first, so an oversized object is refused without being read); refused bytes go."""
     try:
         size = guarded(store.size, key)
     except NotFound:
@@ -362,8 +360,7 @@ def _verified_bytes(
             reason="bytes_missing",
         ) from None
     if size != att.byte_size or size > limits.max_bytes:
-        if own_key:
-            guarded(store.delete, key)
+        guarded(store.delete, key)
         raise Rejected(
             f"The stored file has {size} bytes, not the declared {att.byte_size}; "
             "request the upload again and PUT the whole file.",
