@@ -309,3 +309,47 @@ def test_bytes_uploaded_first_are_not_claimed_by_a_record_of_another_type(env, d
     db.expire_all()
     row = db.get(Attachment, att)
     assert row.pending_upload is False and row.uploaded is False
+
+
+@pytest.mark.parametrize("table", ["responses", "actions"])
+def test_a_record_created_again_under_a_new_inspection_is_not_moved_or_duplicated(
+    env, device, db, table
+):
+    # Records created under an inspection the same push creates are taken as new without a
+    # lookup (SQLite's fast path); one the server has after all (a device that re-created it
+    # under a new run) must meet the same refusal as when every record is looked up.
+    phone = device(ANA, "phone")
+    phone.sync()
+    home = new_inspection(phone, env)
+    rid = (
+        answer(phone, home, "clean", "yes")
+        if table == "responses"
+        else phone.create(
+            "actions",
+            inspection_id=home,
+            site_id=env["sites"]["N-HOTEL"],
+            title="Fix the seal",
+            priority="high",
+            status="open",
+        )
+    )
+    assert phone.sync()["conflicts"] == []
+    tab = device(ANA, "tab")
+    tab.sync()
+    fresh = new_inspection(tab, env)
+    other = answer(tab, fresh, "fridge", 4)
+    raw = dict(tab.get(table, rid), inspection_id=fresh)
+    del tab.db[table][rid]
+    tab.create(table, **raw)
+
+    pushed = tab.sync()
+
+    assert [(c["kind"], c["id"], c["column"]) for c in pushed["conflicts"]] == [
+        ("invalid_value", rid, "inspection_id")
+    ]
+    model = Response if table == "responses" else Action
+    db.expire_all()
+    assert db.get(model, rid).inspection_id == home
+    assert db.scalar(select(func.count()).select_from(model).where(model.id == rid)) == 1
+    assert db.get(Inspection, fresh) is not None
+    assert db.get(Response, other).inspection_id == fresh
