@@ -71,15 +71,18 @@ def decorate(session: Session, actions: list[Action]) -> list[Action]:
     return actions
 
 
-def get(session: Session, scope: Scope, action_id: str, lock: bool = False) -> Action:
-    """One action in scope (404 otherwise); `lock` holds its row until the transaction ends
-    (PostgreSQL)."""
+def get(
+    session: Session, scope: Scope, action_id: str, lock: bool = False, write: bool = False
+) -> Action:
+    """One live action in scope: outside it, 404 to read it and 403 to change it (`write`);
+    `lock` holds its row until the transaction ends (PostgreSQL)."""
     if lock and is_postgres(session):
         action = session.get(Action, action_id, with_for_update=True, populate_existing=True)
     else:
         action = session.get(Action, action_id)
-    if action is None or action.deleted_at is not None or not scope.sees_site(action.site_id):
+    if action is None or action.deleted_at is not None:
         raise NotFound("No corrective action with that id.")
+    (scope.check_write if write else scope.check_read)(action.site_id, "corrective action")
     return action
 
 
@@ -176,7 +179,7 @@ def transition(
     """Move an action along open -> in_progress -> resolved -> verified (or reopened)."""
     # Held while its status and evidence are judged: a push deleting its last photo, or
     # another transition, commits before or after this one, never in between.
-    action = get(session, scope, action_id, lock=True)
+    action = get(session, scope, action_id, lock=True, write=True)
     try:
         action_rules.action_transition(
             action.status,

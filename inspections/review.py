@@ -74,11 +74,15 @@ def queue(scope: Scope, filters: dict[str, Any]) -> Select:
     )
 
 
-def get_inspection(session: Session, scope: Scope, inspection_id: str) -> Inspection:
-    """One live inspection in scope (404 otherwise, never revealing that it exists)."""
+def get_inspection(
+    session: Session, scope: Scope, inspection_id: str, write: bool = False
+) -> Inspection:
+    """One live inspection in scope. Outside it, 404 to read it (never revealing that it
+    exists) and 403 to change it (domain.md)."""
     insp = session.get(Inspection, inspection_id)
-    if insp is None or insp.deleted_at is not None or not scope.sees_site(insp.site_id):
+    if insp is None or insp.deleted_at is not None:
         raise NotFound("No inspection with that id.")
+    (scope.check_write if write else scope.check_read)(insp.site_id, "inspection")
     return insp
 
 
@@ -222,7 +226,7 @@ def decide(
     comment: str | None,
 ) -> Inspection:
     """Approve, or return for rework with a comment; the device learns on its next pull."""
-    insp = get_inspection(session, scope, inspection_id)
+    insp = get_inspection(session, scope, inspection_id, write=True)
     if is_postgres(session):
         # Held, and read again, before the decision is judged: another review or a push of
         # the same inspection commits before or after this one, never in between.
@@ -336,7 +340,7 @@ def complete(
 ) -> Inspection:
     """The inspector completes an inspection over REST: the same rules as a synced completion,
     but unanswered required items are a 422 naming them (nothing is recorded)."""
-    insp = get_inspection(session, scope, inspection_id)
+    insp = get_inspection(session, scope, inspection_id, write=True)
     if scope.role != "inspector" or insp.inspector_id not in (None, scope.user_id):
         raise Forbidden(
             "Only the inspector who ran it completes an inspection.", reason="wrong_role"

@@ -99,7 +99,11 @@ def _attachment(
     user_id: str,
     *,
     creating: bool = False,
+    write: bool = False,
 ) -> Attachment | None:
+    """The attachment, None when there is none. A record of a site outside scope: 404 to read
+    it, 403 to upload to it (`write`; domain.md); someone else's early bytes (no site yet)
+    are not a record anyone else may know of: 404."""
     if not ATTACHMENT_ID.match(attachment_id or ""):
         if creating:
             raise Invalid(
@@ -110,8 +114,13 @@ def _attachment(
     att = session.get(Attachment, attachment_id)
     if att is None:
         return None
-    visible = sees_site(att.site_id) if att.site_id else att.uploaded_by == user_id
-    if not visible or att.deleted_at is not None:
+    if att.deleted_at is not None or (not att.site_id and att.uploaded_by != user_id):
+        raise NotFound("No attachment with that id.")
+    if att.site_id and not sees_site(att.site_id):
+        if write:
+            raise Forbidden(
+                "You may not upload to this attachment: its site is outside your scope."
+            )
         raise NotFound("No attachment with that id.")
     return att
 
@@ -189,7 +198,7 @@ def request_upload(
         raise Invalid("sha256 must be 64 hex characters.", errors={"sha256": ["not a sha256"]})
     if byte_size > limits.max_bytes:
         raise TooLarge(f"Uploads are limited to {limits.max_bytes} bytes.")
-    att = _attachment(session, attachment_id, sees_site, user_id, creating=True)
+    att = _attachment(session, attachment_id, sees_site, user_id, creating=True, write=True)
     if att is not None:
         _lock_inspection(session, att)
         _check_owner(session, att, user_id, role)
@@ -274,7 +283,7 @@ def receive_bytes(
 ) -> dict[str, Any]:
     """Step 2 (local store): take the bytes, check them against the requested sha256 and size,
     and store them under their hash; nothing is kept when they do not match."""
-    att = _attachment(session, attachment_id, sees_site, user_id)
+    att = _attachment(session, attachment_id, sees_site, user_id, write=True)
     if att is None or not att.sha256:
         raise Invalid("Request an upload first (POST .../upload).", reason="no_upload_requested")
     _check_owner(session, att, user_id, role)
@@ -315,7 +324,7 @@ def complete(
     role: str | None = None,
 ) -> Attachment:
     """Step 3: verify size and sha256 ourselves, validate and process, mark uploaded."""
-    att = _attachment(session, attachment_id, sees_site, user_id)
+    att = _attachment(session, attachment_id, sees_site, user_id, write=True)
     if att is None or not att.sha256:
         raise Invalid("Request an upload first (POST .../upload).", reason="no_upload_requested")
     if att.uploaded:

@@ -53,8 +53,11 @@ def query(scope: Scope, filters: dict[str, Any]) -> Select:
     return stmt.order_by(Conflict.created_at.desc(), Conflict.id)
 
 
-def get(session: Session, scope: Scope, conflict_id: str, lock: bool = False) -> Conflict:
-    """One conflict in scope (404 otherwise); `lock` holds its row until the transaction ends."""
+def get(
+    session: Session, scope: Scope, conflict_id: str, lock: bool = False, write: bool = False
+) -> Conflict:
+    """One conflict in scope: outside it, 404 to read it and 403 to resolve it (`write`);
+    `lock` holds its row until the transaction ends."""
     scope.require_role("regional_manager", "hq")
     if lock:
         # FOR UPDATE serialises resolutions of one conflict: a second one waits, then reads
@@ -62,8 +65,10 @@ def get(session: Session, scope: Scope, conflict_id: str, lock: bool = False) ->
         row = session.get(Conflict, conflict_id, with_for_update=True, populate_existing=True)
     else:
         row = session.get(Conflict, conflict_id)
-    if row is None or not (scope.is_hq or scope.sees_site(row.site_id)):
+    if row is None:
         raise NotFound("No conflict with that id.")
+    if not scope.is_hq:
+        (scope.check_write if write else scope.check_read)(row.site_id, "conflict")
     return row
 
 
@@ -444,7 +449,7 @@ def resolve(
             "Resolution must be keep_server, take_device or edit.",
             errors={"resolution": [f"one of {', '.join(RESOLUTIONS)}"]},
         )
-    conflict = get(session, scope, conflict_id, lock=True)
+    conflict = get(session, scope, conflict_id, lock=True, write=True)
     if conflict.resolved_at is not None:
         raise Invalid("This conflict is already resolved.", reason="already_resolved")
     lock = is_postgres(session)
