@@ -83,3 +83,13 @@ def test_json_depth_limit_is_exact():
         assert exc.reason == "too_deep"
     else:
         raise AssertionError("a body one level too deep was accepted")
+
+
+def test_a_report_period_without_an_offset_says_how_to_write_one(api, demo_org):
+    # A bare date is another instant at every site: the answer says what to send instead.
+    resp = api.get("/reports/compliance?start=2026-11-01&end=2026-12-01T00:00:00Z", HQ_EMAIL)
+    body = _envelope(resp, 422)
+    message = " ".join(str(v) for v in body["errors"].values()) + body["message"]
+    assert "start" in str(body["errors"]) and "+08:00" in message, body
+    resp = api.get("/reports/compliance?start=yesterday&end=2026-12-01T00:00:00Z", HQ_EMAIL)
+    assert "2026-11-01T00:00:00+08:00" in str(_envelope(resp, 422)["errors"])
