@@ -191,6 +191,17 @@ def pull_post(args):
     return _do_pull(args)
 
 
+def _known_as_of(state: DeviceState | None) -> int | None:
+    """The rev as of which the device knew the records it edits without a base_rev: where its
+    last pull started (edits made before that pull merged into it), or, after a first pull
+    from nothing, where that pull ended (the device had no server record to edit before it)."""
+    if state is None:
+        return None
+    if state.pull_start_rev is None:
+        return state.last_pulled_rev
+    return state.pull_start_rev
+
+
 @blp.route("/push", methods=["POST"])
 @blp.doc(parameters=[DEVICE_HEADER])
 @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": PushBody}}})
@@ -219,7 +230,7 @@ def push_changes():
         rules=sync_rules(),
         max_records=current_app.config["SYNC_PUSH_MAX_RECORDS"],
         now_ms=int(time.time() * 1000),
-        pull_start=state.pull_start_rev if state else None,
+        pull_start=_known_as_of(state),
     )
     _note_device(scope.user_id, "last_push_at")
     top = revs.stamp(session)

@@ -370,3 +370,24 @@ def test_server_owned_columns_are_ignored_and_the_device_converges(env, device, 
     phone.sync()
     rec = phone.get("inspections", iid)
     assert rec["score"] != 1000 and rec["review_state"] is None
+
+
+def test_an_edit_after_a_first_pull_without_base_rev_is_no_concurrent_edit(env, device, db):
+    # A device's first pull (from nothing) showed it every record as of that pull's end: an
+    # edit it pushes next without a base_rev is based on that, not on "before everything".
+    a = device(ANA, "a")
+    a.sync()
+    iid = new_inspection(a, env)
+    a.sync()
+    a.update("inspections", iid, notes="by a")
+    a.sync()
+    b = device(ANA, "b")
+    cursor = b.pull()  # the first pull, then straight to the push, as a hand-made client may
+    b.update("inspections", iid, notes="by b")
+    rec = b.db["inspections"][iid]
+    rec["raw"].pop("base_rev", None)
+    rec["_changed"].discard("base_rev")
+    assert b.push(cursor)["conflicts"] == []
+    db.expire_all()
+    assert db.get(Inspection, iid).notes == "by b"
+    assert db.execute(select(func.count()).select_from(Conflict)).scalar() == 0
