@@ -165,11 +165,10 @@ def _insert_sqlite(session: Session, table: Table, rows: list[Row], first_rev: i
     data.append(range(first_rev, first_rev - count, -1))
     names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" for _ in columns)
+    # In the plan's order: sorting a batch by id first, so the primary key's index is walked
+    # from left to right, saved nothing measurable even in a table of a million answers, and
+    # cost a 3,000-row push about a millisecond.
     values = zip(*data, strict=True)
-    if "id" in columns:
-        # In key order: a batch of random ids (WatermelonDB's) then walks the primary key's
-        # index once from left to right instead of jumping between its pages for every row.
-        values = sorted(values, key=itemgetter(columns.index("id")))
     session.flush()
     raw = session.connection().connection.driver_connection
     raw.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', values)
