@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tests.conftest import HQ_EMAIL
 
 
@@ -83,6 +87,39 @@ def test_json_depth_limit_is_exact():
         assert exc.reason == "too_deep"
     else:
         raise AssertionError("a body one level too deep was accepted")
+
+
+def _walked_depth(value) -> int:
+    """Nesting depth by the plain recursive definition."""
+    if isinstance(value, dict):
+        return 1 + max((_walked_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_walked_depth(v) for v in value), default=0)
+    return 0
+
+
+_SCALARS = (
+    st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(alphabet='ab{[]}"\\', max_size=4)
+)
+_TREES = st.recursive(
+    _SCALARS,
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=3), kids, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@given(_TREES)
+def test_the_depth_check_stops_early_only_when_nothing_lies_deeper(tree):
+    # The check stops once the levels seen hold as many containers as the text has '{' and
+    # '[' bytes; brackets inside strings (keys and values) must not make it stop short.
+    from api.jsonio import _max_depth
+
+    raw = orjson.dumps(tree)
+    if not isinstance(tree, dict | list):
+        return
+    assert _max_depth(orjson.loads(raw), raw.count(b"{") + raw.count(b"[")) == _walked_depth(tree)
 
 
 def test_a_report_period_without_an_offset_says_how_to_write_one(api, demo_org):
