@@ -12,7 +12,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, g, request
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from api.config import DEMO_PASSWORD
@@ -107,6 +107,7 @@ def _decode(token: str, expected_type: str, expired_ok: bool = False) -> dict[st
 def issue_tokens(db: Session, user: User, family: str | None = None) -> dict[str, Any]:
     """A new access token and a single-use refresh token."""
     now = utcnow()
+    family = family or secrets.token_hex(16)
     access_ttl = current_app.config["ACCESS_TOKEN_TTL"]
     refresh_ttl = current_app.config["REFRESH_TOKEN_TTL"]
     access = _encode(
@@ -114,12 +115,14 @@ def issue_tokens(db: Session, user: User, family: str | None = None) -> dict[str
             "sub": user.id,
             "role": user.role,
             "typ": "access",
+            # The sign-in it belongs to: signing out (or a stolen refresh token's reuse) ends
+            # it, and its access tokens stop working at once, not when they expire.
+            "sid": family,
             "iat": now,
             "exp": now + dt.timedelta(seconds=access_ttl),
         }
     )
     jti = secrets.token_hex(16)
-    family = family or secrets.token_hex(16)
     expires = now + dt.timedelta(seconds=refresh_ttl)
     db.add(RefreshToken(jti=jti, user_id=user.id, family=family, expires_at=expires))
     refresh = _encode({"sub": user.id, "typ": "refresh", "jti": jti, "iat": now, "exp": expires})
@@ -205,15 +208,35 @@ def require_token() -> None:
         token_claims()
 
 
+def session_ended(family: Any) -> Any:
+    """Whether a sign-in (a refresh token family) was ended: signed out, or cut off when a
+    spent refresh token came back."""
+    return exists().where(RefreshToken.family == family, RefreshToken.revoked_at.is_not(None))
+
+
 def current_user() -> User:
-    """The signed-in user of this request (Unauthorized if none)."""
+    """The signed-in user of this request (Unauthorized if none, or if the sign-in its token
+    belongs to has ended)."""
     user = getattr(g, "user", None)
     if user is None:
         claims = token_claims()
-        user = session().get(User, claims["sub"])
+        sid = claims.get("sid")
+        if sid is None:  # a token issued before tokens named their sign-in
+            user, ended = session().get(User, claims["sub"]), False
+        else:
+            row = (
+                session()
+                .execute(select(User, session_ended(sid)).where(User.id == claims["sub"]))
+                .one_or_none()
+            )
+            user, ended = row if row is not None else (None, False)
         if user is None or not user.active:
             raise Unauthorized(
                 "This account no longer exists or is disabled.", reason="account_disabled"
+            )
+        if ended:
+            raise Unauthorized(
+                "You signed out of this session; sign in again.", reason="signed_out"
             )
         g.user = user
     return user

@@ -98,6 +98,8 @@ def statement(scoped: bool, first: bool) -> str:
     return f"""
     WITH me AS (
         SELECT u.id, u.role, u.region_id FROM users u WHERE u.id = %(user)s AND u.active
+          AND NOT EXISTS (SELECT 1 FROM refresh_tokens r
+                          WHERE r.family = %(sid)s AND r.revoked_at IS NOT NULL)
     ),{scope}
     counter AS (
         SELECT c.value AS top, c.purged_rev AS purged,
@@ -110,6 +112,8 @@ def statement(scoped: bool, first: bool) -> str:
     SELECT NULL::bigint AS rev, NULL::int AS tab, NULL AS id, NULL::boolean AS gone,
            row_to_json(m)::text AS doc
     FROM (SELECT c.top, c.purged, c.moved, (SELECT role FROM me) AS role,
+                 EXISTS (SELECT 1 FROM refresh_tokens r
+                         WHERE r.family = %(sid)s AND r.revoked_at IS NOT NULL) AS signed_out,
                  (SELECT region_id FROM me) AS region_id, {sites},
                  d.resume_rev AS resume, d.scope_key
           FROM counter c LEFT JOIN device_states d
@@ -193,12 +197,18 @@ def _page(session: Session, rows: list[tuple]) -> Page:
 
 
 def pull(
-    session: Session, user_id: str, token_role: str, device_id: str, req: PullRequest
+    session: Session,
+    user_id: str,
+    token_role: str,
+    device_id: str,
+    req: PullRequest,
+    sign_in: str | None = None,
 ) -> dict[str, Any]:
     """One page of changes for this user and device, and the device's bookkeeping, committed.
     The session must not have begun: the pull begins its own REPEATABLE READ transaction, so
     what the rare cases read after the statement (access changes, refusals, migrations,
-    templates) comes from the same snapshot."""
+    templates) comes from the same snapshot. `sign_in`: the token's sign-in (its `sid`); one
+    that was signed out is refused."""
     # Autocommit at the driver: the transaction is begun and committed by the statements
     # below (the session's rollback when it closes then finds nothing to do, and on an error
     # still ends it: psycopg asks the server's transaction state).
@@ -210,6 +220,7 @@ def pull(
     first = cursor is None or cursor <= 0
     params = {
         "user": user_id,
+        "sid": sign_in,
         "device": device_id,
         "low": -1 if first else cursor,
         "n": req.limit + 1,
@@ -217,6 +228,8 @@ def pull(
     scoped = token_role != HQ
     meta, rows = _run(raw, params, scoped, first, begin=True)
     role = meta["role"]
+    if meta["signed_out"]:
+        raise Unauthorized("You signed out of this session; sign in again.", reason="signed_out")
     if role is None:
         raise Unauthorized(
             "This account no longer exists or is disabled.", reason="account_disabled"

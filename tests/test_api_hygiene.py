@@ -250,6 +250,34 @@ def test_logout_revokes_the_refresh_token(api, demo_org):
     assert body["reason"] == "token_revoked"
 
 
+def test_logout_ends_the_sessions_access_tokens_at_once(client, api, demo_org):
+    # Signed out on a shared phone: the access token still in its memory must not keep
+    # reading or pushing for the rest of its 15 minutes, over REST or sync.
+    phone = api.login(ANA)
+    laptop = api.login(ANA)
+
+    def as_(tokens, method, path, **kw):
+        headers = {"Authorization": f"Bearer {tokens['access_token']}", "X-Device-Id": "p"}
+        return client.open(f"/api/v1{path}", method=method, headers=headers, **kw)
+
+    assert as_(phone, "GET", "/me").status_code == 200
+    assert as_(phone, "GET", "/sync/pull").status_code == 200
+    resp = api.post("/auth/logout", json={"refresh_token": phone["refresh_token"]})
+    assert resp.status_code == 204
+    push = {"changes": {}, "last_pulled_at": None}
+    for method, path, kw in (
+        ("GET", "/me", {}),
+        ("GET", "/sync/pull", {}),
+        ("POST", "/sync/push", {"json": push}),
+        ("GET", "/actions", {}),
+    ):
+        body = _envelope(as_(phone, method, path, **kw), 401)
+        assert body["reason"] == "signed_out", (path, body)
+    # The other sign-in of the same account goes on working.
+    assert as_(laptop, "GET", "/me").status_code == 200
+    assert as_(laptop, "GET", "/sync/pull").status_code == 200
+
+
 def test_logout_is_idempotent(api, demo_org):
     tokens = api.login(ANA)
     for _ in range(2):

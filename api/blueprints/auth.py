@@ -76,8 +76,8 @@ def refresh(body):
 def logout(body):
     """Sign out: revoke a refresh token and the session (token family) it belongs to.
 
-    Idempotent: a token already spent or revoked answers 204 too. The access tokens already
-    issued stay valid until they expire (minutes); forget them on the device."""
+    Idempotent: a token already spent or revoked answers 204 too. The access tokens issued
+    to that sign-in stop working at once (401 `signed_out`)."""
     end_session(db.session(), body["refresh_token"])
     db.commit()
 

@@ -149,7 +149,9 @@ def _do_pull(args: dict) -> Response:
         # One statement, and the device's bookkeeping sent with the COMMIT (sync/pull_pg.py):
         # nothing is left to commit, so the session just hands its connection back.
         claims = token_claims()
-        result = pull_pg.pull(session, claims["sub"], claims.get("role", ""), g.device_id, req)
+        result = pull_pg.pull(
+            session, claims["sub"], claims.get("role", ""), g.device_id, req, claims.get("sid")
+        )
         session.close()
         return _json(result)
     user = current_user()

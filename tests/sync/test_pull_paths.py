@@ -204,17 +204,18 @@ def test_a_scoped_page_walks_only_its_own_sites_rows(app, env, device, history, 
     )
     db.execute(text("ANALYZE responses"))
     db.commit()
-    names = iter(("$1", "$2", "$3", "$4"))
-    numbered = {key: next(names) for key in ("user", "device", "low", "n")}
+    names = iter(("$1", "$2", "$3", "$4", "$5"))
+    numbered = {key: next(names) for key in ("user", "device", "low", "n", "sid")}
     statement = pull_pg._STATEMENTS[(True, False)].decode()
     for key, number in numbered.items():
         statement = statement.replace(f"%({key})s", number)
     user_id = env["users"][ANA]
     with app.extensions["db_engine"].begin() as conn:
         conn.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
-        conn.exec_driver_sql(f"PREPARE page(text, text, bigint, bigint) AS {statement}")
+        conn.exec_driver_sql(f"PREPARE page(text, text, bigint, bigint, text) AS {statement}")
         plan = conn.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page('{user_id}', 'x', {top - 2000}, 1001)"
+            "EXPLAIN (ANALYZE, FORMAT JSON) "
+            f"EXECUTE page('{user_id}', 'x', {top - 2000}, 1001, 'a-sign-in')"
         ).scalar_one()
     scans = []
 
