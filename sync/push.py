@@ -86,8 +86,8 @@ _consume = deque(maxlen=0).extend
 _PLACE_KEY = ("inspection_id", "site_id", "action_id")
 # Records created under an inspection created in the same push are new: their ids are a device's
 # fresh random ids, and the server keeps no answer or action of an inspection it does not have.
-# On SQLite they are not looked up (a big push's thousands cost a tenth of its time there); a
-# clash at the insert plans the push again with every record looked up (push). Photos are always
+# On SQLite they are not looked up (for a big push's thousands, 2 to 3 ms of about 40); a clash
+# at the insert plans the push again with every record looked up (push). Photos are always
 # looked up: their bytes may have arrived before their record (a pending upload).
 _ASSUMED_NEW = frozenset({"responses", "actions"})
 
