@@ -41,6 +41,16 @@ MESSAGES_ZH = {
     ),
     "The address contains a NUL character (%00); remove it.": "地址中含有空字符(%00),请删除。",
     "Expected an access token.": "需要访问令牌(access token)。",
+    (
+        "This sign-in has ended (signed out, or the account or its password changed); "
+        "sign in again."
+    ): "本次登录已结束(已退出,或账号、密码已变更),请重新登录。",
+    "You may not raise an action at a site outside your scope.": (
+        "您无权在权限范围以外的门店创建整改项。"
+    ),
+    "You may not upload to this attachment: its site is outside your scope.": (
+        "您无权上传该附件:其门店不在您的权限范围内。"
+    ),
     "Expected a refresh token.": "需要刷新令牌(refresh token)。",
     (
         "The device's answer was deleted on the server, so it cannot become the live one; "

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.config import DEMO_PASSWORD
 from api.db import session
-from store.errors import Unauthorized
+from store.errors import SignInEnded, Unauthorized
 from store.models import RefreshToken, User
 from store.types import utcnow
 from sync.scope import Scope, scope_for
@@ -84,6 +84,8 @@ def _verified(token: str, key: str) -> dict[str, Any]:
     )
     if type(claims["exp"]) is not int:
         raise jwt.InvalidTokenError("exp is not a whole number of seconds")
+    if type(claims.get("sid", "")) is not str:
+        raise jwt.InvalidTokenError("sid is not a string")
     return claims
 
 
@@ -141,7 +143,14 @@ def rotate_refresh(db: Session, token: str) -> dict[str, Any]:
     row = db.execute(
         select(RefreshToken).where(RefreshToken.jti == claims.get("jti")).with_for_update()
     ).scalar_one_or_none()
-    if row is None or row.revoked_at is not None:
+    # The sign-in may have ended while this token was being issued (a sign-out racing a
+    # refresh revokes the rows it sees, not the one the refresh was inserting): any revoked
+    # token of the family ends it.
+    if (
+        row is None
+        or row.revoked_at is not None
+        or db.execute(select(session_ended(row.family))).scalar()
+    ):
         raise Unauthorized(
             "This refresh token is no longer valid; sign in again.", reason="token_revoked"
         )
@@ -209,8 +218,7 @@ def require_token() -> None:
 
 
 def session_ended(family: Any) -> Any:
-    """Whether a sign-in (a refresh token family) was ended: signed out, or cut off when a
-    spent refresh token came back."""
+    """Whether a sign-in (a refresh token family) has ended (SignInEnded says how)."""
     return exists().where(RefreshToken.family == family, RefreshToken.revoked_at.is_not(None))
 
 
@@ -235,9 +243,7 @@ def current_user() -> User:
                 "This account no longer exists or is disabled.", reason="account_disabled"
             )
         if ended:
-            raise Unauthorized(
-                "You signed out of this session; sign in again.", reason="signed_out"
-            )
+            raise SignInEnded()
         g.user = user
     return user
 

@@ -129,7 +129,7 @@ def create(session: Session, scope: Scope, data: dict[str, Any]) -> str:
     site_id = data.get("site_id")
     if data.get("inspection_id"):
         insp = session.get(Inspection, data["inspection_id"])
-        if insp is None or not scope.sees_site(insp.site_id):
+        if insp is None or insp.deleted_at is not None or not scope.sees_site(insp.site_id):
             raise Invalid("Unknown inspection.", errors={"inspection_id": ["no such inspection"]})
         site_id = site_id or insp.site_id
         if site_id != insp.site_id:
@@ -142,7 +142,8 @@ def create(session: Session, scope: Scope, data: dict[str, Any]) -> str:
     site = session.get(Site, site_id)
     if site is None or site.deleted_at is not None:
         raise Invalid("Unknown site.", errors={"site_id": ["no such site"]})
-    scope.check_write(site_id, "site")
+    if not scope.sees_site(site_id):
+        raise Forbidden("You may not raise an action at a site outside your scope.")
     _check_links(session, data, site_id)
     cs = _cs(scope)
     row = {c: data.get(c) for c in TABLES["actions"].writable}

@@ -49,11 +49,12 @@ class Instant(fields.AwareDateTime):
 
     default_error_messages: ClassVar[dict[str, str]] = {
         "out_of_range": "Use a time between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z.",
-        "invalid": "Use an ISO 8601 time with its offset, such as 2026-11-01T00:00:00+08:00.",
+        "invalid": "Use an ISO 8601 time with its offset, such as 2026-11-01T00:00:00+08:00 "
+        "(in a query string, write the + as %2B) or 2026-10-31T16:00:00Z.",
         # A plain date or local time names a different instant at every site.
         "invalid_awareness": "Add the offset from UTC (+08:00, or Z for UTC) to this time, "
-        "such as 2026-11-01T00:00:00+08:00: a bare date or time is another instant in "
-        "every time zone.",
+        "such as 2026-11-01T00:00:00+08:00 (in a query string, write the + as %2B): a bare "
+        "date or time is another instant in every time zone.",
     }
 
     def _deserialize(self, value, attr, data, **kwargs):

@@ -48,6 +48,19 @@ class Unauthorized(DomainError):
     reason = "unauthorized"
 
 
+class SignInEnded(Unauthorized):
+    """The token's sign-in has ended: signed out, cut off when a spent refresh token came
+    back, or by a change to the account (its password, deactivation)."""
+
+    reason = "session_ended"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This sign-in has ended (signed out, or the account or its password changed); "
+            "sign in again."
+        )
+
+
 class Invalid(DomainError):
     """The request is well formed but breaks a rule; `errors` names the fields."""
 

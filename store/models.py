@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -113,6 +114,15 @@ class RefreshToken(Base):
     """A single-use refresh token; reuse of a spent one revokes its whole family."""
 
     __tablename__ = "refresh_tokens"
+    # Has this sign-in ended? Answered from the revoked tokens alone (every request asks).
+    __table_args__ = (
+        Index(
+            "ix_refresh_tokens_family_revoked",
+            "family",
+            postgresql_where=text("revoked_at IS NOT NULL"),
+            sqlite_where=text("revoked_at IS NOT NULL"),
+        ),
+    )
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     family: Mapped[str] = mapped_column(String(64), index=True)

@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER
-from store.errors import Unauthorized
+from store.errors import SignInEnded, Unauthorized
 from sync.pull import (
     SITE_COLUMN,
     Page,
@@ -98,8 +98,6 @@ def statement(scoped: bool, first: bool) -> str:
     return f"""
     WITH me AS (
         SELECT u.id, u.role, u.region_id FROM users u WHERE u.id = %(user)s AND u.active
-          AND NOT EXISTS (SELECT 1 FROM refresh_tokens r
-                          WHERE r.family = %(sid)s AND r.revoked_at IS NOT NULL)
     ),{scope}
     counter AS (
         SELECT c.value AS top, c.purged_rev AS purged,
@@ -113,7 +111,7 @@ def statement(scoped: bool, first: bool) -> str:
            row_to_json(m)::text AS doc
     FROM (SELECT c.top, c.purged, c.moved, (SELECT role FROM me) AS role,
                  EXISTS (SELECT 1 FROM refresh_tokens r
-                         WHERE r.family = %(sid)s AND r.revoked_at IS NOT NULL) AS signed_out,
+                         WHERE r.family = %(sid)s AND r.revoked_at IS NOT NULL) AS ended,
                  (SELECT region_id FROM me) AS region_id, {sites},
                  d.resume_rev AS resume, d.scope_key
           FROM counter c LEFT JOIN device_states d
@@ -228,12 +226,13 @@ def pull(
     scoped = token_role != HQ
     meta, rows = _run(raw, params, scoped, first, begin=True)
     role = meta["role"]
-    if meta["signed_out"]:
-        raise Unauthorized("You signed out of this session; sign in again.", reason="signed_out")
     if role is None:
         raise Unauthorized(
             "This account no longer exists or is disabled.", reason="account_disabled"
         )
+    if meta["ended"]:
+        # The page was read, but none of it leaves: the token's sign-in has ended.
+        raise SignInEnded()
     if (role != HQ) != scoped:
         # The role changed since the token was issued: the same snapshot, the right statement.
         scoped = role != HQ

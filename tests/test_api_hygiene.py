@@ -272,10 +272,57 @@ def test_logout_ends_the_sessions_access_tokens_at_once(client, api, demo_org):
         ("GET", "/actions", {}),
     ):
         body = _envelope(as_(phone, method, path, **kw), 401)
-        assert body["reason"] == "signed_out", (path, body)
+        assert body["reason"] == "session_ended", (path, body)
     # The other sign-in of the same account goes on working.
     assert as_(laptop, "GET", "/me").status_code == 200
     assert as_(laptop, "GET", "/sync/pull").status_code == 200
+
+
+def test_a_refresh_racing_a_sign_out_gives_no_working_refresh_token(app, api, demo_org):
+    # A sign-out revokes the tokens it sees; a refresh issuing a token at that moment must
+    # not leave a chain that refreshes forever into dead access tokens.
+    from sqlalchemy import update
+
+    from api import db
+    from store.models import RefreshToken
+    from store.types import utcnow
+
+    first = api.login(ANA)
+    second = api.post("/auth/refresh", json={"refresh_token": first["refresh_token"]}).get_json()
+    first_jti = jwt.decode(first["refresh_token"], options={"verify_signature": False})["jti"]
+    with app.app_context():  # the sign-out revoked the first token only: the race's outcome
+        session = db.session()
+        session.execute(
+            update(RefreshToken).where(RefreshToken.jti == first_jti).values(revoked_at=utcnow())
+        )
+        session.commit()
+    resp = api.post("/auth/refresh", json={"refresh_token": second["refresh_token"]})
+    assert _envelope(resp, 401)["reason"] == "token_revoked"
+
+
+def test_a_deactivated_accounts_token_says_so_on_every_path(client, api, demo_org):
+    # Deactivation also ends the account's sign-ins; the answer names the account, not a
+    # sign-out the user never made (REST, and both pull paths).
+    tokens = api.login(ANA)
+    user = api.get("/me", ANA).get_json()["id"]
+    assert api.patch(f"/users/{user}", HQ_EMAIL, json={"active": False}).status_code == 200
+    headers = {"Authorization": f"Bearer {tokens['access_token']}", "X-Device-Id": "p"}
+    for path in ("/api/v1/me", "/api/v1/sync/pull"):
+        body = _envelope(client.get(path, headers=headers), 401)
+        assert body["reason"] == "account_disabled", (path, body)
+
+
+def test_a_token_whose_sign_in_is_not_a_string_is_refused(app, client, demo_org):
+    # Only a holder of the signing key could make one; still a 401, never a 500.
+    now = int(time.time())
+    for sid in (["a"], 5):
+        forged = jwt.encode(
+            {"sub": "u", "role": "hq", "typ": "access", "sid": sid, "iat": now, "exp": now + 60},
+            app.config["SECRET_KEY"],
+            algorithm="HS256",
+        )
+        resp = client.get("/api/v1/me", headers={"Authorization": f"Bearer {forged}"})
+        assert _envelope(resp, 401)["reason"] == "token_invalid"
 
 
 def test_logout_is_idempotent(api, demo_org):

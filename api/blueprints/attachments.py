@@ -59,7 +59,7 @@ def _write_ctx():
 @blp.route("/<attachment_id>/upload", methods=["POST"])
 @blp.arguments(UploadIn)
 @blp.response(200, UploadOut)
-@documented(blp, 401, 404, 409, 413, 422, 503)
+@documented(blp, 401, 403, 404, 409, 413, 422, 503)
 @login_required
 def request_upload(body, attachment_id):
     """Start an upload: dedupe by content, or get a URL to PUT the bytes to."""
@@ -85,7 +85,7 @@ def request_upload(body, attachment_id):
 @blp.route("/<attachment_id>/content", methods=["PUT"])
 @blp.doc(requestBody={"required": True, "content": {mime: BYTES for mime in MIMES}})
 @blp.response(200, UploadOut)
-@documented(blp, 401, 404, 413, 422, 503)
+@documented(blp, 401, 403, 404, 413, 422, 503)
 @login_required
 def put_content(attachment_id):
     """Receive the bytes (local store); checked against the declared size and sha256."""
@@ -114,7 +114,7 @@ def put_content(attachment_id):
 
 @blp.route("/<attachment_id>/complete", methods=["POST"])
 @blp.response(200, AttachmentOut)
-@documented(blp, 401, 404, 413, 422, 503)
+@documented(blp, 401, 403, 404, 413, 422, 503)
 @login_required
 def complete(attachment_id):
     """Verify and process the uploaded bytes; the record becomes `uploaded`."""

@@ -484,7 +484,7 @@ def resolve_conflict(conflict_id: str) -> Any:
     resolution = request.form.get("resolution")
     if resolution not in ("keep_server", "take_device", "edit"):
         abort(400)
-    conflict = conflicts.get(db.session(), current_scope(), conflict_id)
+    conflict = conflicts.get(db.session(), current_scope(), conflict_id, write=True)
     back = (
         url_for("console.inspection", inspection_id=conflict.inspection_id)
         if conflict.inspection_id

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from api.config import DEMO_PASSWORD
 from store import rollups
 from store.models import Action, Conflict, Inspection
-from tests.conftest import ANA, HQ_EMAIL, NORTH
+from tests.conftest import ANA, HQ_EMAIL, NORTH, SOUTH
 from tests.console.conftest import csrf_from
 from tests.sync_env import new_inspection
 
@@ -160,7 +160,7 @@ def test_decisions_need_csrf_a_comment_to_return_and_reach_the_device(client, sy
     assert phone.get("inspections", iid)["review_comment"] == "Clean under the sink"
 
 
-def test_conflicts_are_shown_with_both_values_and_resolved(client, synced, db):
+def test_conflicts_are_shown_with_both_values_and_resolved(app, client, synced, db):
     phone, iid = synced["phone"], synced["iid"]
     sign_in(client, NORTH)
     token = form_token(client, f"/console/inspections/{iid}")
@@ -172,6 +172,17 @@ def test_conflicts_are_shown_with_both_values_and_resolved(client, synced, db):
     conflict = db.query(Conflict).filter_by(inspection_id=iid, kind="locked").one()
     page = client.get(f"/console/inspections/{iid}").text
     assert f'data-conflict="{conflict.id}"' in page and "Room 9999" in page
+    # Another region's manager may not resolve it (a write outside scope: 403).
+    south = app.test_client()
+    sign_in(south, SOUTH)
+    south_token = form_token(south, "/console/")
+    refused = south.post(
+        f"/console/conflicts/{conflict.id}/resolve",
+        data={"resolution": "keep_server", "csrf_token": south_token},
+    )
+    assert refused.status_code == 403
+    db.expire_all()
+    assert db.get(Conflict, conflict.id).resolved_at is None
     resolved = client.post(
         f"/console/conflicts/{conflict.id}/resolve",
         data={"resolution": "keep_server", "csrf_token": token},
