@@ -322,3 +322,20 @@ def test_a_kept_fix_photo_flags_its_inspection(env, device, db):
     db.expire_all()
     assert db.query(Conflict).filter_by(inspection_id=iid, resolved_at=None).count() == 1
     assert db.get(Inspection, iid).has_conflicts is True
+
+
+def test_no_action_is_raised_on_a_deleted_inspection(env, device, api, db):
+    # A deleted inspection is as unknown to a new action as one that never existed.
+    from store.models import Action, Inspection
+    from store.types import utcnow
+
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    phone.sync()
+    db.execute(update(Inspection).where(Inspection.id == iid).values(deleted_at=utcnow()))
+    db.commit()
+    resp = api.post("/actions", NORTH, json={"inspection_id": iid, "title": "Fix the seal"})
+    assert resp.status_code == 422, resp.get_json()
+    assert "inspection_id" in resp.get_json()["errors"]
+    assert db.query(Action).filter_by(inspection_id=iid).count() == 0
