@@ -92,11 +92,7 @@ class InspectionRules:
     def _apply(self, session: Session, cs: ChangeSet) -> None:
         ids = self._touched(cs)
         if ids:
-            # An inspection new to the server has no stored children (a child is placed only
-            # under a stored or planned parent, and a purge takes children with their parent):
-            # a big push's new inspections need no lookups.
-            stored = [i for i in ids if not cs.is_new("inspections", i)]
-            self._load_context(session, cs, stored)
+            self._load_context(session, cs, ids)
             self._enforce_locks(cs, ids)
             self._lifecycle(cs, ids)
         # Actions before scores and flags: what they refuse is reverted, and both the scores
