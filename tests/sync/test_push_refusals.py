@@ -353,3 +353,35 @@ def test_a_record_created_again_under_a_new_inspection_is_not_moved_or_duplicate
     assert db.scalar(select(func.count()).select_from(model).where(model.id == rid)) == 1
     assert db.get(Inspection, fresh) is not None
     assert db.get(Response, other).inspection_id == fresh
+
+
+def test_an_action_pushed_before_its_inspection_counts_when_the_inspection_comes(env, device, db):
+    # An action may reach the server before the inspection it names (it is placed by its own
+    # site). When that inspection arrives, completed with the answer the action is for, the
+    # stored action is the one for that answer: none is opened twice.
+    phone = device(ANA, "phone")
+    phone.sync()
+    ghost, rid = random_id(), random_id()
+    phone.create(
+        "actions",
+        inspection_id=ghost,
+        response_id=rid,
+        site_id=env["sites"]["N-HOTEL"],
+        title="Fix",
+        priority="medium",
+        status="open",
+    )
+    assert phone.sync()["conflicts"] == []
+    phone.create(
+        "inspections",
+        id=ghost,
+        template_id=env["template"],
+        site_id=env["sites"]["N-HOTEL"],
+        status="in_progress",
+        started_at=now_ms(),
+    )
+    answer(phone, ghost, "clean", "no", id=rid)
+    answer(phone, ghost, "fridge", 3)
+    phone.update("inspections", ghost, status="completed", completed_at=now_ms())
+    phone.sync()
+    assert db.query(Action).filter_by(response_id=rid).count() == 1
