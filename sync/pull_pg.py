@@ -137,7 +137,8 @@ _SETTINGS = (
 )
 # The device's bookkeeping, sent with the COMMIT. Losing it in a crash (the commit does not wait
 # for the flush) only makes the device's next push base older: more conflicts recorded, none
-# missed.
+# missed. A page that continues a paged pull (its cursor is the resume point) keeps the cursor
+# the pull started from: what the device edited before that pull is as old as that.
 _NOTE_DEVICE = re.sub(
     r"\s+",
     " ",
@@ -148,7 +149,9 @@ _NOTE_DEVICE = re.sub(
     ON CONFLICT (user_id, device_id) DO UPDATE SET
         last_pull_at = excluded.last_pull_at,
         last_pulled_rev = excluded.last_pulled_rev,
-        pull_start_rev = excluded.pull_start_rev,
+        pull_start_rev = CASE WHEN device_states.resume_rev = excluded.pull_start_rev
+                              THEN device_states.pull_start_rev
+                              ELSE excluded.pull_start_rev END,
         resume_rev = excluded.resume_rev,
         scope_key = excluded.scope_key
     """,

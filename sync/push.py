@@ -44,6 +44,15 @@ class StalePush(Conflict):
     reason = "stale_push"
 
 
+class AssumedNewExists(Exception):
+    """A record taken as new without a lookup is on the server after all: the caller rolls
+    back and pushes again with assume_new off."""
+
+
+class _Unsure(Exception):
+    """A record taken as new was not planned as a new row: plan again with lookups."""
+
+
 # What an upload that came before its record learnt about the bytes.
 _UPLOAD_LEARNT = (
     "uploaded",
@@ -84,11 +93,12 @@ _WRITABLE = {name: tuple(sorted(spec.writable)) for name, spec in TABLES.items()
 _consume = deque(maxlen=0).extend
 # What a new record's place depends on (new_place): the parents it names.
 _PLACE_KEY = ("inspection_id", "site_id", "action_id")
-# Records created under an inspection created in the same push are new: their ids are a device's
-# fresh random ids, and the server keeps no answer or action of an inspection it does not have.
-# On SQLite they are not looked up (for a big push's thousands, 2 to 3 ms of about 40); a clash
-# at the insert plans the push again with every record looked up (push). Photos are always
-# looked up: their bytes may have arrived before their record (a pending upload).
+# Answers and actions created under an inspection created in the same push are taken as new
+# without a lookup on SQLite (for a big push's thousands, 2 to 3 ms of about 40): their ids are a
+# device's fresh random ids. The insert's primary key checks the guess, so it holds only when
+# each of them is planned as a new row; a push refused, stale, or refusing one of them is planned
+# again with every record looked up (push), and a clash at the insert is AssumedNewExists.
+# Photos are always looked up: their bytes may have arrived before their record.
 _ASSUMED_NEW = frozenset({"responses", "actions"})
 
 
@@ -126,8 +136,10 @@ class _Push:
         self, session: Session, scope: Scope, cs: ChangeSet, assume_new: bool = False
     ) -> None:
         self.session = session
-        # Whether created children of created inspections go unlooked-up (_ASSUMED_NEW).
+        # Whether created children of created inspections go unlooked-up (_ASSUMED_NEW), and
+        # the ids that did, per table.
         self.assume_new = assume_new
+        self.assumed: dict[str, list[str]] = {}
         self.scope = scope
         self.cs = cs
         self.existing: dict[str, dict[str, Row]] = {}
@@ -169,6 +181,7 @@ class _Push:
             if fresh and name in _ASSUMED_NEW and name in changes:
                 created = changes[name]["created"]
                 ids = [r["id"] for r in created if r.get("inspection_id") not in fresh]
+                self.assumed[name] = [r["id"] for r in created if r.get("inspection_id") in fresh]
                 ids += listed[name][len(created) :]
             # With the actions, those the pushed photos document: a resolved action's photos
             # are locked with it, so a resolution committing meanwhile must wait for this
@@ -476,6 +489,9 @@ class _Push:
                     self.upsert(name, rec, is_update=False)
                 else:
                     self.create(name, rec, site, None)
+            before, after = cs.before.get(name, {}), cs.after.get(name, {})
+            if any(i not in after or before.get(i) is not None for i in self.assumed.get(name, ())):
+                raise _Unsure  # one taken as new was refused: the insert never checks it
             return
         rows = self.new_rows(name, records, list(map(itemgetter(0), placed)))
         cs.before.setdefault(name, {}).update(dict.fromkeys(ids))
@@ -634,20 +650,19 @@ def push(
     max_records: int,
     now_ms: int,
     pull_start: int | None = None,
+    assume_new: bool = False,
 ) -> dict[str, Any]:
     """Apply a push; raises Invalid (nothing applied) or StalePush (409, nothing applied).
-    On SQLite, a record assumed new that the server has (_ASSUMED_NEW) rolls the session back
-    and the push is planned again, every record looked up."""
+    `assume_new` (SQLite only, _ASSUMED_NEW): raises AssumedNewExists when a record taken as
+    new is on the server; roll back and push again without it."""
     changes, last = validate_push(body, max_records)
     args = (session, scope, device_id, changes, last, rules, now_ms, pull_start)
-    if session.get_bind().dialect.name != "sqlite":
-        return _plan_and_write(*args, assume_new=False)
-    try:
-        return _plan_and_write(*args, assume_new=True)
-    except (sqlite3.IntegrityError, IntegrityError):
-        # The driver's own error from a batch insert, SQLAlchemy's from a small one.
-        session.rollback()
-        return _plan_and_write(*args, assume_new=False)
+    if assume_new and session.get_bind().dialect.name == "sqlite":
+        try:
+            return _plan_and_write(*args, assume_new=True)
+        except _Unsure:
+            pass  # nothing is written before the plan is sure
+    return _plan_and_write(*args, assume_new=False)
 
 
 def _plan_and_write(
@@ -666,6 +681,8 @@ def _plan_and_write(
     plan.pull_start = -1 if pull_start is None else pull_start
     plan.load(changes)
     stale = plan.stale(changes, last)
+    if stale and plan.assumed:
+        raise _Unsure  # a record taken as new may be stale too: the listing must name it
     if stale:
         listing = "; ".join(f"{t}: {', '.join(ids[:5])}" for t, ids in stale.items())
         raise StalePush(
@@ -673,18 +690,29 @@ def _plan_and_write(
             "pull, then push again.",
             extra={"stale": stale},
         )
-    for name in ORDER:
-        lists = changes.get(name)
-        if not lists:
-            continue
-        plan.create_all(name, lists["created"])
-        for rec in lists["updated"]:
-            plan.upsert(name, rec, is_update=True)
-    for name in reversed(ORDER):
-        for rid in (changes.get(name) or {}).get("deleted", []):
-            plan.delete(name, rid)
+    try:
+        for name in ORDER:
+            lists = changes.get(name)
+            if not lists:
+                continue
+            plan.create_all(name, lists["created"])
+            for rec in lists["updated"]:
+                plan.upsert(name, rec, is_update=True)
+        for name in reversed(ORDER):
+            for rid in (changes.get(name) or {}).get("deleted", []):
+                plan.delete(name, rid)
+    except Invalid:
+        if plan.assumed:  # as the push would be refused with every record looked up
+            raise _Unsure from None
+        raise
     if rules is not None:
         rules.apply(session, cs)
     plan.concurrent_edits()
-    writer.write(session, cs)
+    try:
+        writer.write(session, cs)
+    except (sqlite3.IntegrityError, IntegrityError) as exc:
+        # The driver's own error from a batch insert, SQLAlchemy's from a small one.
+        if plan.assumed:
+            raise AssumedNewExists from exc
+        raise
     return {"ok": True, "conflicts": [c.wire() for c in cs.conflicts]}

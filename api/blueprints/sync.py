@@ -8,6 +8,7 @@ from flask import Response, current_app, g, request
 from marshmallow import fields, validate
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from api import db
 from api.blueprints.common import documented, make_blueprint
@@ -20,7 +21,7 @@ from store.errors import DomainError
 from store.models import DeviceState
 from store.types import utcnow
 from sync import idempotency, pull, pull_pg, push, revs
-from sync.scope import scope_for
+from sync.scope import Scope, scope_for
 
 blp = make_blueprint("sync", "/sync", "Offline sync (WatermelonDB protocol)")
 
@@ -156,15 +157,19 @@ def _do_pull(args: dict) -> Response:
         return _json(result)
     user = current_user()
     state = session.get(DeviceState, (user.id, g.device_id))
+    start = req.cursor
     if state is not None:
         req.resume, req.scope_key = state.resume_rev, state.scope_key
+        if state.resume_rev is not None and req.cursor == state.resume_rev:
+            # A later page of a paged pull: the device's edits are as old as its first page.
+            start = state.pull_start_rev
     scope = scope_for(session, user)
     result = pull.pull(session, scope, req)
     _note_device(
         user.id,
         "last_pull_at",
         last_pulled_rev=result["timestamp"],
-        pull_start_rev=req.cursor,
+        pull_start_rev=start,
         resume_rev=result["timestamp"] if result["has_more"] else None,
         scope_key=pull.scope_key(user.role, user.region_id, pull.reach(scope)),
     )
@@ -199,7 +204,7 @@ def _known_as_of(state: DeviceState | None) -> int | None:
     from nothing, where that pull ended (the device had no server record to edit before it)."""
     if state is None:
         return None
-    if state.pull_start_rev is None:
+    if state.pull_start_rev is None or state.pull_start_rev <= 0:  # a pull from nothing
         return state.last_pulled_rev
     return state.pull_start_rev
 
@@ -216,6 +221,17 @@ def push_changes():
     scope = current_scope()
     scope.require_role(INSPECTOR, REGIONAL_MANAGER)
     session = db.session()
+    try:
+        return _push(session, scope, assume_new=True)
+    except push.AssumedNewExists:
+        # A record the fast path took as new is on the server: the whole request again in a
+        # new transaction (its replay check and device state too), every record looked up.
+        session.rollback()
+        return _push(session, scope, assume_new=False)
+
+
+def _push(session: Session, scope: Scope, assume_new: bool) -> Response:
+    """The push request in one transaction: replay, plan, write, bookkeeping, commit."""
     key = idempotency.normal_key(request.headers.get("Idempotency-Key"))
     digest = idempotency.body_hash(request.get_data(cache=True)) if key else ""
     if key:
@@ -233,6 +249,7 @@ def push_changes():
         max_records=current_app.config["SYNC_PUSH_MAX_RECORDS"],
         now_ms=int(time.time() * 1000),
         pull_start=_known_as_of(state),
+        assume_new=assume_new,
     )
     _note_device(scope.user_id, "last_push_at")
     top = revs.stamp(session)

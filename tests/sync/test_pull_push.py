@@ -391,3 +391,48 @@ def test_an_edit_after_a_first_pull_without_base_rev_is_no_concurrent_edit(env, 
     db.expire_all()
     assert db.get(Inspection, iid).notes == "by b"
     assert db.execute(select(func.count()).select_from(Conflict)).scalar() == 0
+
+
+def _without_base_rev(dev, table: str, rid: str) -> None:
+    """The edit as a client that sends no base_rev pushes it."""
+    rec = dev.db[table][rid]
+    rec["raw"].pop("base_rev", None)
+    rec["_changed"].discard("base_rev")
+
+
+def test_a_pull_from_cursor_zero_is_a_first_pull_for_the_next_push(env, device, db, client):
+    a = device(ANA, "a")
+    a.sync()
+    iid = new_inspection(a, env)
+    a.sync()
+    a.update("inspections", iid, notes="by a")
+    a.sync()
+    b = device(ANA, "b")
+    b.last_pulled_at = 0  # cursor 0, which the server reads as "from nothing"
+    cursor = b.pull()
+    b.update("inspections", iid, notes="by b")
+    _without_base_rev(b, "inspections", iid)
+    assert b.push(cursor)["conflicts"] == []
+    assert db.execute(select(func.count()).select_from(Conflict)).scalar() == 0
+
+
+def test_an_edit_made_before_a_paged_pull_is_judged_against_where_the_pull_started(env, device, db):
+    # Pages move the cursor, not what the device knew when it edited: a's change to the notes
+    # came after b's copy, so b's overwrite is kept as a conflict, as with one page.
+    a = device(ANA, "a")
+    a.sync()
+    iid = new_inspection(a, env)
+    a.sync()
+    b = device(ANA, "b", limit=2)
+    b.sync()
+    a.update("inspections", iid, notes="by a")
+    for _ in range(6):
+        new_inspection(a, env)
+    a.sync()
+    b.update("inspections", iid, notes="by b")
+    _without_base_rev(b, "inspections", iid)
+    b.sync()  # four pages, then the push
+    db.expire_all()
+    assert db.get(Inspection, iid).notes == "by b"
+    conflict = db.execute(select(Conflict).where(Conflict.record_id == iid)).scalar_one()
+    assert conflict.kind == "concurrent_edit" and conflict.server_value == "by a"

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from store.models import Action, Attachment, Conflict, Inspection, Response
 from tests.media.conftest import jpeg
 from tests.media.test_upload_flow import _upload
-from tests.sync.device import random_id
+from tests.sync.device import SyncFailed, random_id
 from tests.sync_env import ANA, BEN, answer, new_inspection, now_ms, photo_record
 
 
@@ -385,3 +385,94 @@ def test_an_action_pushed_before_its_inspection_counts_when_the_inspection_comes
     phone.update("inspections", ghost, status="completed", completed_at=now_ms())
     phone.sync()
     assert db.query(Action).filter_by(response_id=rid).count() == 1
+
+
+def _recreated_under(tab, table: str, rid: str, parent: str) -> None:
+    """The device sends a stored record again, as created, under another inspection."""
+    raw = dict(tab.get(table, rid), inspection_id=parent)
+    raw.pop("server_rev", None)
+    raw.pop("base_rev", None)
+    del tab.db[table][rid]
+    tab.create(table, **raw)
+
+
+def test_an_answer_sent_again_under_a_refused_new_inspection_is_judged_as_stored(env, device, db):
+    # The new inspection is outside Ana's scope, so it and its answers are refused: the one
+    # the server has must still be found, its refusal worded and its place kept, as when
+    # every record is looked up (PostgreSQL always does).
+    phone = device(ANA, "phone")
+    phone.sync()
+    home = new_inspection(phone, env)
+    rid = answer(phone, home, "clean", "yes")
+    assert phone.sync()["conflicts"] == []
+    tab = device(ANA, "tab")
+    tab.sync()
+    _recreated_under(tab, "responses", rid, new_inspection(tab, env, site="S-HOTEL"))
+
+    pushed = tab.sync()
+
+    assert ("out_of_scope", "inspection_id") in [
+        (c["kind"], c["column"]) for c in pushed["conflicts"] if c["id"] == rid
+    ], pushed
+    db.expire_all()
+    assert db.get(Response, rid).inspection_id == home
+
+
+def test_a_stale_answer_sent_again_under_a_new_inspection_makes_the_push_stale(env, device):
+    phone = device(ANA, "phone")
+    phone.sync()
+    home = new_inspection(phone, env)
+    rid = answer(phone, home, "clean", "yes")
+    phone.sync()
+    tab = device(ANA, "tab")
+    tab.sync()
+    cursor = tab.last_pulled_at
+    phone.update("responses", rid, note="seen again")
+    phone.sync()  # the answer changed after the tab's pull
+    _recreated_under(tab, "responses", rid, new_inspection(tab, env, site="S-HOTEL"))
+    with pytest.raises(SyncFailed) as refused:
+        tab.push(cursor)
+    assert refused.value.status == 409
+    assert rid in refused.value.body["stale"]["responses"]
+
+
+def test_a_clash_found_at_the_insert_still_stores_the_idempotent_answer(env, device, client, db):
+    # The request runs again after the clash, its replay bookkeeping included: the same key
+    # and body then replay the answer the device got, and nothing is stored twice.
+    phone = device(ANA, "phone")
+    phone.sync()
+    home = new_inspection(phone, env)
+    rid = answer(phone, home, "clean", "yes")
+    phone.sync()
+    tab = device(ANA, "tab")
+    tab.sync()
+    fresh = new_inspection(tab, env)
+    _recreated_under(tab, "responses", rid, fresh)
+
+    def created(table: str, record_id: str) -> dict:
+        return dict(tab.db[table][record_id]["raw"], _status="created", _changed="")
+
+    body = {
+        "changes": {
+            "inspections": {
+                "created": [created("inspections", fresh)],
+                "updated": [],
+                "deleted": [],
+            },
+            "responses": {"created": [created("responses", rid)], "updated": [], "deleted": []},
+        },
+        "last_pulled_at": tab.last_pulled_at,
+    }
+    headers = tab.headers(**{"Idempotency-Key": "clash-1"})
+    first = client.post("/api/v1/sync/push", headers=headers, json=body)
+    again = client.post("/api/v1/sync/push", headers=headers, json=body)
+    assert first.status_code == again.status_code == 200, first.get_json()
+    assert again.get_json() == first.get_json()
+    assert [c["kind"] for c in first.get_json()["conflicts"]] == ["invalid_value"]
+    assert (
+        db.execute(
+            select(func.count()).select_from(Inspection).where(Inspection.id == fresh)
+        ).scalar()
+        == 1
+    )
+    assert db.get(Response, rid).inspection_id == home
