@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import func, select
 
 from store.models import Conflict, Inspection, Response, Site
@@ -372,27 +373,6 @@ def test_server_owned_columns_are_ignored_and_the_device_converges(env, device, 
     assert rec["score"] != 1000 and rec["review_state"] is None
 
 
-def test_an_edit_after_a_first_pull_without_base_rev_is_no_concurrent_edit(env, device, db):
-    # A device's first pull (from nothing) showed it every record as of that pull's end: an
-    # edit it pushes next without a base_rev is based on that, not on "before everything".
-    a = device(ANA, "a")
-    a.sync()
-    iid = new_inspection(a, env)
-    a.sync()
-    a.update("inspections", iid, notes="by a")
-    a.sync()
-    b = device(ANA, "b")
-    cursor = b.pull()  # the first pull, then straight to the push, as a hand-made client may
-    b.update("inspections", iid, notes="by b")
-    rec = b.db["inspections"][iid]
-    rec["raw"].pop("base_rev", None)
-    rec["_changed"].discard("base_rev")
-    assert b.push(cursor)["conflicts"] == []
-    db.expire_all()
-    assert db.get(Inspection, iid).notes == "by b"
-    assert db.execute(select(func.count()).select_from(Conflict)).scalar() == 0
-
-
 def _without_base_rev(dev, table: str, rid: str) -> None:
     """The edit as a client that sends no base_rev pushes it."""
     rec = dev.db[table][rid]
@@ -400,7 +380,13 @@ def _without_base_rev(dev, table: str, rid: str) -> None:
     rec["_changed"].discard("base_rev")
 
 
-def test_a_pull_from_cursor_zero_is_a_first_pull_for_the_next_push(env, device, db, client):
+@pytest.mark.parametrize("first_cursor", [None, 0])
+def test_an_edit_after_a_first_pull_without_base_rev_is_no_concurrent_edit(
+    env, device, db, first_cursor
+):
+    # A device's first pull (from nothing: no cursor, or 0) showed it every record as of that
+    # pull's end: an edit it pushes next without a base_rev is based on that, not on "before
+    # everything".
     a = device(ANA, "a")
     a.sync()
     iid = new_inspection(a, env)
@@ -408,11 +394,13 @@ def test_a_pull_from_cursor_zero_is_a_first_pull_for_the_next_push(env, device, 
     a.update("inspections", iid, notes="by a")
     a.sync()
     b = device(ANA, "b")
-    b.last_pulled_at = 0  # cursor 0, which the server reads as "from nothing"
-    cursor = b.pull()
+    b.last_pulled_at = first_cursor
+    cursor = b.pull()  # the first pull, then straight to the push, as a hand-made client may
     b.update("inspections", iid, notes="by b")
     _without_base_rev(b, "inspections", iid)
     assert b.push(cursor)["conflicts"] == []
+    db.expire_all()
+    assert db.get(Inspection, iid).notes == "by b"
     assert db.execute(select(func.count()).select_from(Conflict)).scalar() == 0
 
 

@@ -13,7 +13,7 @@ from store.models import Action, Attachment, Conflict, Inspection, Response
 from tests.media.conftest import jpeg
 from tests.media.test_upload_flow import _upload
 from tests.sync.device import SyncFailed, random_id
-from tests.sync_env import ANA, BEN, answer, new_inspection, now_ms, photo_record
+from tests.sync_env import ANA, BEN, answer, new_action, new_inspection, now_ms, photo_record
 
 
 def _completed(phone, env) -> str:
@@ -324,14 +324,7 @@ def test_a_record_created_again_under_a_new_inspection_is_not_moved_or_duplicate
     rid = (
         answer(phone, home, "clean", "yes")
         if table == "responses"
-        else phone.create(
-            "actions",
-            inspection_id=home,
-            site_id=env["sites"]["N-HOTEL"],
-            title="Fix the seal",
-            priority="high",
-            status="open",
-        )
+        else new_action(phone, env, home)
     )
     assert phone.sync()["conflicts"] == []
     tab = device(ANA, "tab")
@@ -362,15 +355,7 @@ def test_an_action_pushed_before_its_inspection_counts_when_the_inspection_comes
     phone = device(ANA, "phone")
     phone.sync()
     ghost, rid = random_id(), random_id()
-    phone.create(
-        "actions",
-        inspection_id=ghost,
-        response_id=rid,
-        site_id=env["sites"]["N-HOTEL"],
-        title="Fix",
-        priority="medium",
-        status="open",
-    )
+    new_action(phone, env, ghost, response_id=rid)
     assert phone.sync()["conflicts"] == []
     phone.create(
         "inspections",
@@ -387,6 +372,18 @@ def test_an_action_pushed_before_its_inspection_counts_when_the_inspection_comes
     assert db.query(Action).filter_by(response_id=rid).count() == 1
 
 
+def _answer_on_two_devices(device, env) -> tuple:
+    """An answer the phone synced, and a tab that has pulled it: (phone, tab, inspection, id)."""
+    phone = device(ANA, "phone")
+    phone.sync()
+    home = new_inspection(phone, env)
+    rid = answer(phone, home, "clean", "yes")
+    assert phone.sync()["conflicts"] == []
+    tab = device(ANA, "tab")
+    tab.sync()
+    return phone, tab, home, rid
+
+
 def _recreated_under(tab, table: str, rid: str, parent: str) -> None:
     """The device sends a stored record again, as created, under another inspection."""
     raw = dict(tab.get(table, rid), inspection_id=parent)
@@ -400,13 +397,7 @@ def test_an_answer_sent_again_under_a_refused_new_inspection_is_judged_as_stored
     # The new inspection is outside Ana's scope, so it and its answers are refused: the one
     # the server has must still be found, its refusal worded and its place kept, as when
     # every record is looked up (PostgreSQL always does).
-    phone = device(ANA, "phone")
-    phone.sync()
-    home = new_inspection(phone, env)
-    rid = answer(phone, home, "clean", "yes")
-    assert phone.sync()["conflicts"] == []
-    tab = device(ANA, "tab")
-    tab.sync()
+    _phone, tab, home, rid = _answer_on_two_devices(device, env)
     _recreated_under(tab, "responses", rid, new_inspection(tab, env, site="S-HOTEL"))
 
     pushed = tab.sync()
@@ -419,13 +410,7 @@ def test_an_answer_sent_again_under_a_refused_new_inspection_is_judged_as_stored
 
 
 def test_a_stale_answer_sent_again_under_a_new_inspection_makes_the_push_stale(env, device):
-    phone = device(ANA, "phone")
-    phone.sync()
-    home = new_inspection(phone, env)
-    rid = answer(phone, home, "clean", "yes")
-    phone.sync()
-    tab = device(ANA, "tab")
-    tab.sync()
+    phone, tab, _home, rid = _answer_on_two_devices(device, env)
     cursor = tab.last_pulled_at
     phone.update("responses", rid, note="seen again")
     phone.sync()  # the answer changed after the tab's pull
@@ -439,13 +424,7 @@ def test_a_stale_answer_sent_again_under_a_new_inspection_makes_the_push_stale(e
 def test_a_clash_found_at_the_insert_still_stores_the_idempotent_answer(env, device, client, db):
     # The request runs again after the clash, its replay bookkeeping included: the same key
     # and body then replay the answer the device got, and nothing is stored twice.
-    phone = device(ANA, "phone")
-    phone.sync()
-    home = new_inspection(phone, env)
-    rid = answer(phone, home, "clean", "yes")
-    phone.sync()
-    tab = device(ANA, "tab")
-    tab.sync()
+    _phone, tab, home, rid = _answer_on_two_devices(device, env)
     fresh = new_inspection(tab, env)
     _recreated_under(tab, "responses", rid, fresh)
 
