@@ -135,10 +135,13 @@ _SETTINGS = (
     b"SELECT set_config('synchronous_commit', 'off', true), "
     b"set_config('plan_cache_mode', 'force_generic_plan', true)"
 )
-# The device's bookkeeping, sent with the COMMIT. Losing it in a crash (the commit does not wait
-# for the flush) only makes the device's next push base older: more conflicts recorded, none
-# missed. A page that continues a paged pull (its cursor is the resume point) keeps the cursor
-# the pull started from: what the device edited before that pull is as old as that.
+# The device's bookkeeping, sent with the COMMIT. A page that continues a paged pull (its cursor
+# is the resume point) keeps the cursor the pull started from: what the device edited before
+# that pull is as old as that. Losing the bookkeeping in a database crash (the commit does not
+# wait for the flush) makes the device's next push judge its edits against an older base (more
+# conflicts recorded, none missed), except in the middle of a paged pull: the next page then
+# counts as a pull of its own, and an edit overwriting a change made before that pull began
+# goes unrecorded.
 _NOTE_DEVICE = re.sub(
     r"\s+",
     " ",
