@@ -77,7 +77,7 @@ def logout(body):
     """Sign out: revoke a refresh token and the session (token family) it belongs to.
 
     Idempotent: a token already spent or revoked answers 204 too. The access tokens issued
-    to that sign-in stop working at once (401 `signed_out`)."""
+    to that sign-in stop working at once (401 `session_ended`)."""
     end_session(db.session(), body["refresh_token"])
     db.commit()
 
