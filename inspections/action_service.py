@@ -82,7 +82,7 @@ def get(
         action = session.get(Action, action_id)
     if action is None or action.deleted_at is not None:
         raise NotFound("No corrective action with that id.")
-    (scope.check_write if write else scope.check_read)(action.site_id, "corrective action")
+    scope.check(action.site_id, "corrective action", write=write)
     return action
 
 

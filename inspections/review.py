@@ -82,7 +82,7 @@ def get_inspection(
     insp = session.get(Inspection, inspection_id)
     if insp is None or insp.deleted_at is not None:
         raise NotFound("No inspection with that id.")
-    (scope.check_write if write else scope.check_read)(insp.site_id, "inspection")
+    scope.check(insp.site_id, "inspection", write=write)
     return insp
 
 

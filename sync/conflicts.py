@@ -68,7 +68,7 @@ def get(
     if row is None:
         raise NotFound("No conflict with that id.")
     if not scope.is_hq:
-        (scope.check_write if write else scope.check_read)(row.site_id, "conflict")
+        scope.check(row.site_id, "conflict", write=write)
     return row
 
 

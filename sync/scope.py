@@ -62,6 +62,10 @@ class Scope:
         if not self.sees_site(site_id):
             raise Forbidden(f"You may not change this {what}: its site is outside your scope.")
 
+    def check(self, site_id: str | None, what: str, *, write: bool) -> None:
+        """Outside scope: 404 to read a record (check_read), 403 to change it (check_write)."""
+        (self.check_write if write else self.check_read)(site_id, what)
+
     def require_role(self, *roles: str) -> None:
         """403 unless the user has one of the roles."""
         if self.role not in roles:
