@@ -246,16 +246,23 @@ class _Push:
         return inspections - {None}, actions - {None}
 
     def stale(self, changes: dict[str, dict[str, list]], last: int | None) -> dict[str, list]:
-        """Records changed on the server after the device's last pull."""
+        """Records in scope changed on the server after the device's last pull."""
         cutoff = -1 if last is None else last
+        sees = self.scope.sees_site
         out: dict[str, list] = {}
         for name, rows in self.existing.items():
             if name not in changes:
                 continue
+            # A record outside the scope is refused whatever its rev (an out_of_scope conflict
+            # keeps the device's values). Listing it would tell who may not see it that it
+            # exists, and send a device taken off its site to pull the site's deletions, its
+            # edits with them.
             ids = sorted(
                 rid
                 for rid, row in rows.items()
-                if row["server_rev"] > cutoff and not row.get("pending_upload")
+                if row["server_rev"] > cutoff
+                and not row.get("pending_upload")
+                and sees(row.get("site_id"))
             )
             if ids:
                 out[name] = ids

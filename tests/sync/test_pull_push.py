@@ -168,6 +168,33 @@ def test_stale_push_is_409_listing_records_and_changes_nothing(env, device, db):
     assert b.get("inspections", iid)["has_conflicts"] is True
 
 
+def test_a_stale_edit_to_a_record_outside_scope_is_kept_as_a_conflict(env, device, api, db):
+    """An inspector taken off a site while offline: an edit of its record that someone
+    changed meanwhile is kept as an out_of_scope conflict, not refused as stale. A 409 would
+    send the device to pull the site's deletions, and its edit would go with them."""
+    a, b = device(ANA, "a"), device(ANA, "b")
+    grant = api.post(
+        "/assignments",
+        HQ_EMAIL,
+        json={"user_id": env["users"][ANA], "site_id": env["sites"]["S-HOTEL"]},
+    )
+    a.sync()
+    iid = new_inspection(a, env, site="S-HOTEL")
+    a.sync()
+    b.sync()
+    stale_cursor = a.last_pulled_at
+    b.update("inspections", iid, notes="from b")
+    b.sync()
+    api.delete(f"/assignments/{grant.get_json()['id']}", HQ_EMAIL)
+    a.update("inspections", iid, notes="from a")
+    result = a.push(stale_cursor)
+    assert [(c["kind"], c["id"]) for c in result["conflicts"]] == [("out_of_scope", iid)]
+    conflict = db.execute(select(Conflict).where(Conflict.record_id == iid)).scalar_one()
+    assert conflict.device_value["notes"] == "from a"
+    db.expire_all()
+    assert db.get(Inspection, iid).notes == "from b"
+
+
 def test_per_field_merge_of_two_devices(env, device, db):
     a, b = device(ANA, "a"), device(ANA, "b")
     a.sync()
