@@ -9,6 +9,8 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api
 
+from schemas.common import PeriodBound
+
 
 class ErrorOut(ma.Schema):
     """The one error envelope."""
@@ -69,5 +71,7 @@ def init_app(app: Flask) -> Api:
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     limiter.init_app(app)
     api = _Api(app)
+    # A date or a date-time: documented as a plain string (its description says which).
+    api.register_field(PeriodBound, "string", None)
     app.extensions["smorest_api"] = api
     return api

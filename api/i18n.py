@@ -33,6 +33,14 @@ MESSAGES_ZH = {
     "The photo store cannot be reached right now; retry shortly.": "照片存储暂时无法连接,请稍后重试。",
     "The database cannot be reached right now; retry shortly.": "数据库暂时无法连接,请稍后重试。",
     "The period must end after it starts.": "结束时间必须晚于开始时间。",
+    "The period must end on or after the day it starts.": "结束日期不得早于开始日期。",
+    (
+        "Send both ends of the period as dates (2026-11-01: the day at each site) or both "
+        "as times with their offsets (2026-11-01T00:00:00+08:00)."
+    ): (
+        "期间的起止须同为日期(如 2026-11-01,即各门店当地的这一天),"
+        "或同为带时区偏移的时间(如 2026-11-01T00:00:00+08:00)。"
+    ),
     "This template is archived.": "该模板已归档。",
     "Say where: site_id or inspection_id.": "请指明门店(site_id)或检查(inspection_id)。",
     "The action's site must be its inspection's site.": "整改项的门店必须与其检查的门店一致。",

@@ -5,7 +5,9 @@ passed, critical_failed, times) through its daily rollups (store/rollups.py: a f
 for HQ, one per site, template and inspector otherwise), plus occurrences and actions; never
 the responses, so a summary over a million answers reads thousands of rows, not a million.
 A day, week or month is the calendar one at the inspection's (occurrence's, action's) site, in
-the site's time zone; a period's start and end are instants.
+the site's time zone. A period is either instants [start, end) (datetimes), or calendar days
+[start, end) (dates), each taken at each site in its own time zone: a day at a Shanghai site
+begins eight hours before the same day at a London one.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import and_, false, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from store import rollups
+from store.errors import Invalid
 from store.models import (
     Action,
     Inspection,
@@ -118,6 +121,61 @@ class _Span:
     ends: dt.datetime
 
 
+Moment = dt.datetime | dt.date  # a period's bound: an instant, or a day at each site
+
+
+def is_days(bound: Moment) -> bool:
+    """Whether a period's bound is a calendar day (at each site), not an instant."""
+    return not isinstance(bound, dt.datetime)
+
+
+def period(start: Moment, end: Moment) -> tuple[Moment, Moment]:
+    """A report's period from a request's bounds, as the reports take it: instants [start,
+    end), or days from start to end, the end day included (Invalid if it is empty or mixes
+    the two)."""
+    if is_days(start) != is_days(end):
+        raise Invalid(
+            "Send both ends of the period as dates (2026-11-01: the day at each site) or both "
+            "as times with their offsets (2026-11-01T00:00:00+08:00).",
+            errors={"end": ["a date and a time"]},
+        )
+    if is_days(start):
+        if end < start:
+            raise Invalid(
+                "The period must end on or after the day it starts.",
+                errors={"end": ["before start"]},
+            )
+        return start, end + dt.timedelta(days=1)
+    if end <= start:
+        raise Invalid("The period must end after it starts.", errors={"end": ["before start"]})
+    return start, end
+
+
+def _instants(start: Moment, end: Moment, zone: str) -> tuple[dt.datetime, dt.datetime]:
+    """The instants [from, to) a period covers at a site in time zone `zone`."""
+    if not is_days(start):
+        return start, end
+    tz = ZoneInfo(zone)
+    return _midnight(start, tz), _midnight(end, tz)
+
+
+def _within(start: Moment, end: Moment, when, zone_of, zones: set[str]):
+    """A WHERE clause: `when` lies in the period at its site (whose time zone is `zone_of`,
+    one of `zones`, when the period is days)."""
+    if not is_days(start):
+        return and_(when >= start, when < end)
+    parts = []
+    for zone in sorted(zones):
+        begins, ends = _instants(start, end, zone)
+        parts.append(and_(zone_of == zone, when >= begins, when < ends))
+    return or_(*parts) if parts else false()
+
+
+def _day_span(start: dt.date, end: dt.date, zone: str) -> _Span:
+    """A period of days as a time zone's whole days."""
+    return _Span(start, end, *_instants(start, end, zone))
+
+
 def _whole_days(start: dt.datetime, end: dt.datetime, zone: str) -> _Span | None:
     """The local days of `zone` lying wholly inside [start, end), or None if none does."""
     tz = ZoneInfo(zone)
@@ -164,15 +222,25 @@ def _inspection_groups(
     # Per time zone of the sites in scope, the local days wholly inside the period come from a
     # daily rollup; the ragged ends of the period (and all of it when use_rollups is off, the
     # from-scratch reference) from the inspections themselves.
-    zones = _zones(session, scope, filters) if use_rollups else set()
-    spans = {z: span for z in sorted(zones) if (span := _whole_days(start, end, z))}
-    for a, b in _raw_windows(start, end, spans, len(spans) < len(zones)):
-        yield from _from_inspections(session, scope, a, b, group_by, filters, spans)
-    if spans:
+    days = is_days(start)
+    zones = _zones(session, scope, filters) if use_rollups or days else set()
+    if days:
+        # Every zone's days are whole: all from the rollup (from the inspections, all of them,
+        # for the from-scratch reference). The rollups are keyed by each site's own day, so
+        # region_daily serves whatever the zones.
+        spans = {z: _day_span(start, end, z) for z in sorted(zones)} if use_rollups else {}
+        if not use_rollups:
+            yield from _from_inspections(session, scope, start, end, group_by, filters, {}, zones)
+        same_days = True
+    else:
+        spans = {z: span for z in sorted(zones) if (span := _whole_days(start, end, z))}
+        for a, b in _raw_windows(start, end, spans, len(spans) < len(zones)):
+            yield from _from_inspections(session, scope, a, b, group_by, filters, spans, zones)
         # region_daily sums sites of every zone day by day: it serves only when every zone in
         # scope has the same whole days at the same instants (one zone, or Shanghai with Hong
         # Kong and Singapore...).
         same_days = len(zones) == len(spans) and len(set(spans.values())) == 1
+    if spans:
         yield from _from_rollup(session, scope, spans, group_by, filters, same_days)
 
 
@@ -190,14 +258,15 @@ def _raw_windows(
 def _from_inspections(
     session: Session,
     scope: Scope,
-    start: dt.datetime,
-    end: dt.datetime,
+    start: Moment,
+    end: Moment,
     group_by: list[str],
     filters: dict[str, Any],
     spans: dict[str, _Span],
+    zones: set[str],
 ) -> Iterator[tuple[tuple, rollups.Measures]]:
-    """One entry per inspection in [start, end) outside its site's zone's whole days (spans),
-    with the measures the rollups sum (store/rollups.py)."""
+    """One entry per inspection in the period outside its site's zone's whole days (spans),
+    with the measures the rollups sum (store/rollups.py); `zones`: those of the sites."""
     when = Inspection.completed_received_at
     stmt = (
         select(
@@ -216,8 +285,7 @@ def _from_inspections(
         .where(
             Inspection.deleted_at.is_(None),
             Inspection.status.in_(rollups.COUNTED_STATUSES),
-            when >= start,
-            when < end,
+            _within(start, end, when, Site.timezone, zones),
         )
     )
     if spans:
@@ -316,15 +384,19 @@ def _rollup_key(group: str, value: Any) -> Any:
 def compliance(
     session: Session,
     scope: Scope,
-    start: dt.datetime,
-    end: dt.datetime,
+    start: Moment,
+    end: Moment,
     group_by: list[str],
     filters: dict[str, Any],
     now: dt.datetime,
     use_rollups: bool = True,
 ) -> list[dict[str, Any]]:
-    """Per group: domain.md's metrics for inspections, occurrences and actions in [start, end)."""
+    """Per group: domain.md's metrics for inspections, occurrences and actions in the period
+    (instants [start, end), or days [start, end) at each site)."""
     regions, zones, templates = _lookups(session)
+    # A site no longer known (purged) has its records' days in UTC, as _key buckets them.
+    site_zone = func.coalesce(Site.timezone, NO_ZONE)
+    known_zones = {*zones.values(), NO_ZONE}
     groups: dict[tuple, dict[str, Any]] = defaultdict(
         lambda: {
             "score_tenths": 0,
@@ -366,7 +438,12 @@ def compliance(
         Occurrence.due_at,
         Occurrence.miss_at,
         Occurrence.status,
-    ).where(Occurrence.deleted_at.is_(None), Occurrence.due_at >= start, Occurrence.due_at < end)
+    ).where(
+        Occurrence.deleted_at.is_(None),
+        _within(start, end, Occurrence.due_at, site_zone, known_zones),
+    )
+    if is_days(start):
+        stmt = stmt.outerjoin(Site, Site.id == Occurrence.site_id)
     stmt = _filters(
         stmt, scope, filters, Occurrence.site_id, Occurrence.template_id, Occurrence.assignee_id
     )
@@ -388,8 +465,13 @@ def compliance(
             Action.due_at,
         )
         .outerjoin(Inspection, Inspection.id == Action.inspection_id)
-        .where(Action.deleted_at.is_(None), Action.created_at >= start, Action.created_at < end)
+        .where(
+            Action.deleted_at.is_(None),
+            _within(start, end, Action.created_at, site_zone, known_zones),
+        )
     )
+    if is_days(start):
+        stmt = stmt.outerjoin(Site, Site.id == Action.site_id)
     stmt = _filters(
         stmt, scope, filters, Action.site_id, Inspection.template_id, Action.assignee_id
     )
@@ -436,13 +518,15 @@ def _ratio(part: int, whole: int) -> float | None:
 def failing_items(
     session: Session,
     scope: Scope,
-    start: dt.datetime,
-    end: dt.datetime,
+    start: Moment,
+    end: Moment,
     filters: dict[str, Any],
     limit: int = 20,
 ) -> list[dict[str, Any]]:
     """The items failed most often in completed inspections of the period (an index on the
     failed answers only, grouped in the database)."""
+    received = Inspection.completed_received_at
+    zones = {*_lookups(session)[1].values(), NO_ZONE} if is_days(start) else set()
     stmt = (
         select(TemplateVersion.template_key, Response.item_key, func.count().label("n"))
         .join(Inspection, Inspection.id == Response.inspection_id)
@@ -453,12 +537,14 @@ def failing_items(
             Inspection.deleted_at.is_(None),
             # The statuses compliance counts: a returned or reopened inspection is not done.
             Inspection.status.in_(rollups.COUNTED_STATUSES),
-            and_(Inspection.completed_received_at >= start, Inspection.completed_received_at < end),
+            _within(start, end, received, func.coalesce(Site.timezone, NO_ZONE), zones),
         )
         .group_by(TemplateVersion.template_key, Response.item_key)
         .order_by(func.count().desc(), TemplateVersion.template_key, Response.item_key)
         .limit(limit)
     )
+    if zones:
+        stmt = stmt.outerjoin(Site, Site.id == Inspection.site_id)
     stmt = _filters(
         stmt, scope, filters, Inspection.site_id, Inspection.template_id, Inspection.inspector_id
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import ClassVar
 
 import marshmallow as ma
@@ -10,6 +12,7 @@ from marshmallow import fields, validate
 from store.types import MAX_EPOCH_MS, epoch_ms
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class Pattern(validate.Regexp):
@@ -64,6 +67,34 @@ class Instant(fields.AwareDateTime):
         if not 0 <= epoch_ms(moment) <= MAX_EPOCH_MS:
             raise self.make_error("out_of_range")
         return moment
+
+
+class PeriodBound(Instant):
+    """A report period's bound: a date (the calendar day at each site, in its time zone) or
+    an ISO 8601 time with its offset."""
+
+    # The last day has a day after it (where a period that includes it ends).
+    FIRST_DAY, LAST_DAY = dt.date(1970, 1, 1), dt.date(9999, 12, 30)
+    default_error_messages: ClassVar[dict[str, str]] = {
+        "invalid": "Use a date such as 2026-11-01 (that day at each site, in its time zone) "
+        "or a time with its offset, such as 2026-11-01T00:00:00+08:00 (in a query string, "
+        "write the + as %2B).",
+        "invalid_awareness": "Add the offset from UTC (+08:00, or Z for UTC) to this time, "
+        "such as 2026-11-01T00:00:00+08:00 (in a query string, write the + as %2B), or send "
+        "the date alone (2026-11-01) for that day at each site.",
+        "out_of_range_day": "Use a date between 1970-01-01 and 9999-12-30.",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and _DATE.fullmatch(value):
+            try:
+                day = dt.date.fromisoformat(value)
+            except ValueError:
+                raise self.make_error("invalid") from None
+            if not self.FIRST_DAY <= day <= self.LAST_DAY:
+                raise self.make_error("out_of_range_day")
+            return day
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class Bilingual(Strict):

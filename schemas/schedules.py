@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.common import CommaList, Id, Instant, Out, Strict
+from schemas.common import CommaList, Id, Instant, Out, PeriodBound, Strict
 
 GROUPS = ("region", "site", "template", "inspector", "day", "week", "month")
 
@@ -71,8 +71,20 @@ class OccurrenceOut(Out):
 class ReportQuery(Strict):
     """Period, filters and grouping."""
 
-    start = Instant(required=True)
-    end = Instant(required=True)
+    start = PeriodBound(
+        required=True,
+        metadata={
+            "description": "The period's start: a date (that day at each site, in the site's "
+            "time zone) or a time with its offset (2026-11-01T00:00:00+08:00)."
+        },
+    )
+    end = PeriodBound(
+        required=True,
+        metadata={
+            "description": "The period's end: a date (that day included, at each site) or a "
+            "time with its offset (excluded). Both ends are dates or both are times."
+        },
+    )
     group_by = CommaList(GROUPS, load_default=list)
     region_id = Id()
     site_id = Id()

@@ -123,10 +123,14 @@ def test_the_depth_check_stops_early_only_when_nothing_lies_deeper(tree):
 
 
 def test_a_report_period_without_an_offset_says_how_to_write_one(api, demo_org):
-    # A bare date is another instant at every site: the answer says what to send instead.
-    resp = api.get("/reports/compliance?start=2026-11-01&end=2026-12-01T00:00:00Z", HQ_EMAIL)
+    # A time without an offset is another instant at every site: the answer says what to send
+    # instead (the offset, or the date alone for that day at each site).
+    resp = api.get(
+        "/reports/compliance?start=2026-11-01T00:00:00&end=2026-12-01T00:00:00Z", HQ_EMAIL
+    )
     body = _envelope(resp, 422)
     message = " ".join(str(v) for v in body["errors"].values()) + body["message"]
     assert "start" in str(body["errors"]) and "+08:00" in message, body
+    assert "2026-11-01)" in message, body
     resp = api.get("/reports/compliance?start=yesterday&end=2026-12-01T00:00:00Z", HQ_EMAIL)
     assert "2026-11-01T00:00:00+08:00" in str(_envelope(resp, 422)["errors"])

@@ -72,9 +72,11 @@ def _set_zone(api: Any, env: dict, code: str, zone: str, **more: Any) -> None:
 
 
 def _report(app: Any, start, end, group_by, scope=HQ, filters=None, use_rollups=True) -> list:
+    # "Now" is the period's end (for days, the end day's UTC midnight).
+    now = end if isinstance(end, dt.datetime) else dt.datetime.combine(end, dt.time(), UTC)
     with Session(bind=app.extensions["db_engine"]) as session:
         return reports.compliance(
-            session, scope, start, end, group_by, filters or {}, end, use_rollups=use_rollups
+            session, scope, start, end, group_by, filters or {}, now, use_rollups=use_rollups
         )
 
 
@@ -279,12 +281,20 @@ def test_rollups_and_raw_rows_agree_across_time_zones_with_ragged_ends(app, env,
         (_utc(2026, 3, 1, 23, 30), _utc(2026, 3, 3, 0, 30)),
         (_utc(2026, 3, 2, 2), _utc(2026, 3, 2, 20)),  # no whole day anywhere
         (_utc(1970, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        # Days at each site, the end excluded (as reports.period passes them).
+        (dt.date(2026, 2, 28), dt.date(2026, 3, 5)),
+        (dt.date(2026, 3, 2), dt.date(2026, 3, 3)),
+        (dt.date(1970, 1, 1), dt.date(9999, 12, 31)),
     ]
+
+    def within(row: dict, start, end) -> bool:
+        if reports.is_days(start):
+            return start.isoformat() <= local_day(row) < end.isoformat()
+        return start <= row["completed_received_at"] < end
+
     for start, end in periods:
         # The raw rows grouped through zoneinfo here: what the report must say.
-        expected = Counter(
-            (r["site_id"], local_day(r)) for r in rows if start <= r["completed_received_at"] < end
-        )
+        expected = Counter((r["site_id"], local_day(r)) for r in rows if within(r, start, end))
         got = _report(app, start, end, ["site", "day"])
         # (The demo's occurrences make groups of their own, without inspections.)
         counted = {(r["site"], r["day"]): r["inspections_completed"] for r in got}
@@ -323,6 +333,110 @@ def test_region_daily_serves_only_zones_with_the_same_days(app, env, api):
         assert read == tables
         days = {"S-HOTEL": {"2026-06-01": 2}, "N-HOTEL": {"2026-06-01": 1, "2026-05-31": 1}}
         assert {r["day"]: r["inspections_completed"] for r in rows} == days[code]
+
+
+def test_a_period_of_days_reads_region_daily_whatever_the_zones(app, env, api):
+    _set_zone(api, env, "N-CANTEEN", "Europe/London")
+    # 00:30 on 1 June in Shanghai, 17:30 on 31 May in London.
+    when = _utc(2026, 5, 31, 16, 30)
+    write_inspections(app, [_inspection(env, code, when) for code in ("N-HOTEL", "N-CANTEEN")])
+    engine = app.extensions["db_engine"]
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        june = _report(app, dt.date(2026, 6, 1), dt.date(2026, 6, 2), ["region", "day"])
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert any("region_daily" in s for s in seen)
+    assert not any("inspection_daily" in s for s in seen)
+    assert [(r["day"], r["inspections_completed"]) for r in june] == [("2026-06-01", 1)]
+    may = _report(app, dt.date(2026, 5, 31), dt.date(2026, 6, 1), ["site", "day"])
+    assert [(r["site"], r["day"]) for r in may if r["inspections_completed"]] == [
+        (env["sites"]["N-CANTEEN"], "2026-05-31")
+    ]
+
+
+def _days(api: Any, path: str, first: str, last: str, who: str = HQ_EMAIL, **more: str):
+    query = urlencode({"start": first, "end": last, **more})
+    resp = api.get(f"/reports/{path}?{query}", who)
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()
+
+
+def test_dates_ask_for_the_days_at_each_site_the_end_day_included(app, env, api, db):
+    """The same instant is Monday 1 June at a Shanghai site and Sunday 31 May at a Honolulu
+    one: a report of 1 June counts the first, a report of 31 May the second, through the API,
+    for inspections, occurrences and actions alike."""
+    _set_zone(api, env, "N-CANTEEN", "Pacific/Honolulu")
+    shanghai, honolulu = env["sites"]["N-HOTEL"], env["sites"]["N-CANTEEN"]
+    write_inspections(
+        app, [_inspection(env, code, LATE_SUNDAY) for code in ("N-HOTEL", "N-CANTEEN")]
+    )
+    _occurrence_due(api, env, db, LATE_SUNDAY)  # at N-HOTEL
+    action = {"id": new_id(), "site_id": honolulu, "title": "Fix", "created_at": LATE_SUNDAY}
+    db.execute(insert(Action.__table__).values(server_rev=0, **action))
+    db.commit()
+    figures = ("inspections_completed", "occurrences_scheduled", "actions_opened")
+    for who in (HQ_EMAIL, NORTH):
+        for first, last, expected in (
+            ("2026-06-01", "2026-06-01", {shanghai: (1, 1, 0)}),
+            ("2026-05-31", "2026-05-31", {honolulu: (1, 0, 1)}),
+            ("2026-05-31", "2026-06-01", {shanghai: (1, 1, 0), honolulu: (1, 0, 1)}),
+        ):
+            rows = _days(api, "compliance", first, last, who, group_by="site")
+            got = {
+                r["site"]: tuple(r[f] for f in figures) for r in rows if any(r[f] for f in figures)
+            }
+            assert got == expected, (who, first, last)
+    # The report's days are each site's: the day column says so.
+    rows = _days(api, "compliance", "2026-05-31", "2026-06-01", group_by="site,day")
+    assert {(r["site"], r["day"]) for r in rows if r["inspections_completed"]} == {
+        (shanghai, "2026-06-01"),
+        (honolulu, "2026-05-31"),
+    }
+
+
+def test_failing_items_of_a_period_of_days_are_those_of_each_sites_days(api, env, db, completed):
+    _, iid = completed
+    db.execute(
+        update(Inspection).where(Inspection.id == iid).values(completed_received_at=LATE_SUNDAY)
+    )
+    db.commit()
+    failed = {("clean", 1), ("fridge", 1)}
+
+    def items(day: str) -> set:
+        return {(r["item_key"], r["failures"]) for r in _days(api, "failing-items", day, day)}
+
+    assert (items("2026-06-01"), items("2026-05-31")) == (failed, set())  # Shanghai: Monday
+    _set_zone(api, env, "N-HOTEL", "Pacific/Honolulu")
+    assert (items("2026-06-01"), items("2026-05-31")) == (set(), failed)  # Honolulu: Sunday
+
+
+@pytest.mark.parametrize(
+    "query,field,words",
+    [
+        ("start=2026-06-01&end=2026-06-30T00:00:00Z", "end", "both"),
+        ("start=2026-06-02&end=2026-06-01", "end", "on or after"),
+        ("start=2026-06-01T00:00:00&end=2026-06-02", "start", "date alone"),
+        ("start=2026-02-30&end=2026-03-01", "start", "2026-11-01"),
+        ("start=1969-12-31&end=2026-03-01", "start", "1970-01-01"),
+        ("start=2026-03-01&end=9999-12-31", "end", "9999-12-30"),
+    ],
+)
+def test_a_period_of_days_that_cannot_be_read_is_a_422_naming_it(api, env, query, field, words):
+    for path in ("compliance", "failing-items", "compliance.png"):
+        resp = api.get(f"/reports/{path}?{query}", HQ_EMAIL)
+        body = resp.get_json()
+        assert resp.status_code == 422, (path, query, body)
+        assert words in body["message"] or words in str(body.get("errors")), body
+        assert field in str(body.get("errors")), body
+    if words == "both":  # said in Chinese too
+        resp = api.get(f"/reports/compliance?{query}", HQ_EMAIL, headers={"Accept-Language": "zh"})
+        assert "各门店当地" in resp.get_json()["message"], resp.get_json()
 
 
 # --- the writer's site lookups -----------------------------------------------------------------

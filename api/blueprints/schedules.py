@@ -26,7 +26,6 @@ from schemas.schedules import (
     ScheduleIn,
     ScheduleOut,
 )
-from store.errors import Invalid
 from store.types import utcnow
 
 schedules = make_blueprint("schedules", "/schedules", "Recurring inspection schedules (HQ)")
@@ -81,12 +80,6 @@ def list_occurrences(query, pagination_parameters):
     return schedule_service.with_status(rows, utcnow())
 
 
-def _period(query):
-    if query["end"] <= query["start"]:
-        raise Invalid("The period must end after it starts.", errors={"end": ["before start"]})
-    return query["start"], query["end"]
-
-
 @report_blp.route("/compliance")
 @report_blp.arguments(ReportQuery, location="query")
 @report_blp.response(200, ComplianceRow(many=True), description="JSON, or CSV with format=csv")
@@ -95,7 +88,7 @@ def _period(query):
 @login_required
 def compliance(query):
     """Compliance summary for a period, filtered and grouped (JSON, or CSV)."""
-    start, end = _period(query)
+    start, end = reports.period(query["start"], query["end"])
     rows = reports.compliance(
         db.session(), current_scope(), start, end, query["group_by"], query, utcnow()
     )
@@ -115,7 +108,7 @@ def compliance(query):
 @login_required
 def compliance_chart(query, fmt):
     """Pass rate and average score over time per group, as a PNG or SVG chart."""
-    start, end = _period(query)
+    start, end = reports.period(query["start"], query["end"])
     return compliance_chart_response(
         current_scope(), start, end, query["group_by"], query, fmt, utcnow()
     )
@@ -129,7 +122,7 @@ def compliance_chart(query, fmt):
 @login_required
 def failing_items(query):
     """The most-failed checklist items in the period."""
-    start, end = _period(query)
+    start, end = reports.period(query["start"], query["end"])
     rows = reports.failing_items(db.session(), current_scope(), start, end, query, query["limit"])
     if wants_csv(query):
         return csv_response(rows, ["template_key", "item_key", "failures"], "failing-items")

@@ -43,6 +43,7 @@ UI: dict[str, tuple[str, str]] = {
     "from": ("From", "从"),
     "to": ("To", "至"),
     "days_in": ("Days in", "日期按时区"),
+    "days_at_each_site": ("Days at each site, in its time zone", "日期按各场所的时区"),
     "open": ("Open", "打开"),
     "previous": ("Previous", "上一页"),
     "next": ("Next", "下一页"),

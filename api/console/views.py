@@ -52,6 +52,7 @@ from inspections import action_service, reports, review
 from media import uploads
 from org.paging import page_of
 from schemas.actions import ActionQuery
+from schemas.common import PeriodBound
 from schemas.inspections import InspectionQuery
 from store.enums import REVIEWER_ROLES
 from store.errors import DomainError, Unauthorized
@@ -72,9 +73,9 @@ bp = Blueprint(
 PAGE_SIZE = 25
 PUBLIC = {"console.login", "console.static", "console.language"}
 GROUPS = ("region", "site", "template", "inspector", "day", "week", "month")
-# The dashboard's whole days: the API's report range (schemas/common.py: Instant), the end day
+# The dashboard's days: the API's report range (schemas/common.py: PeriodBound), the end day
 # included, so its period ends at midnight after it; 9999-12-31 has no day after it.
-FIRST_DAY, LAST_DAY = dt.date(1970, 1, 1), dt.date(9999, 12, 30)
+FIRST_DAY, LAST_DAY = PeriodBound.FIRST_DAY, PeriodBound.LAST_DAY
 # A console sign-in is a row of refresh_tokens in a family of its own, "console:<session id>"
 # (never a token the API hands out): sign-out revokes it, and so does everything that ends a
 # user's sign-ins (a password change or a deactivation: org/admin.py revoke_refresh_tokens).
@@ -578,25 +579,31 @@ def _is_console(target: str | None) -> bool:
     )
 
 
-def _days_zone(site_id: str | None = None, region_id: str | None = None) -> str:
-    """The time zone the console's dates are days in: the one every site shown shares (as
-    reports group by each site's days), else UTC."""
+def _zones_shown(site_id: str | None = None, region_id: str | None = None) -> set[str]:
+    """The time zones of the sites shown."""
     stmt = select(Site.timezone).distinct().where(current_scope().site_clause(Site.id))
     if site_id:
         stmt = stmt.where(Site.id == site_id)
     if region_id:
         stmt = stmt.where(Site.region_id == region_id)
-    zones = set(db.session().execute(stmt).scalars())
+    return set(db.session().execute(stmt).scalars())
+
+
+def _days_zone(site_id: str | None = None, region_id: str | None = None) -> str:
+    """The time zone the queue's dates are days in: the one every site shown shares, else
+    UTC."""
+    zones = _zones_shown(site_id, region_id)
     return zones.pop() if len(zones) == 1 else "UTC"
 
 
 def _report_args() -> tuple[dict[str, Any], dict[str, str]]:
-    """Period (dates at the sites shown, end inclusive), filters and grouping from the
-    dashboard's form."""
+    """Period (days at each site, end inclusive), filters and grouping from the dashboard's
+    form."""
     raw = _clean_args(("start", "end", "region_id", "site_id", "template_key"))
-    raw["zone"] = _days_zone(raw.get("site_id"), raw.get("region_id"))
-    zone = ZoneInfo(raw["zone"])
-    today = utcnow().astimezone(zone).date()
+    zones = _zones_shown(raw.get("site_id"), raw.get("region_id"))
+    # One zone: "today" is that zone's; several: each site's days, and today is UTC's.
+    raw["zone"] = zones.pop() if len(zones) == 1 else ""
+    today = utcnow().astimezone(ZoneInfo(raw["zone"] or "UTC")).date()
     try:
         start = dt.date.fromisoformat(raw.get("start", ""))
     except ValueError:
@@ -611,9 +618,10 @@ def _report_args() -> tuple[dict[str, Any], dict[str, str]]:
         abort(400, t("dates_out_of_range"))
     group_by = [gb for gb in request.args.getlist("group_by") if gb in GROUPS] or ["site"]
     raw.update(start=start.isoformat(), end=end.isoformat())
+    start, end = reports.period(start, end)
     query = {
-        "start": dt.datetime.combine(start, dt.time(), zone),
-        "end": dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), zone),
+        "start": start,
+        "end": end,
         "group_by": group_by,
         **{k: raw[k] for k in ("region_id", "site_id", "template_key") if k in raw},
     }
