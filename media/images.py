@@ -19,7 +19,7 @@ import math
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 PREVIEW_SIDE = 1600
 THUMB_SIDE = 320
@@ -98,7 +98,7 @@ def _exif_facts(img: Image.Image) -> tuple[dt.datetime | None, tuple[float, floa
     except Exception:  # malformed EXIF must not lose the photo itself
         return None, None
     captured = None
-    stamp = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)
+    stamp = _ifd(exif, 0x8769).get(0x9003) or exif.get(0x0132)
     if isinstance(stamp, str):
         try:
             captured = dt.datetime.strptime(stamp.strip("\x00 "), "%Y:%m:%d %H:%M:%S")
@@ -106,7 +106,7 @@ def _exif_facts(img: Image.Image) -> tuple[dt.datetime | None, tuple[float, floa
             captured = None
     gps = None
     try:
-        gps_ifd = exif.get_ifd(0x8825)
+        gps_ifd = _ifd(exif, 0x8825)
         if gps_ifd.get(2) and gps_ifd.get(4):
             lat = _degrees(gps_ifd[2]) * (-1 if gps_ifd.get(1) == "S" else 1)
             lon = _degrees(gps_ifd[4]) * (-1 if gps_ifd.get(3) == "W" else 1)
@@ -117,6 +117,61 @@ def _exif_facts(img: Image.Image) -> tuple[dt.datetime | None, tuple[float, floa
     return captured, gps
 
 
+def _ifd(exif: Image.Exif, tag: int) -> dict:
+    """A sub-IFD of the EXIF, or nothing when it cannot be read (a pointer out of the file,
+    or negative: Pillow raises ValueError, struct.error, OSError...)."""
+    try:
+        return exif.get_ifd(tag)
+    except Exception:  # malformed EXIF must not lose the photo itself
+        return {}
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 to 8; 1 when absent or unreadable)."""
+    try:
+        value = img.getexif().get(0x0112, 1)
+    except Exception:  # malformed EXIF must not lose the photo itself
+        return 1
+    return value if value in _TRANSPOSE or value == 1 else 1
+
+
+# EXIF orientation -> the transposition that makes the picture upright (as exif_transpose,
+# which also rewrites the EXIF and fails on values of unexpected types: the derivatives
+# carry none).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Integer greyscale modes (16-bit PNGs): their values run to 65535, and convert() clips them.
+_WIDE_GREY = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def eight_bit(img: Image.Image) -> Image.Image:
+    """The image with 8-bit channels: 16-bit greyscale scaled down (converting it as it is
+    would clip every value above 255 to white)."""
+    if img.mode not in _WIDE_GREY:
+        return img
+    wide = img if img.mode == "I" else img.convert("I")
+    return wide.point(lambda v: v / 257).convert("L")
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """RGB pixels; transparent parts on white, as a page shows them (not black)."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        img = img.convert("RGBA")
+        page = Image.new("RGB", img.size, "white")
+        page.paste(img, mask=img.getchannel("A"))
+        return page
+    return img.convert("RGB")
+
+
 def _degrees(parts: tuple) -> float:
     d, m, s = (float(x) for x in parts)
     return d + m / 60 + s / 3600
@@ -125,7 +180,7 @@ def _degrees(parts: tuple) -> float:
 def _encode(img: Image.Image) -> bytes:
     """JPEG with no metadata at all (no EXIF, GPS, XMP, ICC, comments)."""
     out = io.BytesIO()
-    clean = img.convert("RGB")
+    clean = _flatten(img)
     clean.info = {}
     clean.save(out, "JPEG", quality=85, exif=b"", icc_profile=None)
     return out.getvalue()
@@ -154,13 +209,16 @@ def process_image(
         img.load()
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageRejected("corrupt", f"The image is truncated or corrupt: {exc}.") from None
-    # Read once loaded (a PNG may keep its EXIF after the pixels) and for every format, as
-    # exif_transpose reads it: the size recorded is the size of the image served.
-    rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    upright = (full_h, full_w) if rotated else (full_w, full_h)
-    oriented = ImageOps.exif_transpose(img)
-    preview = oriented.copy()
+    # Read once loaded (a PNG may keep its EXIF after the pixels) and for every format: the
+    # size recorded is the size of the image served.
+    orientation = _orientation(img)
+    upright = (full_h, full_w) if orientation in (5, 6, 7, 8) else (full_w, full_h)
+    # Shrunk first, in place, then turned upright: a full-size copy of a 60 MP PNG (which,
+    # unlike a JPEG, cannot be decoded at a smaller scale) costs hundreds of MB.
+    preview = eight_bit(img)
     preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
+    if orientation in _TRANSPOSE:
+        preview = preview.transpose(_TRANSPOSE[orientation])
     thumb = preview.copy()
     thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
     return ProcessedImage(

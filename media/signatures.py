@@ -8,6 +8,8 @@ import math
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
+from media.images import eight_bit
+
 MAX_STROKES = 200
 MAX_POINTS = 20_000
 MAX_SIDE = 4000
@@ -91,7 +93,9 @@ def clean_png(data: bytes) -> bytes:
     with Image.open(io.BytesIO(data), formats=("PNG",)) as img:
         img.load()
         has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-        clean = img.convert("RGBA" if has_alpha else "RGB" if img.mode != "L" else "L")
+        # 16-bit greyscale scaled to 8 bits, not clipped to white.
+        pixels = eight_bit(img)
+        clean = pixels.convert("RGBA" if has_alpha else "RGB" if pixels.mode != "L" else "L")
     clean.info = {}
     out = io.BytesIO()
     clean.save(out, "PNG")

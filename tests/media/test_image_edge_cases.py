@@ -1,0 +1,138 @@
+"""Photos with odd EXIF, wide pixels or many pixels: processed or refused, never a 500, and
+never costing more memory than one decoded copy."""
+
+from __future__ import annotations
+
+import io
+import struct
+import uuid
+
+from PIL import Image
+
+from media import images
+from tests.conftest import ANA
+from tests.media.test_upload_flow import _failed_photo_inspection, _upload
+from tests.sync_env import photo_record
+
+
+def _jpeg_with_negative_exif_pointer() -> bytes:
+    """A valid JPEG whose EXIF IFD0 holds ExifIFD (0x8769) typed SLONG = -100."""
+    ifd0 = struct.pack("<H", 1) + struct.pack("<HHI", 0x8769, 9, 1) + struct.pack("<i", -100)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd0 + struct.pack("<I", 0)
+    out = io.BytesIO()
+    colour = tuple(uuid.uuid4().bytes[:3])  # bytes no other test uploads
+    Image.new("RGB", (40, 30), colour).save(out, "JPEG", exif=b"Exif\x00\x00" + tiff)
+    return out.getvalue()
+
+
+def test_negative_exif_pointer_is_processed_or_refused_not_a_crash():
+    data = _jpeg_with_negative_exif_pointer()
+    try:
+        images.process_image(data, declared_mime="image/jpeg")
+    except images.ImageRejected:
+        pass  # a clear refusal is fine; any other exception is a 500 in the API
+
+
+def test_negative_exif_pointer_upload_is_not_a_500(env, device, client, app):
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # see the 500 the way a phone sees it
+    try:
+        phone = device(ANA)
+        iid, rid = _failed_photo_inspection(phone, env)
+        data = _jpeg_with_negative_exif_pointer()
+        att = photo_record(phone, iid, rid, data)
+        phone.sync()
+        done = _upload(client, phone, att, data)
+        assert done.status_code < 500, done.get_json()
+    finally:
+        app.config["PROPAGATE_EXCEPTIONS"] = None
+
+
+def _ifd(entries, next_offset=0):
+    out = struct.pack("<H", len(entries))
+    for tag, typ, count, value in entries:
+        out += struct.pack("<HHI", tag, typ, count) + value
+    return out + struct.pack("<I", next_offset)
+
+
+def _rotated_jpeg_with_text_gps() -> bytes:
+    """An upright-6 photo whose GPS latitude is written as ASCII "31" (a sloppy camera app):
+    reading it is fine, but exif_transpose re-serialises the EXIF and cannot write it back."""
+    ifd0 = _ifd([(0x0112, 3, 1, struct.pack("<HH", 6, 0)), (0x8825, 4, 1, struct.pack("<I", 38))])
+    gps = _ifd([(0x0001, 2, 2, b"N\x00\x00\x00"), (0x0002, 2, 4, b"31\x00\x00")])
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd0 + gps
+    out = io.BytesIO()
+    colour = tuple(uuid.uuid4().bytes[:3])
+    Image.new("RGB", (40, 30), colour).save(out, "JPEG", exif=b"Exif\x00\x00" + tiff)
+    return out.getvalue()
+
+
+def test_rotated_photo_with_odd_gps_types_is_processed_not_a_crash():
+    data = _rotated_jpeg_with_text_gps()
+    try:
+        result = images.process_image(data, declared_mime="image/jpeg")
+    except images.ImageRejected:
+        return
+    assert (result.width, result.height) == (30, 40)
+
+
+def test_rotated_photo_with_odd_gps_types_upload_is_not_a_500(env, device, client, app):
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    try:
+        phone = device(ANA)
+        iid, rid = _failed_photo_inspection(phone, env)
+        data = _rotated_jpeg_with_text_gps()
+        att = photo_record(phone, iid, rid, data)
+        phone.sync()
+        done = _upload(client, phone, att, data)
+        assert done.status_code < 500, done.get_json()
+    finally:
+        app.config["PROPAGATE_EXCEPTIONS"] = None
+
+
+def test_a_16_bit_png_photo_keeps_its_picture_in_the_derivatives():
+    """A 16-bit greyscale PNG (mode I;16): convert("RGB") clips every value above 255, so the
+    preview and thumbnail a reviewer sees come out almost entirely white."""
+    gradient = Image.linear_gradient("L").resize((64, 48))  # 0..255, left to right-ish
+    sixteen = gradient.point(lambda v: v * 257).convert("I").convert("I;16")
+    out = io.BytesIO()
+    sixteen.save(out, "PNG")
+    data = out.getvalue()
+    assert Image.open(io.BytesIO(data)).mode == "I;16"
+    result = images.process_image(data, declared_mime="image/png")
+    preview = Image.open(io.BytesIO(result.preview)).convert("L")
+    histogram = preview.histogram()
+    white = sum(histogram[250:]) / (preview.width * preview.height)
+    assert white < 0.5, f"{white:.0%} of the preview is white"
+
+
+_PEAK = """
+import io, resource, sys
+from PIL import Image
+sys.path.insert(0, sys.argv[1])
+from media import images
+out = io.BytesIO()
+Image.new("RGBA", (7745, 7745), 0).save(out, "PNG")  # 59.98 MP, under MAX_IMAGE_PIXELS
+data = out.getvalue()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+images.process_image(data, declared_mime="image/png", max_pixels=60_000_000)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(len(data), peak // 1024)
+"""
+
+
+def test_a_small_png_does_not_cost_most_of_a_gigabyte_to_process():
+    """A ~230 KB PNG declaring 60 MP (the default MAX_IMAGE_PIXELS) is decoded in full and
+    copied several times (load, exif_transpose, copy for the preview): each completion of
+    such a file costs ~780 MB of RAM and ~3 s of CPU; a handful in parallel exhaust a small
+    server. JPEGs are decoded at a reduced DCT scale (draft); PNG/WebP/HEIC are not."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run(
+        [sys.executable, "-c", _PEAK, root], capture_output=True, text=True, check=True
+    )
+    size, peak_mb = map(int, run.stdout.split())
+    assert size < 1_000_000
+    assert peak_mb < 400, f"{size} bytes of PNG took {peak_mb} MB to process"
