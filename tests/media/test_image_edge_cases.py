@@ -3,6 +3,7 @@ never costing more memory than one decoded copy."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import uuid
@@ -27,10 +28,9 @@ def _jpeg_with_negative_exif_pointer() -> bytes:
 
 def test_negative_exif_pointer_is_processed_or_refused_not_a_crash():
     data = _jpeg_with_negative_exif_pointer()
-    try:
+    # A clear refusal is fine; any other exception is a 500 in the API.
+    with contextlib.suppress(images.ImageRejected):
         images.process_image(data, declared_mime="image/jpeg")
-    except images.ImageRejected:
-        pass  # a clear refusal is fine; any other exception is a 500 in the API
 
 
 def test_negative_exif_pointer_upload_is_not_a_500(env, device, client, app):
@@ -136,3 +136,28 @@ def test_a_small_png_does_not_cost_most_of_a_gigabyte_to_process():
     size, peak_mb = map(int, run.stdout.split())
     assert size < 1_000_000
     assert peak_mb < 400, f"{size} bytes of PNG took {peak_mb} MB to process"
+
+
+def test_transparent_parts_of_a_photo_show_on_white_not_black():
+    """A PNG whose transparent pixels hold black: the preview shows them as a page would."""
+    img = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
+    img.paste((200, 30, 30, 255), (0, 0, 32, 48))  # the left half opaque red
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    result = images.process_image(out.getvalue(), declared_mime="image/png")
+    preview = Image.open(io.BytesIO(result.preview)).convert("RGB")
+    assert min(preview.getpixel((60, 24))) > 240  # the transparent half: white
+    red, green, _ = preview.getpixel((4, 24))
+    assert red > 150 and green < 80  # the opaque half keeps its colour
+
+
+def test_a_16_bit_signature_png_keeps_its_strokes_when_cleaned():
+    from media.signatures import clean_png
+
+    # White paper, 16-bit, with a dark stroke across rows 15 to 24.
+    rows = [(2000 if 15 <= y < 25 else 65535) for y in range(40) for _x in range(120)]
+    ink = Image.frombytes("I;16", (120, 40), struct.pack(f"<{len(rows)}H", *rows))
+    out = io.BytesIO()
+    ink.save(out, "PNG")
+    cleaned = Image.open(io.BytesIO(clean_png(out.getvalue()))).convert("L")
+    assert cleaned.getpixel((60, 20)) < 40 and cleaned.getpixel((60, 5)) > 240
