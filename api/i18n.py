@@ -83,6 +83,10 @@ PATTERNS_ZH = (
         "您无权修改该记录:其门店不在您的权限范围内。",
     ),
     (re.compile(r"^Cannot complete: (.*)$"), "无法完成:{0}"),
+    (
+        re.compile(r"^The file of this attachment is uploaded and verified: .*$"),
+        "该附件的文件已上传并校验,其摘要、大小和类型不能再更改;请保留服务器值,其他文件请作为新附件上传。",
+    ),
     (re.compile(r"^Invalid input: (.*)$"), "输入无效:{0}"),
     (re.compile(r"^Uploads are limited to (\d+) bytes\.$"), "上传文件不得超过 {0} 字节。"),
     (

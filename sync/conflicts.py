@@ -17,7 +17,7 @@ from store.types import utcnow
 from sync import writer
 from sync.push import Rules, to_db, tombstone
 from sync.scope import Scope
-from sync.tables import PLACEMENT, TABLES, TableSpec
+from sync.tables import PLACEMENT, TABLES, UPLOADED_CONTENT, TableSpec
 from sync.validate import REQUIRED, check_value
 
 RESOLUTIONS = ("keep_server", "take_device", "edit")
@@ -240,6 +240,17 @@ def _apply_values(
             f"A resolution cannot move a record: {', '.join(moved)} must stay as it is on the "
             "server. Leave it out of the value, or keep the server's value.",
             errors={c: ["cannot be changed by a resolution"] for c in moved},
+            reason="not_resolvable",
+        )
+    content = sorted(set(changes) & set(UPLOADED_CONTENT)) if current.get("uploaded") else []
+    if content:
+        # The stored bytes were verified against these: other values would point the record
+        # at other bytes (perhaps another site's photo) while it still says it is uploaded.
+        raise Invalid(
+            f"The file of this attachment is uploaded and verified: {', '.join(content)} "
+            "describe its bytes and cannot change. Keep the server's value; a different file "
+            "is a new attachment.",
+            errors={c: ["fixed once the file is uploaded"] for c in content},
             reason="not_resolvable",
         )
     if inspection is not None:

@@ -324,4 +324,22 @@ def validate_push(body: Any, max_records: int) -> tuple[dict[str, dict[str, list
             errors=errors,
             reason="invalid_push",
         )
+    for rec in (
+        *out.get("attachments", {}).get("created", ()),
+        *out.get("attachments", {}).get("updated", ()),
+    ):
+        _fold_case(rec)
     return out, last
+
+
+# Columns whose letters' case means nothing (hex digests, media types): stored in lower case,
+# as the upload compares them and the blob store keys bytes. A device writing hex in upper
+# case (common on Android) could otherwise never upload its photo.
+_CASELESS = ("sha256", "signed_content_sha256", "mime")
+
+
+def _fold_case(rec: dict[str, Any]) -> None:
+    for col in _CASELESS:
+        value = rec.get(col)
+        if type(value) is str:
+            rec[col] = value.lower()
