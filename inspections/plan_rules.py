@@ -192,7 +192,9 @@ class InspectionRules:
             if before is None or not lifecycle.is_locked(before["status"]):
                 continue
             status = before["status"]
-            if iid in cs.device_changed.get("inspections", {}):
+            # A record pushed with the values it already has (a push retried after its answer
+            # was lost) changes nothing: nothing to refuse.
+            if cs.device_changed.get("inspections", {}).get(iid):
                 self._revert(
                     cs,
                     "inspections",
@@ -205,7 +207,7 @@ class InspectionRules:
                 for row in self._children(cs, name, iid, live=False):
                     rid = row["id"]
                     changed = cs.device_changed.get(name, {}).get(rid)
-                    if changed is None:
+                    if not changed:
                         continue
                     if name == "actions" and "deleted_at" not in changed:
                         continue  # actions keep their own lifecycle; only deleting them is locked
@@ -403,10 +405,19 @@ class InspectionRules:
         self, cs: ChangeSet, iid: str, key: str, group: list[Row], pushed: dict[str, set[str]]
     ) -> Row:
         """The response scored among several answers to one item; the others lose their score."""
-        # Most recently received: changed in this push first, then the highest rev.
-        group.sort(key=lambda r: (r["id"] in pushed, r.get("server_rev") or 0, r["id"]))
+        # Most recently received: changed in this push first; then the one scored so far (a
+        # scored answer has `failed` set, the others lose it): its rev is no guide, as the
+        # server's own update of the others' scores gives them newer revs.
+        group.sort(
+            key=lambda r: (
+                bool(pushed.get(r["id"])),
+                r.get("failed") is not None,
+                r.get("server_rev") or 0,
+                r["id"],
+            )
+        )
         winner = group[-1]
-        if any(r["id"] in pushed for r in group):
+        if any(pushed.get(r["id"]) for r in group):
             cs.conflicts.append(
                 ConflictNote(
                     kind="duplicate_response",
