@@ -319,13 +319,24 @@ class _Push:
         insp = self.inspection((cur or {}).get("inspection_id") or rec.get("inspection_id"))
         action_id = (cur or {}).get("action_id") or rec.get("action_id")
         if name == "attachments" and insp is None and action_id:
-            action = (
-                self.cs.after.get("actions", {}).get(action_id)
-                or self.parent_actions.get(action_id)
-                or self.existing.get("actions", {}).get(action_id)
-            )
-            return (action or {}).get("site_id"), "unknown action"
+            return (self.action(action_id) or {}).get("site_id"), "unknown action"
         return (insp or {}).get("site_id"), "unknown inspection"
+
+    def action(self, action_id: str | None) -> Row | None:
+        """A corrective action as this push leaves it (or as stored), if known."""
+        if not action_id:
+            return None
+        return (
+            self.cs.after.get("actions", {}).get(action_id)
+            or self.parent_actions.get(action_id)
+            or self.existing.get("actions", {}).get(action_id)
+        )
+
+    def foreign_action(self, name: str, rec: dict[str, Any], site: str) -> bool:
+        """Whether a photo documents an action at another site than its own: a link across
+        sites would let the action's deletion take a photo its deleter cannot see."""
+        action = self.action(rec.get("action_id")) if name == "attachments" else None
+        return action is not None and action.get("site_id") != site
 
     def deleted_parent(self, name: str, rec: dict[str, Any]) -> str | None:
         """Why a new record cannot join its parent (deleted on the server), if it cannot."""
@@ -406,6 +417,8 @@ class _Push:
             return site, ("its site is outside your scope", "out_of_scope")
         if name != "inspections" and not self.owned(self.inspection(rec.get("inspection_id"))):
             return site, ("the inspection belongs to another inspector", "out_of_scope")
+        if self.foreign_action(name, rec, site):
+            return site, ("its corrective action is at another site", "out_of_scope")
         gone = self.deleted_parent(name, rec)
         if gone:
             return site, (f"created on the device after {gone}", "deleted_record")
@@ -443,6 +456,10 @@ class _Push:
             return
         spec = TABLES[name]
         if pending:
+            if self.foreign_action(name, rec, site):
+                detail = "its corrective action is at another site"
+                self.refuse(name, rid, rec, detail, site, insp_id)
+                return
             gone = self.deleted_parent(name, rec)
             if gone:
                 detail = f"created on the device after {gone}"
