@@ -19,6 +19,7 @@ from inspections.canonical import content_sha256, legacy_content_sha256
 from inspections.evidence import missing_evidence
 from store.changeset import AuditNote, ChangeSet, ConflictNote, Row
 from store.db import one_of
+from store.enums import INSPECTOR
 from store.models import Action, Attachment, Conflict, Occurrence, Response
 from store.models import TemplateVersion as Version
 from store.types import new_id
@@ -694,7 +695,26 @@ class InspectionRules:
                 evidence[att["action_id"]] += 1
         return evidence
 
+    def _kept_action(self, cs: ChangeSet, before: Row) -> str | None:
+        """Why a device may not delete this stored action, if it may not: the server opened
+        it for a failed item (an inspector deleting it would leave the failure with no
+        corrective action, and completing again opens none: never twice for one answer), or
+        its fix is recorded (resolved or verified: reopen it first, as for its photos)."""
+        if before.get("status") in ("resolved", "verified"):
+            return f"the corrective action is {before['status']}; reopen it before deleting it"
+        if before.get("source") == "auto" and cs.role == INSPECTOR:
+            return "the server opened this corrective action for a failed item; it stays"
+        return None
+
     def _device_actions(self, session: Session, cs: ChangeSet) -> None:
+        for aid, changed in list(cs.device_changed.get("actions", {}).items()):
+            before = cs.before["actions"].get(aid)
+            why = before and "deleted_at" in changed and self._kept_action(cs, before)
+            if why:
+                iid = before.get("inspection_id")
+                self._revert(cs, "actions", aid, "locked", why, iid)
+                for att in self._deleted_evidence(cs, aid):  # its photos, deleted with it
+                    self._revert(cs, "attachments", att, "locked", why, iid)
         evidence = self._action_evidence(session, cs)
         for aid in list(cs.device_changed.get("actions", {})):
             after = cs.after["actions"].get(aid)
