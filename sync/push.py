@@ -487,7 +487,11 @@ class _Push:
             self.cs.bump(name, rid)  # the device holds a stale server value: let it converge
         base = rec.get("base_rev")
         if isinstance(base, int | float) and not isinstance(base, bool):
-            self.base_revs[(name, rid)] = int(base)
+            # A device edits copies it had before its latest pull began (that pull merged
+            # into them): a larger base_rev (a clock time, say) would hide every concurrent
+            # edit. (An edit made during a sync may then record an overwrite that was none.)
+            base = int(base) if self.pull_start < 0 else min(int(base), self.pull_start)
+            self.base_revs[(name, rid)] = base
         else:
             # No base_rev: the device knew the server as of its latest pull's starting cursor.
             self.base_revs[(name, rid)] = self.pull_start
@@ -675,11 +679,18 @@ def push(
     now_ms: int,
     pull_start: int | None = None,
     assume_new: bool = False,
+    pulled: int | None = None,
 ) -> dict[str, Any]:
     """Apply a push; raises Invalid (nothing applied) or StalePush (409, nothing applied).
     `assume_new` (SQLite only, _ASSUMED_NEW): raises AssumedNewExists when a record taken as
-    new is on the server; roll back and push again without it."""
+    new is on the server; roll back and push again without it. `pulled`: the rev the device's
+    pulls reached, as the server noted it; no cursor it sends counts beyond it. `pull_start`:
+    where its latest pull began; no base_rev it sends counts beyond it."""
     changes, last = validate_push(body, max_records)
+    if pulled is not None and last is not None:
+        # A cursor past what the device pulled (a bug, say a clock time sent as the cursor)
+        # would skip the stale check.
+        last = min(last, pulled)
     args = (session, scope, device_id, changes, last, rules, now_ms, pull_start)
     if assume_new and session.get_bind().dialect.name == "sqlite":
         try:

@@ -250,6 +250,7 @@ def _push(session: Session, scope: Scope, assume_new: bool) -> Response:
         now_ms=int(time.time() * 1000),
         pull_start=_known_as_of(state),
         assume_new=assume_new,
+        pulled=None if state is None else state.last_pulled_rev,
     )
     _note_device(scope.user_id, "last_push_at")
     top = revs.stamp(session)

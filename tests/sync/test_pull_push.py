@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from store.models import Conflict, Inspection, Response, Site
-from tests.sync_env import ANA, BEN, HQ_EMAIL, NORTH, SOUTH, answer, new_inspection
+from tests.sync.device import SyncFailed
+from tests.sync_env import ANA, BEN, HQ_EMAIL, NORTH, SOUTH, answer, new_inspection, now_ms
 
 
 def test_first_pull_is_scoped_and_sends_creations_as_updates(env, device):
@@ -193,6 +194,43 @@ def test_a_stale_edit_to_a_record_outside_scope_is_kept_as_a_conflict(env, devic
     assert conflict.device_value["notes"] == "from a"
     db.expire_all()
     assert db.get(Inspection, iid).notes == "from b"
+
+
+def test_a_cursor_beyond_the_devices_pulls_does_not_skip_the_stale_check(env, device, db):
+    """A cursor past what the device pulled (a client sending a clock time, say) counts as
+    the cursor it did pull."""
+    a, b = device(ANA, "a"), device(ANA, "b")
+    a.sync()
+    iid = new_inspection(a, env)
+    a.sync()
+    b.sync()
+    b.update("inspections", iid, notes="from b")
+    b.sync()
+    a.update("inspections", iid, notes="from a")
+    with pytest.raises(SyncFailed) as refused:
+        a.push(now_ms())
+    assert refused.value.status == 409 and iid in refused.value.body["stale"]["inspections"]
+    db.expire_all()
+    assert db.get(Inspection, iid).notes == "from b"
+
+
+def test_a_base_rev_beyond_the_devices_pulls_still_records_the_overwrite(env, device, db):
+    a, b = device(ANA, "a"), device(ANA, "b")
+    a.sync()
+    iid = new_inspection(a, env)
+    a.sync()
+    a.sync()  # a's copy now carries its server_rev
+    b.sync()
+    a.update("inspections", iid, notes="from a")
+    assert "base_rev" in a.db["inspections"][iid]["_changed"]
+    a.db["inspections"][iid]["raw"]["base_rev"] = now_ms()  # a clock time, not a rev
+    b.update("inspections", iid, notes="from b")
+    b.sync()
+    a.sync()
+    db.expire_all()
+    assert db.get(Inspection, iid).notes == "from a"
+    conflict = db.execute(select(Conflict).where(Conflict.record_id == iid)).scalar_one()
+    assert (conflict.kind, conflict.server_value) == ("concurrent_edit", "from b")
 
 
 def test_per_field_merge_of_two_devices(env, device, db):
