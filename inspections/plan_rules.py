@@ -127,9 +127,6 @@ class InspectionRules:
             if deleted and row.get("inspection_id"):
                 ids.add(row["inspection_id"])
         ids |= cs.recompute
-        # A record refused while the push was planned (out of scope...): its inspection shows
-        # the conflict now kept against it (has_conflicts).
-        ids.update(c.inspection_id for c in cs.conflicts)
         return sorted(i for i in ids if i in cs.after.get("inspections", {}))
 
     def _load_context(self, session: Session, cs: ChangeSet, ids: list[str]) -> None:

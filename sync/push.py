@@ -288,6 +288,10 @@ class _Push:
         kind: str = "out_of_scope",
     ) -> None:
         """Keep a record the server will not take as it is, as a conflict holding it."""
+        if inspection_id and site_id and self.scope.sees_site(site_id):
+            # Its inspection shows the conflict (has_conflicts), when the pusher sees it: a
+            # refusal never writes where the pusher may not.
+            self.cs.recompute.add(inspection_id)
         self.cs.conflicts.append(
             ConflictNote(
                 kind=kind,
