@@ -35,6 +35,10 @@ MESSAGES_ZH = {
     "The period must end after it starts.": "结束时间必须晚于开始时间。",
     "The period must end on or after the day it starts.": "结束日期不得早于开始日期。",
     (
+        "Verifying needs a photo of the fix to look at: none of this action's photos has "
+        "been uploaded yet. Verify once the device has sent it."
+    ): "验证需要能查看整改照片:该整改项的照片尚未上传。请在设备上传后再验证。",
+    (
         "Send both ends of the period as dates (2026-11-01: the day at each site) or both "
         "as times with their offsets (2026-11-01T00:00:00+08:00)."
     ): (

@@ -86,13 +86,17 @@ def get(
     return action
 
 
-def evidence_count(session: Session, action_id: str) -> int:
-    """Live attachments that document this action."""
-    return session.execute(
+def evidence_count(session: Session, action_id: str, uploaded: bool = False) -> int:
+    """Live attachments that document this action (whose bytes are on the server, if
+    `uploaded`)."""
+    stmt = (
         select(func.count())
         .select_from(Attachment)
         .where(Attachment.action_id == action_id, Attachment.deleted_at.is_(None))
-    ).scalar_one()
+    )
+    if uploaded:
+        stmt = stmt.where(Attachment.uploaded.is_(True))
+    return session.execute(stmt).scalar_one()
 
 
 def _cs(scope: Scope) -> ChangeSet:
@@ -190,6 +194,7 @@ def transition(
             # says what was done: start, verify and reopen comments go to the audit trail.
             note=note or action.resolution_note,
             has_evidence=evidence_count(session, action.id) > 0,
+            evidence_uploaded=evidence_count(session, action.id, uploaded=True) > 0,
         )
     except action_rules.ActionRefused as exc:
         if exc.reason == "wrong_role":

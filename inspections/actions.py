@@ -88,9 +88,16 @@ def actions_for_failed_items(
 
 
 def action_transition(
-    current: str, target: str, role: str, *, note: str | None, has_evidence: bool
+    current: str,
+    target: str,
+    role: str,
+    *,
+    note: str | None,
+    has_evidence: bool,
+    evidence_uploaded: bool = False,
 ) -> None:
-    """Allow or refuse an action's status move."""
+    """Allow or refuse an action's status move (`has_evidence`: it has live photos;
+    `evidence_uploaded`: the bytes of one of them are on the server)."""
     if current == target:
         return
     if (current, target) not in _MOVES:
@@ -106,6 +113,14 @@ def action_transition(
             )
     if target in ("verified", "reopened") and current in CLOSED and role not in REVIEWER_ROLES:
         raise ActionRefused("wrong_role", "Only regional managers and HQ verify or reopen.")
+    if target == "verified" and not evidence_uploaded:
+        # A photo resolved offline arrives after its record: verifying before it does would
+        # vouch for a fix nobody could see.
+        raise ActionRefused(
+            "evidence_not_uploaded",
+            "Verifying needs a photo of the fix to look at: none of this action's photos has "
+            "been uploaded yet. Verify once the device has sent it.",
+        )
 
 
 def is_overdue(status: str, due_at: dt.datetime | None, now: dt.datetime) -> bool:

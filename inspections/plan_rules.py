@@ -670,30 +670,36 @@ class InspectionRules:
 
     # --- actions pushed by devices ----------------------------------------------------------
 
-    def _action_evidence(self, session: Session, cs: ChangeSet) -> dict[str, int]:
-        """Live evidence per action the push moves to `resolved`: photos stored by earlier
-        pushes, as this push leaves them, plus the ones it adds (one query)."""
-        resolving = [
+    def _action_evidence(
+        self, session: Session, cs: ChangeSet
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Live evidence per action the push moves to `resolved` or `verified`, and how much
+        of it is uploaded: photos stored by earlier pushes, as this push leaves them, plus the
+        ones it adds (one query)."""
+        moving = [
             aid
             for aid in cs.device_changed.get("actions", {})
-            if (cs.after["actions"].get(aid) or {}).get("status") == "resolved"
+            if (cs.after["actions"].get(aid) or {}).get("status") in ("resolved", "verified")
         ]
         planned = cs.after.get("attachments", {})
         evidence: dict[str, int] = defaultdict(int)
-        if resolving:
+        uploaded: dict[str, int] = defaultdict(int)
+        if moving:
             stored = session.execute(
-                select(Attachment.id, Attachment.action_id).where(
-                    one_of(session, Attachment.action_id, resolving),
+                select(Attachment.id, Attachment.action_id, Attachment.uploaded).where(
+                    one_of(session, Attachment.action_id, moving),
                     Attachment.deleted_at.is_(None),
                 )
             ).all()
-            for att_id, action_id in stored:
+            for att_id, action_id, sent in stored:
                 if att_id not in planned:  # a planned row is counted as the push leaves it
                     evidence[action_id] += 1
+                    uploaded[action_id] += 1 if sent else 0
         for att in planned.values():
             if att.get("action_id") and att.get("deleted_at") is None:
                 evidence[att["action_id"]] += 1
-        return evidence
+                uploaded[att["action_id"]] += 1 if att.get("uploaded") else 0
+        return evidence, uploaded
 
     def _kept_action(self, cs: ChangeSet, before: Row) -> str | None:
         """Why a device may not delete this stored action, if it may not: the server opened
@@ -715,7 +721,7 @@ class InspectionRules:
                 self._revert(cs, "actions", aid, "locked", why, iid)
                 for att in self._deleted_evidence(cs, aid):  # its photos, deleted with it
                     self._revert(cs, "attachments", att, "locked", why, iid)
-        evidence = self._action_evidence(session, cs)
+        evidence, uploaded = self._action_evidence(session, cs)
         for aid in list(cs.device_changed.get("actions", {})):
             after = cs.after["actions"].get(aid)
             if after is None:
@@ -733,6 +739,7 @@ class InspectionRules:
                     cs.role,
                     note=after.get("resolution_note"),
                     has_evidence=evidence[aid] > 0,
+                    evidence_uploaded=uploaded[aid] > 0,
                 )
             except action_rules.ActionRefused as exc:
                 cs.conflicts.append(

@@ -247,17 +247,34 @@ def write_inspections(app: Any, new: list[dict], changes: dict[str, dict] | None
         api_db.commit()
 
 
-def action_with_photo(env: dict, device: Any) -> tuple[str, str]:
-    """Ana's phone raises an action in a new inspection at N-HOTEL and photographs it;
-    returns (action, photo)."""
+def upload_photo(dev: Device, att_id: str, data: bytes, mime: str = "image/jpeg") -> None:
+    """Send a photo's bytes for its record, as the app does after a push: ask, put, complete."""
+    headers = dev.headers()
+    ask = {"sha256": hashlib.sha256(data).hexdigest(), "byte_size": len(data), "mime": mime}
+    resp = dev.client.post(f"/api/v1/attachments/{att_id}/upload", headers=headers, json=ask)
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    if not body.get("already_uploaded"):
+        put = dev.client.put(body["url"], data=data, headers={**headers, **body["headers"]})
+        assert put.status_code == 200, put.get_json()
+    done = dev.client.post(f"/api/v1/attachments/{att_id}/complete", headers=headers)
+    assert done.status_code == 200, done.get_json()
+
+
+def action_with_photo(env: dict, device: Any, uploaded: bool = True) -> tuple[str, str]:
+    """Ana's phone raises an action in a new inspection at N-HOTEL and photographs it (and
+    sends the photo's bytes, if `uploaded`); returns (action, photo)."""
     from tests.media.conftest import jpeg
 
     phone = device(ANA, "phone")
     phone.sync()
     iid = new_inspection(phone, env)
     aid = new_action(phone, env, iid)
-    att = photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    data = jpeg(40, 30)
+    att = photo_record(phone, None, None, data, action_id=aid)
     assert phone.sync()["conflicts"] == []
+    if uploaded:
+        upload_photo(phone, att, data)
     return aid, att
 
 

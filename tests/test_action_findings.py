@@ -18,6 +18,7 @@ from tests.sync_env import (
     new_inspection,
     open_window,
     photo_record,
+    upload_photo,
 )
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -96,8 +97,10 @@ def test_verifying_with_a_comment_keeps_the_resolution_note(completed, api):
     """A verifier's comment goes to the audit trail; the record of the fix stays."""
     phone, iid = completed
     aid = _high(api, iid)
-    photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    data = jpeg(40, 30)
+    att = photo_record(phone, None, None, data, action_id=aid)
     phone.sync()
+    upload_photo(phone, att, data)
     path = f"/actions/{aid}/transition"
     resolved = api.post(path, ANA, json={"status": "resolved", "note": "Thermostat replaced"})
     assert resolved.status_code == 200
@@ -255,10 +258,18 @@ def test_a_managers_device_verifies_and_reopens_as_rest_does(completed, api, dev
     """Verifying on a device names the verifier; reopening clears the note and the verifier."""
     phone, iid = completed
     aid = _high(api, iid)
-    photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    data = jpeg(40, 30)
+    att = photo_record(phone, None, None, data, action_id=aid)
     phone.update("actions", aid, status="resolved", resolution_note="Thermostat replaced")
     assert phone.sync()["conflicts"] == []
     manager = device(NORTH, "tablet")
+    manager.sync()
+    manager.update("actions", aid, status="verified")
+    # Before the photo's bytes arrive there is nothing to look at: refused, kept as a conflict.
+    refused = manager.sync()["conflicts"]
+    assert [(c["kind"], c["id"]) for c in refused] == [("lifecycle", aid)]
+    assert "uploaded" in refused[0]["detail"]
+    upload_photo(phone, att, data)
     manager.sync()
     manager.update("actions", aid, status="verified")
     assert manager.sync()["conflicts"] == []
@@ -279,8 +290,10 @@ def test_a_device_cannot_delete_the_photo_of_a_resolved_action(completed, api):
     """The photo that evidences a fix is kept once the action is resolved or verified."""
     phone, iid = completed
     aid = _high(api, iid)
-    att = photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    data = jpeg(40, 30)
+    att = photo_record(phone, None, None, data, action_id=aid)
     assert phone.sync()["conflicts"] == []
+    upload_photo(phone, att, data)
     phone.update("actions", aid, status="resolved", resolution_note="Thermostat replaced")
     assert phone.sync()["conflicts"] == []
     for status in ("resolved", "verified"):

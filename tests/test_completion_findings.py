@@ -7,7 +7,7 @@ from __future__ import annotations
 from store.models import Conflict, Inspection
 from tests.conftest import ANA, NORTH
 from tests.media.conftest import jpeg
-from tests.sync_env import answer, new_inspection, now_ms, photo_record
+from tests.sync_env import answer, new_inspection, now_ms, photo_record, upload_photo
 
 
 def _answered(phone, env) -> str:
@@ -94,8 +94,10 @@ def test_repeating_an_action_move_changes_nothing(completed, api):
     phone, iid = completed
     actions = api.get(f"/actions?inspection_id={iid}", ANA).get_json()
     aid = next(a for a in actions if a["priority"] == "high")["id"]
-    photo_record(phone, None, None, jpeg(40, 30), action_id=aid)
+    data = jpeg(40, 30)
+    att = photo_record(phone, None, None, data, action_id=aid)
     phone.sync()
+    upload_photo(phone, att, data)
     path = f"/actions/{aid}/transition"
     assert api.post(path, ANA, json={"status": "resolved", "note": "Replaced"}).status_code == 200
     verified = api.post(path, NORTH, json={"status": "verified"}).get_json()

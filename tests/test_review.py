@@ -7,7 +7,7 @@ import io
 
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, SOUTH
 from tests.media.conftest import jpeg
-from tests.sync_env import answer, new_inspection, photo_record
+from tests.sync_env import answer, new_inspection, photo_record, upload_photo
 
 
 def test_completion_scores_and_opens_actions(completed, api):
@@ -110,6 +110,10 @@ def test_action_flow_needs_note_and_evidence_and_a_manager_to_verify(completed, 
     assert ok.get_json()["evidence"][0]["id"] == att
     assert api.post(path, ANA, json={"status": "verified"}).status_code == 403
     assert api.post(path, SOUTH, json={"status": "verified"}).status_code == 403
+    # The photo's record is there, its bytes are not: nothing to verify the fix by yet.
+    early = api.post(path, NORTH, json={"status": "verified"})
+    assert early.status_code == 422 and early.get_json()["reason"] == "evidence_not_uploaded"
+    upload_photo(phone, att, data)
     verified = api.post(path, NORTH, json={"status": "verified"}).get_json()
     assert verified["status"] == "verified" and verified["verified_by"]
     trail = api.get(f"/actions/{aid}/audit", NORTH).get_json()

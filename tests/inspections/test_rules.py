@@ -247,11 +247,15 @@ def test_actions_for_failed_items_priorities_and_due_times():
         ("resolved", "verified", "inspector", None, True, "wrong_role"),
         ("open", "verified", "hq", None, True, "invalid_transition"),
         ("verified", "open", "hq", None, True, "invalid_transition"),
+        ("resolved", "verified", "regional_manager", None, False, "evidence_not_uploaded"),
     ],
 )
 def test_action_refusals(old, new, role, note, evidence, reason):
+    # `evidence`: photos there and, for verifying, uploaded.
     with pytest.raises(actions.ActionRefused) as info:
-        actions.action_transition(old, new, role, note=note, has_evidence=evidence)
+        actions.action_transition(
+            old, new, role, note=note, has_evidence=evidence, evidence_uploaded=evidence
+        )
     assert info.value.reason == reason
 
 
@@ -262,7 +266,9 @@ def test_action_flow_and_overdue():
         ("resolved", "verified", "regional_manager"),
         ("resolved", "reopened", "hq"),
     ):
-        actions.action_transition(old, new, role, note="done", has_evidence=True)
+        actions.action_transition(
+            old, new, role, note="done", has_evidence=True, evidence_uploaded=True
+        )
     now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
     past = now - dt.timedelta(hours=1)
     assert actions.is_overdue("open", past, now) and actions.is_overdue("reopened", past, now)
