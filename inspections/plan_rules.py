@@ -713,9 +713,16 @@ class InspectionRules:
         return None
 
     def _device_actions(self, session: Session, cs: ChangeSet) -> None:
+        gone = {
+            iid
+            for iid, row in cs.after.get("inspections", {}).items()
+            if row.get("deleted_at") is not None
+        }
         for aid, changed in list(cs.device_changed.get("actions", {}).items()):
             before = cs.before["actions"].get(aid)
-            why = before and "deleted_at" in changed and self._kept_action(cs, before)
+            # An inspection deleted (where the locks let it be) takes its actions with it.
+            alone = before and before.get("inspection_id") not in gone
+            why = alone and "deleted_at" in changed and self._kept_action(cs, before)
             if why:
                 iid = before.get("inspection_id")
                 self._revert(cs, "actions", aid, "locked", why, iid)

@@ -3,7 +3,7 @@ depend on them (domain.md: verifying is for managers; one action per failed item
 
 from __future__ import annotations
 
-from store.models import Action, Attachment
+from store.models import Action, Attachment, Inspection
 from tests.sync_env import ANA, NORTH, action_with_photo
 
 
@@ -51,3 +51,16 @@ def test_an_inspector_still_deletes_an_open_action_raised_by_hand(env, device, d
     assert phone.sync()["conflicts"] == []
     db.expire_all()
     assert db.get(Action, aid).deleted_at is not None
+
+
+def test_deleting_a_returned_inspection_takes_its_actions_with_it(env, device, api, db, completed):
+    phone, iid = completed  # two failed items: two server-opened actions
+    back = api.post(f"/inspections/{iid}/return", NORTH, json={"comment": "Start again"})
+    assert back.status_code == 200
+    phone.sync()
+    phone.delete("inspections", iid)
+    result = phone.sync()
+    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is not None  # the deletion stands...
+    live = db.query(Action).filter_by(inspection_id=iid, deleted_at=None).count()
+    assert (live, result["conflicts"]) == (0, [])  # ...and leaves no action behind
