@@ -146,6 +146,7 @@ class _Push:
         self.base_revs: dict[tuple[str, str], int] = {}
         self.parent_actions: dict[str, Row] = {}
         self.pull_start = -1
+        self.pulled: int | None = None
         # new_place's answers, per table and parents a new record names (_PLACE_KEY).
         self.places: dict[tuple, tuple[str | None, tuple | None]] = {}
 
@@ -491,10 +492,12 @@ class _Push:
             self.cs.bump(name, rid)  # the device holds a stale server value: let it converge
         base = rec.get("base_rev")
         if isinstance(base, int | float) and not isinstance(base, bool):
-            # A device edits copies it had before its latest pull began (that pull merged
-            # into them): a larger base_rev (a clock time, say) would hide every concurrent
-            # edit. (An edit made during a sync may then record an overwrite that was none.)
-            base = int(base) if self.pull_start < 0 else min(int(base), self.pull_start)
+            base = int(base)
+            if self.pulled is not None and base > self.pulled:
+                # No copy on the device is newer than its pulls reached: such a base_rev (a
+                # clock time, say) is no rev, and would hide every concurrent edit. It counts
+                # as none was sent.
+                base = self.pull_start
             self.base_revs[(name, rid)] = base
         else:
             # No base_rev: the device knew the server as of its latest pull's starting cursor.
@@ -688,14 +691,14 @@ def push(
     """Apply a push; raises Invalid (nothing applied) or StalePush (409, nothing applied).
     `assume_new` (SQLite only, _ASSUMED_NEW): raises AssumedNewExists when a record taken as
     new is on the server; roll back and push again without it. `pulled`: the rev the device's
-    pulls reached, as the server noted it; no cursor it sends counts beyond it. `pull_start`:
-    where its latest pull began; no base_rev it sends counts beyond it."""
+    pulls reached, as the server noted it: no cursor it sends counts beyond it, and a base_rev
+    beyond it counts as none (`pull_start`, where its latest pull began, stands in)."""
     changes, last = validate_push(body, max_records)
     if pulled is not None and last is not None:
         # A cursor past what the device pulled (a bug, say a clock time sent as the cursor)
         # would skip the stale check.
         last = min(last, pulled)
-    args = (session, scope, device_id, changes, last, rules, now_ms, pull_start)
+    args = (session, scope, device_id, changes, last, rules, now_ms, pull_start, pulled)
     if assume_new and session.get_bind().dialect.name == "sqlite":
         try:
             return _plan_and_write(*args, assume_new=True)
@@ -713,11 +716,13 @@ def _plan_and_write(
     rules: Rules | None,
     now_ms: int,
     pull_start: int | None,
+    pulled: int | None,
     assume_new: bool,
 ) -> dict[str, Any]:
     cs = ChangeSet(user_id=scope.user_id, role=scope.role, device_id=device_id, now_ms=now_ms)
     plan = _Push(session, scope, cs, assume_new)
     plan.pull_start = -1 if pull_start is None else pull_start
+    plan.pulled = pulled
     plan.load(changes)
     stale = plan.stale(changes, last)
     if stale and plan.assumed:
