@@ -216,6 +216,9 @@ def process_image(
     # Shrunk first, in place, then turned upright: a full-size copy of a 60 MP PNG (which,
     # unlike a JPEG, cannot be decoded at a smaller scale) costs hundreds of MB.
     preview = eight_bit(img)
+    if "transparency" in preview.info and preview.mode in ("RGB", "L"):
+        # A colour marked transparent (a PNG's tRNS) as alpha before resampling blurs it.
+        preview = preview.convert("RGBA")
     preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
     if orientation in _TRANSPOSE:
         preview = preview.transpose(_TRANSPOSE[orientation])

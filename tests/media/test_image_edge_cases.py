@@ -8,6 +8,7 @@ import io
 import struct
 import uuid
 
+import pytest
 from PIL import Image
 
 from media import images
@@ -161,3 +162,18 @@ def test_a_16_bit_signature_png_keeps_its_strokes_when_cleaned():
     ink.save(out, "PNG")
     cleaned = Image.open(io.BytesIO(clean_png(out.getvalue()))).convert("L")
     assert cleaned.getpixel((60, 20)) < 40 and cleaned.getpixel((60, 5)) > 240
+
+
+@pytest.mark.parametrize(
+    "mode,key",
+    [("RGB", (0, 0, 0)), ("L", 0), ("P", 0)],
+)
+def test_a_transparent_png_previews_on_white(mode, key):
+    img = Image.new(mode, (40, 30), 0)
+    if mode == "P":
+        img.putpalette([0, 0, 0, 255, 0, 0])
+    out = io.BytesIO()
+    img.save(out, "PNG", transparency=key)  # every pixel is the transparent colour
+    result = images.process_image(out.getvalue(), declared_mime="image/png")
+    preview = Image.open(io.BytesIO(result.preview)).convert("RGB")
+    assert min(preview.getpixel((20, 15))) > 240, (mode, preview.getpixel((20, 15)))
