@@ -34,11 +34,21 @@ def random_id() -> str:
 class Device:
     """Local tables of raw records with _status and _changed, like WatermelonDB's."""
 
-    def __init__(self, client: Any, token: str, device_id: str, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        token: str,
+        device_id: str,
+        limit: int | None = None,
+        one_page: bool = False,
+    ) -> None:
         self.client = client
         self.token = token
         self.device_id = device_id
         self.limit = limit
+        # One page per sync, has_more or not, as a client whose pullChanges returns the page
+        # it got (the next sync continues from that page's cursor).
+        self.one_page = one_page
         self.last_pulled_at: int | None = None
         self.db: dict[str, dict[str, dict]] = {t: {} for t in TABLES}
         self.pushes = 0
@@ -106,7 +116,7 @@ class Device:
                 merged[table]["updated"].extend(ch["updated"])
                 merged[table]["deleted"].extend(ch["deleted"])
             cursor = body["timestamp"]
-            if not body.get("has_more"):
+            if not body.get("has_more") or self.one_page:
                 break
         else:
             raise SyncFailed(0, {"message": f"the pull did not end within {MAX_PAGES} pages"})

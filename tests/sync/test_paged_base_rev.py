@@ -6,32 +6,13 @@ device had pulled and seen."""
 from __future__ import annotations
 
 from store.models import Conflict, Inspection
-from tests.sync.device import TABLES, Device, SyncFailed
+from tests.sync.device import Device
 from tests.sync_env import ANA, new_inspection
-
-
-class OnePagePerSync(Device):
-    """Pulls a single page per sync and keeps its cursor, as a client ignoring has_more."""
-
-    def pull(self) -> int:
-        params = {} if self.last_pulled_at is None else {"last_pulled_at": self.last_pulled_at}
-        if self.limit:
-            params["limit"] = self.limit
-        resp = self.client.get("/api/v1/sync/pull", query_string=params, headers=self.headers())
-        if resp.status_code != 200:
-            raise SyncFailed(resp.status_code, resp.get_json())
-        body = resp.get_json()
-        merged = {t: {"updated": [], "deleted": []} for t in TABLES}
-        for table, ch in body["changes"].items():
-            merged[table]["updated"].extend(ch["updated"])
-            merged[table]["deleted"].extend(ch["deleted"])
-        self._apply(merged, body.get("experimentalStrategy"))
-        return body["timestamp"]
 
 
 def test_an_edit_of_a_pulled_page_records_no_overwrite_on_the_next_page(env, device, client, db):
     b = device(ANA, "b")
-    a = OnePagePerSync(client, b.token, "a-one-page")
+    a = Device(client, b.token, "a-one-page", one_page=True)
     a.limit = 10_000
     a.sync()
     iid = new_inspection(a, env)

@@ -138,12 +138,18 @@ def test_idempotency_key_replays_the_stored_response(env, device, client):
     assert other.status_code == 422 and other.get_json()["reason"] == "idempotency_key_reused"
 
 
-def test_stale_push_is_409_listing_records_and_changes_nothing(env, device, db):
+def _on_two_devices(env, device):
+    """Ana's devices a and b, both holding an inspection a created; returns (a, b, its id)."""
     a, b = device(ANA, "a"), device(ANA, "b")
     a.sync()
     iid = new_inspection(a, env)
     a.sync()
     b.sync()
+    return a, b, iid
+
+
+def test_stale_push_is_409_listing_records_and_changes_nothing(env, device, db):
+    a, b, iid = _on_two_devices(env, device)
     stale_cursor = a.last_pulled_at
     b.update("inspections", iid, notes="from b")
     b.sync()
@@ -199,11 +205,7 @@ def test_a_stale_edit_to_a_record_outside_scope_is_kept_as_a_conflict(env, devic
 def test_a_cursor_beyond_the_devices_pulls_does_not_skip_the_stale_check(env, device, db):
     """A cursor past what the device pulled (a client sending a clock time, say) counts as
     the cursor it did pull."""
-    a, b = device(ANA, "a"), device(ANA, "b")
-    a.sync()
-    iid = new_inspection(a, env)
-    a.sync()
-    b.sync()
+    a, b, iid = _on_two_devices(env, device)
     b.update("inspections", iid, notes="from b")
     b.sync()
     a.update("inspections", iid, notes="from a")
@@ -215,12 +217,8 @@ def test_a_cursor_beyond_the_devices_pulls_does_not_skip_the_stale_check(env, de
 
 
 def test_a_base_rev_beyond_the_devices_pulls_still_records_the_overwrite(env, device, db):
-    a, b = device(ANA, "a"), device(ANA, "b")
-    a.sync()
-    iid = new_inspection(a, env)
-    a.sync()
+    a, b, iid = _on_two_devices(env, device)
     a.sync()  # a's copy now carries its server_rev
-    b.sync()
     a.update("inspections", iid, notes="from a")
     assert "base_rev" in a.db["inspections"][iid]["_changed"]
     a.db["inspections"][iid]["raw"]["base_rev"] = now_ms()  # a clock time, not a rev
