@@ -7,7 +7,9 @@ that asks for it, so every test gets its own untouched world for a few milliseco
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -227,6 +229,8 @@ def _build(request: pytest.FixtureRequest) -> World:
 def document_app() -> Any:
     """An app that only serves the OpenAPI document (its database is never touched)."""
     folder = tempfile.mkdtemp(prefix="openapi-")
+    # Built while tests are collected, outside any fixture: removed when the run ends.
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return create_app(
         {
             "DATABASE_URL": "sqlite://",
