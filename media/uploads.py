@@ -241,6 +241,9 @@ def request_upload(
         if not staged:
             _mark_uploaded(att, blob)
             session.flush()
+            # Bytes an earlier request staged for this record are no longer needed (gc visits
+            # only uploads that never completed: they would stay for good).
+            guarded(store.delete, staged_key(sha256, att.id))
             return {"already_uploaded": True}
     key = staged_key(sha256, att.id) if staged else original_key(sha256)
     expires = utcnow() + dt.timedelta(seconds=limits.presign_seconds)

@@ -84,3 +84,32 @@ def test_a_resolution_cannot_repoint_an_uploaded_photo_at_other_bytes(env, devic
     assert db.get(Attachment, att).sha256 == hashlib.sha256(mine).hexdigest()
     got = client.get(f"/api/v1/attachments/{att}/file?variant=original", headers=phone.headers())
     assert got.data != secret
+
+
+def test_bytes_staged_for_a_record_go_once_it_proves_possession_another_way(
+    env, device, client, app
+):
+    """Ana stages a South photo's bytes for one record, then uploads them whole for another:
+    asking again for the first answers already_uploaded, and its staged copy is removed (gc
+    only visits uploads that never completed, so it stayed in the store for good)."""
+    from api.media import blob_store
+    from media import uploads
+    from tests.sync_env import upload_photo
+
+    secret = _south_photo(device, client, env)
+    phone = device(ANA)
+    iid, rid = _failed_photo_inspection(phone, env)
+    first = photo_record(phone, iid, rid, secret)
+    second = photo_record(phone, iid, rid, secret)
+    phone.sync()
+    sha = hashlib.sha256(secret).hexdigest()
+    ask = {"sha256": sha, "byte_size": len(secret), "mime": "image/jpeg"}
+    staged = client.post(f"/api/v1/attachments/{first}/upload", headers=phone.headers(), json=ask)
+    body = staged.get_json()
+    put = client.put(body["url"], data=secret, headers={**phone.headers(), **body["headers"]})
+    assert put.status_code == 200
+    upload_photo(phone, second, secret)  # proves she holds the bytes: staged, verified, done
+    again = client.post(f"/api/v1/attachments/{first}/upload", headers=phone.headers(), json=ask)
+    assert again.get_json() == {"already_uploaded": True}
+    with app.app_context():
+        assert not blob_store().exists(uploads.staged_key(sha, first))
