@@ -7,8 +7,9 @@ import hashlib
 import uuid
 
 from store.models import Attachment, Conflict
-from tests.conftest import ANA, BEN, NORTH
+from tests.conftest import ANA, NORTH
 from tests.media.conftest import jpeg
+from tests.media.test_evidence_guards import _south_photo as south_photo_record
 from tests.media.test_upload_flow import _failed_photo_inspection, _upload
 from tests.sync_env import photo_record
 
@@ -48,16 +49,8 @@ def test_a_record_naming_its_sha256_in_upper_case_can_be_uploaded(env, device, c
 
 def _south_photo(device, client, env):
     """Ben's uploaded photo at S-HOTEL (South, outside Ana's scope); returns its bytes."""
-    from tests.sync_env import answer, new_inspection, photo_record
-
-    ben = device(BEN)
-    ben.sync()
-    iid = new_inspection(ben, env, site="S-HOTEL")
-    rid = answer(ben, iid, "clean", "no")
-    answer(ben, iid, "fridge", 3)
     secret = jpeg(330, 250, taken=uuid.uuid4().hex)
-    att = photo_record(ben, iid, rid, secret)
-    ben.sync()
+    ben, att = south_photo_record(device, env, secret)
     assert _upload(client, ben, att, secret).status_code == 200
     return secret
 
