@@ -171,6 +171,14 @@ def _within(start: Moment, end: Moment, when, zone_of, zones: set[str]):
     return or_(*parts) if parts else false()
 
 
+def _in_period(stmt, start: Moment, end: Moment, when, site_col, zones: set[str]):
+    """The statement limited to rows whose `when` lies in the period at their site
+    (`site_col`; a site no longer known, NO_ZONE's days). `zones`: those of the sites."""
+    if is_days(start):
+        stmt = stmt.outerjoin(Site, Site.id == site_col)
+    return stmt.where(_within(start, end, when, func.coalesce(Site.timezone, NO_ZONE), zones))
+
+
 def _day_span(start: dt.date, end: dt.date, zone: str) -> _Span:
     """A period of days as a time zone's whole days."""
     return _Span(start, end, *_instants(start, end, zone))
@@ -395,7 +403,6 @@ def compliance(
     (instants [start, end), or days [start, end) at each site)."""
     regions, zones, templates = _lookups(session)
     # A site no longer known (purged) has its records' days in UTC, as _key buckets them.
-    site_zone = func.coalesce(Site.timezone, NO_ZONE)
     known_zones = {*zones.values(), NO_ZONE}
     groups: dict[tuple, dict[str, Any]] = defaultdict(
         lambda: {
@@ -438,12 +445,8 @@ def compliance(
         Occurrence.due_at,
         Occurrence.miss_at,
         Occurrence.status,
-    ).where(
-        Occurrence.deleted_at.is_(None),
-        _within(start, end, Occurrence.due_at, site_zone, known_zones),
-    )
-    if is_days(start):
-        stmt = stmt.outerjoin(Site, Site.id == Occurrence.site_id)
+    ).where(Occurrence.deleted_at.is_(None))
+    stmt = _in_period(stmt, start, end, Occurrence.due_at, Occurrence.site_id, known_zones)
     stmt = _filters(
         stmt, scope, filters, Occurrence.site_id, Occurrence.template_id, Occurrence.assignee_id
     )
@@ -465,13 +468,9 @@ def compliance(
             Action.due_at,
         )
         .outerjoin(Inspection, Inspection.id == Action.inspection_id)
-        .where(
-            Action.deleted_at.is_(None),
-            _within(start, end, Action.created_at, site_zone, known_zones),
-        )
+        .where(Action.deleted_at.is_(None))
     )
-    if is_days(start):
-        stmt = stmt.outerjoin(Site, Site.id == Action.site_id)
+    stmt = _in_period(stmt, start, end, Action.created_at, Action.site_id, known_zones)
     stmt = _filters(
         stmt, scope, filters, Action.site_id, Inspection.template_id, Action.assignee_id
     )
@@ -525,8 +524,9 @@ def failing_items(
 ) -> list[dict[str, Any]]:
     """The items failed most often in completed inspections of the period (an index on the
     failed answers only, grouped in the database)."""
-    received = Inspection.completed_received_at
-    zones = {*_lookups(session)[1].values(), NO_ZONE} if is_days(start) else set()
+    zones: set[str] = set()
+    if is_days(start):
+        zones = {*session.execute(select(Site.timezone).distinct()).scalars(), NO_ZONE}
     stmt = (
         select(TemplateVersion.template_key, Response.item_key, func.count().label("n"))
         .join(Inspection, Inspection.id == Response.inspection_id)
@@ -537,14 +537,13 @@ def failing_items(
             Inspection.deleted_at.is_(None),
             # The statuses compliance counts: a returned or reopened inspection is not done.
             Inspection.status.in_(rollups.COUNTED_STATUSES),
-            _within(start, end, received, func.coalesce(Site.timezone, NO_ZONE), zones),
         )
         .group_by(TemplateVersion.template_key, Response.item_key)
         .order_by(func.count().desc(), TemplateVersion.template_key, Response.item_key)
         .limit(limit)
     )
-    if zones:
-        stmt = stmt.outerjoin(Site, Site.id == Inspection.site_id)
+    received = Inspection.completed_received_at
+    stmt = _in_period(stmt, start, end, received, Inspection.site_id, zones)
     stmt = _filters(
         stmt, scope, filters, Inspection.site_id, Inspection.template_id, Inspection.inspector_id
     )
