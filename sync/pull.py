@@ -109,6 +109,20 @@ class PullRequest:
         self.migration = migration
         self.resume = resume
         self.scope_key = scope_key  # what this device last pulled in (scope_key())
+        # Sites whose deletions this device is owed, and the cursor of the pull that held them
+        # back (see _lost); the pull leaves here what the device is owed after it.
+        self.held: frozenset[str] = frozenset()
+        self.held_rev: int | None = None
+
+    @property
+    def held_text(self) -> str | None:
+        """The held sites as the device's bookkeeping stores them."""
+        return ",".join(sorted(self.held)) or None
+
+
+def held_sites(text: str | None) -> frozenset[str]:
+    """The held sites from the device's bookkeeping (PullRequest.held_text)."""
+    return frozenset(text.split(",")) if text else frozenset()
 
 
 def scope_key(role: str, region_id: str | None, sites: Iterable[str] | None = None) -> str:
@@ -234,10 +248,18 @@ def finish(
     replacement: bool,
 ) -> dict[str, Any]:
     """Add what access changes and migrations bring to a cut page, and shape the answer."""
-    if not first and moved:
-        _scope_changes(session, scope, page, low, end)
-    if not first:
-        _closures(session, scope, page)
+    if first:
+        # The whole dataset (from nothing, or a replacement): no deletion is owed.
+        req.held, req.held_rev = frozenset(), None
+    else:
+        # Deletions held back by an earlier sync are sent now: not on a page of the holding
+        # sync, nor on a pull again from before it (see _lost).
+        release = bool(req.held) and low > (req.held_rev or 0) and low != req.resume
+        lost = _closures(scope, page)
+        if moved:
+            kept = lost if release else lost | req.held
+            lost |= _scope_changes(session, scope, page, low, end, kept)
+        _lost(session, scope, page, req, low, lost, release)
     if req.migration:
         _dump_tables(session, scope, page, req.migration["tables"], None, end)
     result: dict[str, Any] = {"changes": page.changes, "timestamp": end, "has_more": has_more}
@@ -330,28 +352,52 @@ def _dump_tables(
                 page.update(name, row[0], convert(row[:-1]))
 
 
-def _closures(session: Session, scope: Scope, page: Page) -> None:
+def _closures(scope: Scope, page: Page) -> frozenset[str]:
     """Sites closed since the cursor (their tombstones are in this page): their records leave
-    the device with them, as if access were revoked; REST no longer reaches them either."""
-    closed = sorted(set(page.changes["sites"]["deleted"]) & scope.closed_site_ids)
-    if not closed:
-        return
-    for name, column in SITE_COLUMN.items():
-        if name == "sites":
-            continue
-        table = TABLES[name].table
-        ids = session.execute(
-            select(table.c.id).where(
-                one_of(session, table.c[column], closed), table.c.deleted_at.is_(None)
-            )
-        ).scalars()
-        for record_id in ids:
-            if record_id not in page.ids[name]:
-                page.delete(name, record_id)
+    the device, as if access were revoked; REST no longer reaches them either."""
+    return frozenset(page.changes["sites"]["deleted"]) & scope.closed_site_ids
 
 
-def _scope_changes(session: Session, scope: Scope, page: Page, low: int, end: int) -> None:
-    """Access granted since the cursor: send the site's records; revoked: send deletions."""
+def _lost(
+    session: Session,
+    scope: Scope,
+    page: Page,
+    req: PullRequest,
+    low: int,
+    lost: frozenset[str],
+    release: bool,
+) -> None:
+    """Sites the device lost (revoked or closed): their records' deletions wait one sync.
+    WatermelonDB pulls before it pushes and destroys a deleted record even when it has local
+    changes, so deletions sent at once would erase unseen the edits made there offline. Held
+    back, the sync's push sends those edits first (kept as out_of_scope conflicts), and the
+    next sync's pull deletes the records."""
+    held = set(req.held)
+    if release:
+        gone = sorted(s for s in held if not scope.sees_site(s))
+        for name, column in SITE_COLUMN.items() if gone else ():
+            table = TABLES[name].table
+            ids = session.execute(select(table.c.id).where(one_of(session, table.c[column], gone)))
+            for record_id in ids.scalars():
+                if record_id not in page.ids[name]:
+                    page.delete(name, record_id)
+        held, req.held_rev = set(), None
+    if lost:
+        held |= lost
+        req.held_rev = low if req.held_rev is None else min(req.held_rev, low)
+    # A site given back meanwhile is in this pull again (_scope_changes): nothing to delete.
+    req.held = frozenset(s for s in held if not scope.sees_site(s))
+    if not req.held:
+        req.held_rev = None
+
+
+def _scope_changes(
+    session: Session, scope: Scope, page: Page, low: int, end: int, kept: frozenset[str]
+) -> frozenset[str]:
+    """Access granted since the cursor: send the site's records; the refused records of the
+    user's pushes, except at the sites whose deletions wait (`kept`, see _lost). Returns the
+    sites revoked, whose deletions wait too."""
+    revoked: frozenset[str] = frozenset()
     if scope.role == INSPECTOR:
         rows = session.execute(
             select(SiteAssignment.site_id, SiteAssignment.revoked_at).where(
@@ -364,18 +410,10 @@ def _scope_changes(session: Session, scope: Scope, page: Page, low: int, end: in
         revoked = frozenset(s for s, r in rows if r is not None and not scope.sees_site(s))
         if granted:
             _dump_tables(session, scope, page, list(SITE_COLUMN), granted, end)
-        if revoked:
-            for name, column in SITE_COLUMN.items():
-                table = TABLES[name].table
-                ids = session.execute(
-                    select(table.c.id).where(one_of(session, table.c[column], sorted(revoked)))
-                ).scalars()
-                for record_id in ids:
-                    page.delete(name, record_id)
     # Records of this user's pushes that the server refused: the device drops those the
     # server does not have (or it would keep them forever) and reverts to the others.
     refused = session.execute(
-        select(Conflict.table_name, Conflict.record_id).where(
+        select(Conflict.table_name, Conflict.record_id, Conflict.site_id).where(
             and_(
                 Conflict.user_id == scope.user_id,
                 Conflict.kind.in_(REFUSED),
@@ -384,9 +422,9 @@ def _scope_changes(session: Session, scope: Scope, page: Page, low: int, end: in
             )
         )
     ).all()
-    for table_name, record_id in refused:
+    for table_name, record_id, site_id in refused:
         spec = TABLES.get(table_name)
-        if spec is None or record_id in page.ids[table_name]:
+        if spec is None or record_id in page.ids[table_name] or site_id in kept | revoked:
             continue
         stmt = _scoped(
             spec,
@@ -400,3 +438,4 @@ def _scope_changes(session: Session, scope: Scope, page: Page, low: int, end: in
         else:
             # Visible but not theirs to change: send the server's copy so the device reverts.
             page.update(table_name, record_id, _SERIALISERS[table_name][1](row[:-1]))
+    return revoked

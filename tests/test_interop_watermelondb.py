@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ANA
+from tests.conftest import ANA, HQ_EMAIL
 
 INTEROP = Path(__file__).resolve().parent / "interop"
 
@@ -34,8 +34,11 @@ def test_watermelondb_client_scenarios(live_server, env, api):
         **os.environ,
         "BASE_URL": live_server,
         "ANA_TOKEN": api.login(ANA)["access_token"],
+        "ANA_ID": env["users"][ANA],
+        "HQ_TOKEN": api.login(HQ_EMAIL)["access_token"],
         "TEMPLATE_ID": env["template"],
         "SITE_ID": env["sites"]["N-HOTEL"],
+        "OTHER_SITE_ID": env["sites"]["S-HOTEL"],
     }
     proc = subprocess.run(
         [node, "scenarios.js"],
@@ -56,5 +59,6 @@ def test_watermelondb_client_scenarios(live_server, env, api):
         "deletesDoNotResurrect",
         "lostResponseRetryCreatesNoDuplicates",
         "manyPagesConverge",
+        "revokedSiteKeepsOfflineEdits",
     }
     assert all(v == "ok" for v in results.values()), results

@@ -160,6 +160,7 @@ def _do_pull(args: dict) -> Response:
     start = req.cursor
     if state is not None:
         req.resume, req.scope_key = state.resume_rev, state.scope_key
+        req.held, req.held_rev = pull.held_sites(state.held_sites), state.held_rev
         if state.resume_rev is not None and req.cursor == state.resume_rev:
             # A later page of a paged pull: the device's edits are as old as its first page.
             start = state.pull_start_rev
@@ -172,6 +173,8 @@ def _do_pull(args: dict) -> Response:
         pull_start_rev=start,
         resume_rev=result["timestamp"] if result["has_more"] else None,
         scope_key=pull.scope_key(user.role, user.region_id, pull.reach(scope)),
+        held_sites=req.held_text,
+        held_rev=req.held_rev,
     )
     db.commit()
     return _json(result)

@@ -1,5 +1,6 @@
 // Drives the stock WatermelonDB client (LokiJS adapter, headless Node) against a running server.
-// Usage: BASE_URL=... ANA_TOKEN=... BEN_TOKEN=... TEMPLATE_ID=... SITE_ID=... node scenarios.js
+// Usage: BASE_URL=... ANA_TOKEN=... ANA_ID=... HQ_TOKEN=... TEMPLATE_ID=... SITE_ID=...
+//        OTHER_SITE_ID=... node scenarios.js
 // Exits non-zero with the failing scenario's message when any expectation fails.
 'use strict'
 
@@ -9,7 +10,7 @@ const { Database, Model, appSchema, tableSchema, Q } = require('@nozbe/watermelo
 const LokiJSAdapter = require('@nozbe/watermelondb/adapters/lokijs').default
 const { synchronize } = require('@nozbe/watermelondb/sync')
 
-const { BASE_URL, ANA_TOKEN, TEMPLATE_ID, SITE_ID } = process.env
+const { BASE_URL, ANA_TOKEN, ANA_ID, HQ_TOKEN, TEMPLATE_ID, SITE_ID, OTHER_SITE_ID } = process.env
 
 const col = (name, type, isOptional = true) => ({ name, type, isOptional })
 const schema = appSchema({
@@ -285,6 +286,26 @@ const scenarios = {
     const big = new Device('q7', ANA_TOKEN)
     await big.sync()
     await assertConverged(a, small, big)
+  },
+
+  async revokedSiteKeepsOfflineEdits () {
+    // The client pulls before it pushes and destroys pulled deletions even over local edits:
+    // the server holds a lost site's deletions one sync, so the edits made there arrive first.
+    const hq = new Device('hq8', HQ_TOKEN)
+    const grant = await hq.api('POST', '/api/v1/assignments', { user_id: ANA_ID, site_id: OTHER_SITE_ID })
+    assert.equal(grant.status, 201, JSON.stringify(grant.body))
+    const a = new Device('a8', ANA_TOKEN)
+    await a.sync()
+    const id = await newInspection(a, { site_id: OTHER_SITE_ID })
+    await a.sync()
+    await a.edit('inspections', id, { notes: 'written before the news of the revoke' })
+    assert.equal((await hq.api('DELETE', `/api/v1/assignments/${grant.body.id}`)).status, 204)
+    await a.sync()
+    assert.ok(a.lastConflicts.some((c) => c.id === id && c.kind === 'out_of_scope'), 'the edit was pushed')
+    await a.sync()
+    assert.equal(await a.find('inspections', id), null, 'the site has left the device')
+    const kept = await hq.api('GET', `/api/v1/conflicts?record_id=${id}&kind=out_of_scope`)
+    assert.equal(kept.body[0].device_value.notes, 'written before the news of the revoke')
   },
 }
 

@@ -38,19 +38,23 @@ def _both(app, email, cursor, limit=1000, migration=None, token_role=None):
         user_id, role = session.query(User.id, User.role).filter_by(email=email).one()
         before = session.get(DeviceState, (user_id, "compare"))
         known = (before.resume_rev, before.scope_key) if before else (None, None)
+        held = (pull.held_sites(before.held_sites), before.held_rev) if before else None
         # A later page of a paged pull keeps the cursor the pull started from.
         paging = (
             before is not None and before.resume_rev is not None and before.resume_rev == cursor
         )
         start = before.pull_start_rev if paging else cursor
         session.rollback()
-        req = pull.PullRequest(cursor, limit, migration, *known)
-        fast = pull_pg.pull(session, user_id, token_role or role, "compare", req)
+        reqs = [pull.PullRequest(cursor, limit, migration, *known) for _ in "fs"]
+        for req in reqs if held else ():
+            req.held, req.held_rev = held
+        fast = pull_pg.pull(session, user_id, token_role or role, "compare", reqs[0])
         user = session.get(User, user_id)
-        slow = pull.pull(session, scope_for(session, user), req)
+        slow = pull.pull(session, scope_for(session, user), reqs[1])
         state = session.get(DeviceState, (user_id, "compare"))
         assert (state.last_pulled_rev, state.pull_start_rev) == (fast["timestamp"], start)
         assert state.resume_rev == (fast["timestamp"] if fast["has_more"] else None)
+        assert (state.held_sites, state.held_rev) == (reqs[1].held_text, reqs[1].held_rev)
         session.rollback()
     return _normal(fast), _normal(slow)
 
@@ -133,6 +137,9 @@ def test_access_changes_and_refusals_join_the_page(app, api, env, device, histor
     new_inspection(phone, env, site="S-HOTEL")  # refused: out of scope again
     assert [c["kind"] for c in phone.sync()["conflicts"]] == ["out_of_scope"]
     fast, slow = _both(app, ANA, after_grant)
+    assert fast == slow
+    assert not fast["changes"]["inspections"]["deleted"]  # they wait one sync
+    fast, slow = _both(app, ANA, fast["timestamp"])
     assert fast == slow
     assert fast["changes"]["inspections"]["deleted"]
 

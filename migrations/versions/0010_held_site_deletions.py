@@ -1,0 +1,31 @@
+"""devices remember the sites whose deletions they are owed
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-11-28 18:00:00
+
+When an inspector loses a site (assignment revoked, or the site closed) the site's records leave
+their devices as deletions. WatermelonDB pulls before it pushes and destroys a deleted record even
+when it holds local changes, so the edits made there offline were lost unseen. The deletions now
+wait one sync: the device remembers the sites held back and the cursor of the pull that held them.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("device_states", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("held_sites", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("held_rev", sa.BigInteger(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("device_states", schema=None) as batch_op:
+        batch_op.drop_column("held_rev")
+        batch_op.drop_column("held_sites")
