@@ -102,14 +102,19 @@ def clean_png(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def check_sides(width: int, height: int) -> None:
+    """Refuse a signature of more than MAX_SIDE pixels a side."""
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise SignatureRejected("too_large", f"A signature may be at most {MAX_SIDE} px.")
+
+
 def verify_signature_png(data: bytes) -> tuple[int, int]:
     """Check that the bytes are a sane PNG; returns its size."""
     if not data:
         raise SignatureRejected("empty", "The signature file is empty.")
     try:
         img = Image.open(io.BytesIO(data), formats=("PNG",))
-        if img.width > MAX_SIDE or img.height > MAX_SIDE:
-            raise SignatureRejected("too_large", f"A signature may be at most {MAX_SIDE} px.")
+        check_sides(img.width, img.height)
         img.load()
     except SignatureRejected:
         raise

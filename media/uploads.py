@@ -239,6 +239,7 @@ def request_upload(
         _check_blob(blob, byte_size, mime)
         _check_blob(blob, byte_size, att.mime or mime)
         if not staged:
+            _check_kind(att, blob)
             _mark_uploaded(att, blob)
             session.flush()
             # Bytes an earlier request staged for this record are no longer needed (gc visits
@@ -256,6 +257,16 @@ def request_upload(
         "headers": headers,
         "expires_at": expires.isoformat().replace("+00:00", "Z"),
     }
+
+
+def _check_kind(att: Attachment, blob: Blob) -> None:
+    """Bytes processed for another record serve this one only as what they are: a photo's PNG
+    reused by a signature record must pass the signature's checks (processing skipped them)."""
+    if att.kind == "signature":
+        try:
+            signatures.check_sides(blob.width or 0, blob.height or 0)
+        except signatures.SignatureRejected as exc:
+            raise Rejected(exc.message, reason=exc.reason) from None
 
 
 def _check_blob(blob: Blob, byte_size: int, mime: str) -> None:
@@ -338,6 +349,7 @@ def complete(
     if not staged:
         # The user can already see these bytes uploaded: their record must describe them.
         _check_blob(blob, att.byte_size or 0, att.mime or blob.mime)
+        _check_kind(att, blob)
     else:
         # Staged, always so while no processed blob exists (_staging): its own copy only.
         own = staged_key(att.sha256, att.id)
@@ -346,6 +358,7 @@ def complete(
         if blob is not None:
             # The user proved they hold the bytes; the shared original is already processed.
             _check_blob(blob, att.byte_size or 0, att.mime or blob.mime)
+            _check_kind(att, blob)
         else:
             # Verified, its copy becomes the original (of these bytes, by their hash, whoever
             # else is uploading them too).

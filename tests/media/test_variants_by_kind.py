@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from store.models import Attachment
-from tests.conftest import ANA
+from tests.conftest import ANA, BEN
 from tests.media.conftest import jpeg, png
 from tests.media.test_upload_flow import _upload
 from tests.sync_env import new_inspection, photo_record
@@ -79,3 +79,47 @@ def test_the_pdf_report_goes_out_without_a_thumbnail_the_store_lacks(env, device
     resp = client.get(f"/api/v1/inspections/{iid}/report.pdf", headers=phone.headers())
     assert resp.status_code == 200, resp.get_data()[:300]
     assert resp.mimetype == "application/pdf" and resp.data.startswith(b"%PDF")
+
+
+def test_a_photos_png_too_large_for_a_signature_does_not_become_one(env, device, client, db):
+    """Bytes already processed as a photo serve a signature record only if they pass the
+    signature's own checks, whether the user holds them already or uploads them again."""
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env, site="N-CANTEEN")  # a site Ben does not see
+    data = png(4100, 20)
+    photo = photo_record(phone, iid, None, data, mime="image/png")
+    phone.sync()
+    assert _upload(client, phone, photo, data, mime="image/png").status_code == 200
+    for who in (phone, device(BEN)):  # holds the bytes already; proves it by uploading
+        who.sync()
+        sig = who.create(
+            "attachments",
+            inspection_id=new_inspection(
+                who, env, site="S-HOTEL" if who is not phone else "N-HOTEL"
+            ),
+            kind="signature",
+            sha256=hashlib.sha256(data).hexdigest(),
+            mime="image/png",
+            byte_size=len(data),
+            signer_name="王",
+            signer_role="site_manager",
+            signed_at=1_795_000_000_000,
+        )
+        assert who.sync()["conflicts"] == []
+        ask = {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "byte_size": len(data),
+            "mime": "image/png",
+        }
+        url = f"/api/v1/attachments/{sig}"
+        resp = client.post(f"{url}/upload", headers=who.headers(), json=ask)
+        if who is not phone:
+            put = resp.get_json()
+            client.put(put["url"], data=data, headers={**who.headers(), **put["headers"]})
+            resp = client.post(f"{url}/complete", headers=who.headers())
+        body = resp.get_json()
+        assert resp.status_code == 422 and body["reason"] == "too_large", body
+        assert "4000" in body["message"]
+        db.expire_all()
+        assert db.get(Attachment, sig).uploaded is False
