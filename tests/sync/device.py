@@ -129,7 +129,8 @@ class Device:
             if strategy == "replacement":
                 keep = {r["id"] for r in ch["updated"]}
                 for rid in list(local):
-                    if rid not in keep and local[rid]["_status"] == "synced":
+                    # As WatermelonDB: only records created here and not yet pushed stay.
+                    if rid not in keep and local[rid]["_status"] != "created":
                         del local[rid]
             for raw in ch["updated"]:
                 rec = local.get(raw["id"])
