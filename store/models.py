@@ -455,11 +455,9 @@ class DeviceState(Base):
     # The role and region the device last pulled in: when they change, its next pull is a
     # replacement in the new scope.
     scope_key: Mapped[str | None] = mapped_column(String(200), default=None)
-    # Sites the device lost (access revoked, or closed) whose records' deletions wait for its
-    # next sync, so its push can send the edits it made there first (sync/pull.py: _lost),
-    # comma-separated; and the cursor of the pull that held them back.
-    held_sites: Mapped[str | None] = mapped_column(Text, default=None)
-    held_rev: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Sites the device lost (access revoked, or closed) whose records' deletions wait until
+    # its push has sent the edits it made there (sync/pull.py: Hold, as JSON).
+    held: Mapped[str | None] = mapped_column(Text, default=None)
     last_push_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 

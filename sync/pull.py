@@ -7,6 +7,7 @@ import functools
 import hashlib
 import heapq
 from collections.abc import Iterable
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -109,20 +110,39 @@ class PullRequest:
         self.migration = migration
         self.resume = resume
         self.scope_key = scope_key  # what this device last pulled in (scope_key())
-        # Sites whose deletions this device is owed, and the cursor of the pull that held them
-        # back (see _lost); the pull leaves here what the device is owed after it.
-        self.held: frozenset[str] = frozenset()
-        self.held_rev: int | None = None
-
-    @property
-    def held_text(self) -> str | None:
-        """The held sites as the device's bookkeeping stores them."""
-        return ",".join(sorted(self.held)) or None
+        # The deletions this device is owed (see _lost); the pull leaves here what the device
+        # is owed after it.
+        self.held: Hold | None = None
 
 
-def held_sites(text: str | None) -> frozenset[str]:
-    """The held sites from the device's bookkeeping (PullRequest.held_text)."""
-    return frozenset(text.split(",")) if text else frozenset()
+@dataclass
+class Hold:
+    """Deletions held back for sites a device lost (see _lost): the sites, the cursor of the
+    latest pull that held them, and whether they go on the next sync (`ready`: the device
+    pushed since, or one more sync went by, so its edits there have had their chance)."""
+
+    sites: frozenset[str]
+    rev: int
+    ready: bool = False
+
+    @classmethod
+    def load(cls, text: str | None) -> Hold | None:
+        """The hold from the device's bookkeeping (dump())."""
+        if not text:
+            return None
+        raw = orjson.loads(text)
+        return cls(frozenset(raw["sites"]), raw["rev"], raw["ready"])
+
+    def dump(self) -> str:
+        """The hold as the device's bookkeeping stores it."""
+        return orjson.dumps(
+            {"sites": sorted(self.sites), "rev": self.rev, "ready": self.ready}
+        ).decode()
+
+
+def dump_hold(hold: Hold | None) -> str | None:
+    """The bookkeeping's text for a hold, or none."""
+    return None if hold is None else hold.dump()
 
 
 def scope_key(role: str, region_id: str | None, sites: Iterable[str] | None = None) -> str:
@@ -250,16 +270,17 @@ def finish(
     """Add what access changes and migrations bring to a cut page, and shape the answer."""
     if first:
         # The whole dataset (from nothing, or a replacement): no deletion is owed.
-        req.held, req.held_rev = frozenset(), None
+        req.held = None
     else:
-        # Deletions held back by an earlier sync are sent now: not on a page of the holding
-        # sync, nor on a pull again from before it (see _lost).
-        release = bool(req.held) and low > (req.held_rev or 0) and low != req.resume
+        hold = req.held
+        # A later sync: not a page of the holding one, nor a pull again from before it.
+        later = hold is not None and low > hold.rev and low != req.resume
+        release = later and hold.ready
         lost = _closures(scope, page)
         if moved:
-            kept = lost if release else lost | req.held
+            kept = lost if release or hold is None else lost | hold.sites
             lost |= _scope_changes(session, scope, page, low, end, kept)
-        _lost(session, scope, page, req, low, lost, release)
+        _lost(session, scope, page, req, low, lost, later)
     if req.migration:
         _dump_tables(session, scope, page, req.migration["tables"], None, end)
     result: dict[str, Any] = {"changes": page.changes, "timestamp": end, "has_more": has_more}
@@ -365,30 +386,33 @@ def _lost(
     req: PullRequest,
     low: int,
     lost: frozenset[str],
-    release: bool,
+    later: bool,
 ) -> None:
-    """Sites the device lost (revoked or closed): their records' deletions wait one sync.
-    WatermelonDB pulls before it pushes and destroys a deleted record even when it has local
-    changes, so deletions sent at once would erase unseen the edits made there offline. Held
-    back, the sync's push sends those edits first (kept as out_of_scope conflicts), and the
-    next sync's pull deletes the records."""
-    held = set(req.held)
-    if release:
-        gone = sorted(s for s in held if not scope.sees_site(s))
-        for name, column in SITE_COLUMN.items() if gone else ():
-            table = TABLES[name].table
-            ids = session.execute(select(table.c.id).where(one_of(session, table.c[column], gone)))
-            for record_id in ids.scalars():
-                if record_id not in page.ids[name]:
-                    page.delete(name, record_id)
-        held, req.held_rev = set(), None
+    """Sites the device lost (revoked or closed): their records' deletions wait until its
+    edits there have had their chance. WatermelonDB pulls before it pushes and destroys a
+    deleted record even when it has local changes, so deletions sent at once would erase
+    unseen the edits made there offline. Held back, the sync's push sends those edits first
+    (kept as out_of_scope conflicts), and the next sync deletes the records; when that push
+    did not arrive (no signal, a 409), one sync later."""
+    hold = req.held
+    if hold is not None and later:
+        if hold.ready:
+            gone = sorted(s for s in hold.sites if not scope.sees_site(s))
+            for name, column in SITE_COLUMN.items() if gone else ():
+                table = TABLES[name].table
+                ids = select(table.c.id).where(one_of(session, table.c[column], gone))
+                for record_id in session.execute(ids).scalars():
+                    if record_id not in page.ids[name]:
+                        page.delete(name, record_id)
+            hold = None
+        else:
+            hold = Hold(hold.sites, hold.rev, ready=True)
     if lost:
-        held |= lost
-        req.held_rev = low if req.held_rev is None else min(req.held_rev, low)
+        # New losses wait for a push (or a sync) after this pull, with those held before.
+        hold = Hold(lost, low) if hold is None else Hold(hold.sites | lost, min(hold.rev, low))
     # A site given back meanwhile is in this pull again (_scope_changes): nothing to delete.
-    req.held = frozenset(s for s in held if not scope.sees_site(s))
-    if not req.held:
-        req.held_rev = None
+    sites = frozenset(s for s in hold.sites if not scope.sees_site(s)) if hold else frozenset()
+    req.held = Hold(sites, hold.rev, hold.ready) if sites else None
 
 
 def _scope_changes(

@@ -20,10 +20,11 @@ from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER
 from store.errors import SignInEnded, Unauthorized
 from sync.pull import (
     SITE_COLUMN,
+    Hold,
     Page,
     PullRequest,
+    dump_hold,
     finish,
-    held_sites,
     is_replacement,
     render_rows,
     scope_key,
@@ -114,7 +115,7 @@ def statement(scoped: bool, first: bool) -> str:
                  EXISTS (SELECT 1 FROM refresh_tokens r
                          WHERE r.family = %(sid)s AND r.revoked_at IS NOT NULL) AS ended,
                  (SELECT region_id FROM me) AS region_id, {sites},
-                 d.resume_rev AS resume, d.scope_key, d.held_sites AS held, d.held_rev
+                 d.resume_rev AS resume, d.scope_key, d.held
           FROM counter c LEFT JOIN device_states d
             ON d.user_id = %(user)s AND d.device_id = %(device)s) m
     UNION ALL
@@ -148,9 +149,8 @@ _NOTE_DEVICE = re.sub(
     " ",
     """
     INSERT INTO device_states (user_id, device_id, last_pull_at, last_pulled_rev,
-                               pull_start_rev, resume_rev, scope_key, held_sites, held_rev)
-    VALUES (%(user)s, %(device)s, now(), %(end)s, %(start)s, %(resume)s, %(key)s, %(held)s,
-            %(held_rev)s)
+                               pull_start_rev, resume_rev, scope_key, held)
+    VALUES (%(user)s, %(device)s, now(), %(end)s, %(start)s, %(resume)s, %(key)s, %(held)s)
     ON CONFLICT (user_id, device_id) DO UPDATE SET
         last_pull_at = excluded.last_pull_at,
         last_pulled_rev = excluded.last_pulled_rev,
@@ -159,8 +159,7 @@ _NOTE_DEVICE = re.sub(
                               ELSE excluded.pull_start_rev END,
         resume_rev = excluded.resume_rev,
         scope_key = excluded.scope_key,
-        held_sites = excluded.held_sites,
-        held_rev = excluded.held_rev
+        held = excluded.held
     """,
 ).encode()
 _BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
@@ -261,7 +260,7 @@ def pull(
     live = None if sites is None else sites - closed
     scope = Scope(user_id, role, meta["region_id"], live, closed)
     page = _page(session, rows)
-    req.resume, req.held, req.held_rev = meta["resume"], held_sites(meta["held"]), meta["held_rev"]
+    req.resume, req.held = meta["resume"], Hold.load(meta["held"])
     result = finish(
         session, scope, page, req, params["low"], end, has_more, first, meta["moved"], replacement
     )
@@ -270,7 +269,6 @@ def pull(
     with raw.pipeline():
         resume = end if has_more else None
         note = {"user": user_id, "device": device_id, "end": end, "start": cursor, "key": key}
-        held = {"held": req.held_text, "held_rev": req.held_rev}
-        raw.execute(_NOTE_DEVICE, {**note, "resume": resume, **held})
+        raw.execute(_NOTE_DEVICE, {**note, "resume": resume, "held": dump_hold(req.held)})
         raw.execute(b"COMMIT")
     return result

@@ -237,8 +237,8 @@ def test_a_closed_site_still_counts_in_its_regions_history(env, db, api):
 def test_a_closed_sites_records_leave_the_devices_with_it(env, device, api, db):
     """Closing a site sends its tombstone and, with it, deletions of its records: a device
     neither keeps inspections of a site it no longer has, nor gets them on a first sync (as
-    REST no longer shows them). Paged; the deletions come one sync after the tombstone, so a
-    device's edits made there offline are pushed first (tests/sync/test_lost_sites.py)."""
+    REST no longer shows them). Paged; the deletions wait for the device's push, or here, with
+    nothing to push, two syncs (tests/sync/test_lost_sites.py)."""
     ana, north = device(ANA, "ana", limit=2), device(NORTH, "north", limit=2)
     ana.sync()
     canteen = new_inspection(ana, env, site="N-CANTEEN")
@@ -260,6 +260,7 @@ def test_a_closed_sites_records_leave_the_devices_with_it(env, device, api, db):
     for dev in (ana, north):
         dev.sync()
         assert dev.get("sites", site) is None
+        dev.sync()
         assert dev.get("inspections", canteen) is not None
         dev.sync()
         for name, ids in gone.items():

@@ -122,7 +122,7 @@ def _json(body: dict, status: int = 200) -> Response:
     return Response(dumps(body), status=status, mimetype="application/json")
 
 
-def _note_device(user_id: str, column: str, **extra: int | None) -> None:
+def _note_device(user_id: str, column: str, **extra: int | str | None) -> None:
     """Remember when this device last synced and what it knew (one upsert)."""
     session = db.session()
     values = {"user_id": user_id, "device_id": g.device_id, column: utcnow(), **extra}
@@ -160,7 +160,7 @@ def _do_pull(args: dict) -> Response:
     start = req.cursor
     if state is not None:
         req.resume, req.scope_key = state.resume_rev, state.scope_key
-        req.held, req.held_rev = pull.held_sites(state.held_sites), state.held_rev
+        req.held = pull.Hold.load(state.held)
         if state.resume_rev is not None and req.cursor == state.resume_rev:
             # A later page of a paged pull: the device's edits are as old as its first page.
             start = state.pull_start_rev
@@ -173,8 +173,7 @@ def _do_pull(args: dict) -> Response:
         pull_start_rev=start,
         resume_rev=result["timestamp"] if result["has_more"] else None,
         scope_key=pull.scope_key(user.role, user.region_id, pull.reach(scope)),
-        held_sites=req.held_text,
-        held_rev=req.held_rev,
+        held=pull.dump_hold(req.held),
     )
     db.commit()
     return _json(result)
@@ -255,7 +254,10 @@ def _push(session: Session, scope: Scope, assume_new: bool) -> Response:
         assume_new=assume_new,
         pulled=None if state is None else state.last_pulled_rev,
     )
-    _note_device(scope.user_id, "last_push_at")
+    # Its edits at the sites it lost are in: their deletions go on its next sync (pull.Hold).
+    hold = pull.Hold.load(state.held if state is not None else None)
+    ready = {} if hold is None else {"held": pull.Hold(hold.sites, hold.rev, True).dump()}
+    _note_device(scope.user_id, "last_push_at", **ready)
     top = revs.stamp(session)
     result["timestamp"] = top if top is not None else revs.current_rev(session)
     if key:

@@ -7,7 +7,8 @@ Create Date: 2026-11-28 18:00:00
 When an inspector loses a site (assignment revoked, or the site closed) the site's records leave
 their devices as deletions. WatermelonDB pulls before it pushes and destroys a deleted record even
 when it holds local changes, so the edits made there offline were lost unseen. The deletions now
-wait one sync: the device remembers the sites held back and the cursor of the pull that held them.
+wait until the device has pushed (or one more sync has gone by): it remembers the sites held back,
+the cursor of the pull that held them, and whether they may go (sync/pull.py: Hold, as JSON).
 """
 
 import sqlalchemy as sa
@@ -21,11 +22,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("device_states", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("held_sites", sa.Text(), nullable=True))
-        batch_op.add_column(sa.Column("held_rev", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("held", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("device_states", schema=None) as batch_op:
-        batch_op.drop_column("held_rev")
-        batch_op.drop_column("held_sites")
+        batch_op.drop_column("held")

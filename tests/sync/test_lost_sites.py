@@ -60,18 +60,19 @@ def test_edits_made_offline_at_a_revoked_site_reach_the_server_as_conflicts(env,
     assert phone.get("inspections", iid) is None
     db.expire_all()
     state = db.get(DeviceState, (env["users"][ANA], phone.device_id))
-    assert state.held_sites is None and state.held_rev is None
+    assert state.held is None
 
 
-def test_a_device_with_nothing_to_push_loses_the_site_on_its_next_sync(env, device, api):
+def test_a_device_with_nothing_to_push_loses_the_site_one_sync_later(env, device, api):
     assignment = _grant(api, env)
     phone = device(ANA, "phone")
     phone.sync()
     iid = new_inspection(phone, env, site="S-HOTEL")
     phone.sync()
     api.delete(f"/assignments/{assignment}", HQ_EMAIL)
-    assert phone.sync() is None  # nothing to push
-    assert phone.get("inspections", iid) is not None
+    for _ in range(2):  # no push tells the server its edits are in: one more sync does
+        assert phone.sync() is None
+        assert phone.get("inspections", iid) is not None
     phone.sync()
     assert phone.get("inspections", iid) is None
     assert "S-HOTEL" not in {s["code"] for s in phone.live("sites").values()}
@@ -118,5 +119,18 @@ def test_edits_made_offline_at_a_closed_site_reach_the_server_as_conflicts(env, 
     assert [(c["table"], c["id"]) for c in result["conflicts"]] == [("inspections", iid)]
     assert _kept(db, iid)[0].device_value["notes"] == "grease trap overflowing"
     assert phone.get("sites", env["sites"]["N-CANTEEN"]) is None
+    phone.sync()
+    assert phone.get("inspections", iid) is None
+
+
+def test_a_push_lost_after_the_holding_pull_goes_on_the_next_sync(env, device, api, db):
+    phone, iid, rid = _edited_offline(env, device, api)
+    # The sync's pull lands (WatermelonDB saves its cursor), then the signal goes: no push.
+    phone.last_pulled_at = phone.pull()
+    assert phone.get("inspections", iid) is not None and phone.dirty()
+    result = phone.sync()  # the next sync still holds the site: its push goes through
+    assert phone.get("inspections", iid) is not None
+    assert {c["id"] for c in result["conflicts"]} >= {iid, rid}
+    assert _kept(db, iid)[0].device_value["notes"] == "mould behind the minibar"
     phone.sync()
     assert phone.get("inspections", iid) is None
