@@ -432,16 +432,17 @@ class _Push:
     def upsert(self, name: str, rec: dict[str, Any], is_update: bool) -> None:
         rid = rec["id"]
         cur = self.existing.get(name, {}).get(rid)
-        if cur is None:
+        # A record whose bytes came first is new all the same: the upload placed it nowhere,
+        # so it is judged where it names, as any new record is.
+        if cur is None or cur.get("pending_upload"):
             site, refusal = self.new_place(name, rec)
             insp_id = rid if name == "inspections" else rec.get("inspection_id")
             if refusal is not None:
                 self.refuse(name, rid, rec, refusal[0], site, insp_id, kind=refusal[1])
             else:
-                self.create(name, rec, site, None)
+                self.create(name, rec, site, cur)
             return
-        pending = bool(cur.get("pending_upload"))
-        site, why = self.site_of(name, rec, None if pending else cur)
+        site, why = self.site_of(name, rec, cur)
         insp_id = rid if name == "inspections" else cur.get("inspection_id")
         if not site or not self.scope.sees_site(site):
             self.refuse(
@@ -460,18 +461,6 @@ class _Push:
             )
             return
         spec = TABLES[name]
-        if pending:
-            if self.foreign_action(name, rec, site):
-                detail = "its corrective action is at another site"
-                self.refuse(name, rid, rec, detail, site, insp_id)
-                return
-            gone = self.deleted_parent(name, rec)
-            if gone:
-                detail = f"created on the device after {gone}"
-                self.refuse(name, rid, rec, detail, site, insp_id, kind="deleted_record")
-                return
-            self.create(name, rec, site, cur)
-            return
         if cur.get("deleted_at") is not None:
             detail = "changed on the device after it was deleted on the server"
             self.refuse(name, rid, rec, detail, site, insp_id, kind="deleted_record")

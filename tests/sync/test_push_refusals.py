@@ -140,6 +140,30 @@ def test_late_evidence_whose_bytes_came_first_joins_a_completed_inspection(env, 
     assert row.pending_upload is False and row.inspection_id == iid and row.uploaded is True
 
 
+def test_a_photo_whose_bytes_came_first_cannot_join_another_inspectors_inspection(
+    env, device, client, db
+):
+    # Bytes uploaded first leave a pending record placed nowhere; the record's push is judged
+    # where it names, as any new record is (it used to skip the owner check).
+    ben = device(BEN)
+    ben.sync()
+    bens = new_inspection(ben, env)  # at N-HOTEL, which Ana sees too
+    ben.sync()
+    ana = device(ANA)
+    ana.sync()
+    data = jpeg(120, 90)
+    att = photo_record(ana, bens, None, data)
+    assert _upload(client, ana, att, data).status_code == 200  # bytes first: pending
+    assert _kinds(ana.sync()) == ["out_of_scope"]
+    db.expire_all()
+    row = db.get(Attachment, att)
+    assert row.pending_upload is True and row.inspection_id is None
+    kept = db.execute(select(Conflict.device_value).where(Conflict.record_id == att)).scalar_one()
+    assert kept["inspection_id"] == bens
+    ana.sync()
+    assert ana.get("attachments", att) is None
+
+
 def test_a_refused_new_answer_leaves_the_device_too(env, device, db):
     phone = device(ANA)
     iid = _completed(phone, env)
