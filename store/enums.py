@@ -25,4 +25,5 @@ CONFLICT_KINDS = (
     "invalid_value",
     "incomplete",
     "deleted_record",
+    "invalid_parent",
 )

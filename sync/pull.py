@@ -168,7 +168,7 @@ def is_replacement(
 
 
 # Conflict kinds that keep a pushed record out of the store (or its change off the record).
-REFUSED = ("out_of_scope", "locked", "deleted_record")
+REFUSED = ("out_of_scope", "locked", "deleted_record", "invalid_parent")
 
 
 def parse_migration(raw: Any) -> dict | None:

@@ -93,6 +93,8 @@ _WRITABLE = {name: tuple(sorted(spec.writable)) for name, spec in TABLES.items()
 _consume = deque(maxlen=0).extend
 # What a new record's place depends on (new_place): the parents it names.
 _PLACE_KEY = ("inspection_id", "site_id", "action_id")
+# How a refusal names a record's parent, per table.
+_PARENT_NAMES = {"inspections": "inspection", "actions": "corrective action"}
 # Answers and actions created under an inspection created in the same push are taken as new
 # without a lookup on SQLite (for a big push's thousands, 2 to 3 ms of about 40): their ids are a
 # device's fresh random ids. The insert's primary key checks the guess, so it holds only when
@@ -149,6 +151,9 @@ class _Push:
         self.pulled: int | None = None
         # new_place's answers, per table and parents a new record names (_PLACE_KEY).
         self.places: dict[tuple, tuple[str | None, tuple | None]] = {}
+        # The records this push refused while it was planned, per (table, id): the children
+        # naming one of them are refused with it.
+        self.refused: dict[tuple[str, str], ConflictNote] = {}
 
     # --- loading -----------------------------------------------------------------------
 
@@ -293,17 +298,17 @@ class _Push:
             # Its inspection shows the conflict (has_conflicts), when the pusher sees it: a
             # refusal never writes where the pusher may not.
             self.cs.recompute.add(inspection_id)
-        self.cs.conflicts.append(
-            ConflictNote(
-                kind=kind,
-                table=name,
-                record_id=rid,
-                detail=detail,
-                inspection_id=inspection_id,
-                site_id=site_id,
-                device_value=rec,
-            )
+        note = ConflictNote(
+            kind=kind,
+            table=name,
+            record_id=rid,
+            detail=detail,
+            inspection_id=inspection_id,
+            site_id=site_id,
+            device_value=rec,
         )
+        self.cs.conflicts.append(note)
+        self.refused[(name, rid)] = note
 
     def owned(self, insp: Row | None) -> bool:
         """Inspectors edit only their own inspections (or unclaimed ones)."""
@@ -342,6 +347,30 @@ class _Push:
         sites would let the action's deletion take a photo its deleter cannot see."""
         action = self.action(rec.get("action_id")) if name == "attachments" else None
         return action is not None and action.get("site_id") != site
+
+    def missing_parent(
+        self, name: str, rec: dict[str, Any]
+    ) -> tuple[str | None, tuple[str, str]] | None:
+        """The refusal of a new record whose parent is neither stored nor planned: (site, why)."""
+        # A child under an unknown id (a client's bug, or a parent purged long ago) would join
+        # whatever record someone creates with that id later, at any site. A parent this push
+        # refused passes its refusal, and its site, on.
+        named = [] if name == "inspections" else [("inspections", rec.get("inspection_id"))]
+        if name == "attachments":
+            named.append(("actions", rec.get("action_id")))
+        for table, parent_id in named:
+            if not parent_id:
+                continue
+            found = self.inspection(parent_id) if table == "inspections" else self.action(parent_id)
+            if found is not None:
+                continue
+            what = _PARENT_NAMES[table]
+            note = self.refused.get((table, parent_id))
+            if note is not None:
+                return note.site_id, (f"its {what} was refused: {note.detail}", note.kind)
+            site, _ = self.site_of(name, rec, None)
+            return site, (f"its {what} is not on the server", "invalid_parent")
+        return None
 
     def deleted_parent(self, name: str, rec: dict[str, Any]) -> str | None:
         """Why a new record cannot join its parent (deleted on the server), if it cannot."""
@@ -415,6 +444,9 @@ class _Push:
         return found
 
     def _new_place(self, name: str, rec: dict[str, Any]) -> tuple[str | None, tuple | None]:
+        missing = self.missing_parent(name, rec)
+        if missing is not None:
+            return missing
         site, why = self.site_of(name, rec, None)
         if not site:
             return site, (f"outside your scope ({why})", "out_of_scope")
