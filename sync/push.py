@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import Iterable
-from itertools import repeat
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import itemgetter, ne
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -95,6 +95,8 @@ _consume = deque(maxlen=0).extend
 _PLACE_KEY = ("inspection_id", "site_id", "action_id")
 # How a refusal names a record's parent, per table.
 _PARENT_NAMES = {"inspections": "inspection", "actions": "corrective action"}
+# The tables whose records may name an answer (response_id).
+_LINKED = ("actions", "attachments")
 # Answers and actions created under an inspection created in the same push are taken as new
 # without a lookup on SQLite (for a big push's thousands, 2 to 3 ms of about 40): their ids are a
 # device's fresh random ids. The insert's primary key checks the guess, so it holds only when
@@ -102,6 +104,19 @@ _PARENT_NAMES = {"inspections": "inspection", "actions": "corrective action"}
 # again with every record looked up (push), and a clash at the insert is AssumedNewExists.
 # Photos are always looked up: their bytes may have arrived before their record.
 _ASSUMED_NEW = frozenset({"responses", "actions"})
+
+
+def answer_problem(name: str, inspection_id: str | None, answer: Row | None) -> tuple | None:
+    """Why a photo or action of this inspection may not name this answer: (detail, kind)."""
+    if answer is None:
+        return "its answer is not on the server", "invalid_parent"
+    if answer.get("inspection_id") != inspection_id:
+        return "its answer belongs to another inspection", "invalid_parent"
+    # A photo of a deleted answer would have gone with it; an action outlives its answer, as
+    # stored ones do.
+    if name == "attachments" and answer.get("deleted_at") is not None:
+        return "its answer was deleted on the server", "deleted_record"
+    return None
 
 
 def _changed_columns(spec_name: str, rec: dict[str, Any], is_update: bool) -> list[str]:
@@ -154,6 +169,10 @@ class _Push:
         # The records this push refused while it was planned, per (table, id): the children
         # naming one of them are refused with it.
         self.refused: dict[tuple[str, str], ConflictNote] = {}
+        # Stored answers named by the pushed actions and photos, not pushed (_named_answers);
+        # and link's verdicts, per table, answer and inspection.
+        self.answers: dict[str, Row] = {}
+        self.linked: dict[tuple, tuple[str, str] | None] = {}
 
     # --- loading -----------------------------------------------------------------------
 
@@ -218,6 +237,34 @@ class _Push:
         actions = TABLES["actions"].table
         for row in writer.load_rows(self.session, actions, "id", sorted(late), lock=lock):
             self.parent_actions[row["id"]] = row
+        self.answers = self._named_answers(changes, set(listed.get("responses", ())))
+
+    def _named_answers(self, changes: dict[str, dict[str, list]], pushed: set[str]) -> dict:
+        """Stored answers the pushed actions and photos newly name and the push does not carry."""
+        # Unlocked: an answer a record may name is in the record's inspection, locked above, and
+        # no answer moves. One query per 5000, of the columns link reads.
+        named: set[str] = set()
+        for name in _LINKED:
+            lists = changes.get(name)
+            if not lists:
+                continue
+            named.update(map(dict.get, lists["created"], repeat("response_id")))
+            stored = self.existing.get(name, {})
+            # An update naming the answer its record has is no news: a photo edited again.
+            named.update(
+                rec.get("response_id")
+                for rec in lists["updated"]
+                if rec.get("response_id") != (stored.get(rec["id"]) or {}).get("response_id")
+            )
+        ids = sorted(named - pushed - {None, ""})
+        table = TABLES["responses"].table
+        stmt = select(table.c.id, table.c.inspection_id, table.c.site_id, table.c.deleted_at)
+        out: dict[str, Row] = {}
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            for row in self.session.execute(stmt.where(one_of(self.session, table.c.id, chunk))):
+                out[row.id] = dict(row._mapping)
+        return out
 
     def _parents(self, changes: dict[str, dict[str, list]]) -> tuple[set[str], set[str]]:
         """The inspections the pushed child records belong to, and the actions the pushed
@@ -385,6 +432,78 @@ class _Push:
             return "its corrective action was deleted on the server"
         return None
 
+    def answer(self, response_id: str) -> Row | None:
+        """An answer as this push leaves it (or as stored), if known."""
+        return (
+            self.cs.after.get("responses", {}).get(response_id)
+            or self.existing.get("responses", {}).get(response_id)
+            or self.answers.get(response_id)
+        )
+
+    def link(self, name: str, response_id: str, inspection_id: str | None) -> tuple | None:
+        """Why a photo or action of this inspection may not name this answer: (detail, kind)."""
+        # Once per answer and inspection: many photos of a push name the same answers.
+        key = (name, response_id, inspection_id)
+        if key in self.linked:
+            return self.linked[key]
+        answer = self.answer(response_id)
+        note = self.refused.get(("responses", response_id))
+        if answer is None and note is not None:
+            found: tuple | None = (f"its answer was refused: {note.detail}", note.kind)
+        elif answer is not None and not self.scope.sees_site(answer.get("site_id")):
+            # Checked first: what else is true of an answer out of scope is not for the pusher.
+            found = ("its answer is outside your scope", "out_of_scope")
+        else:
+            found = answer_problem(name, inspection_id, answer)
+        self.linked[key] = found
+        return found
+
+    def links(self, name: str, records: list[dict[str, Any]]) -> list | None:
+        """Per record, why it may not name its answer (link); None when every one may."""
+        # A pass per column at C speed: an answer planned in this push under the inspection its
+        # record names is fine (placed in scope, live), and link judges the others once each
+        # (a big push's photos mostly name answers it carries).
+        if name not in _LINKED:
+            return None
+        answers = list(map(dict.get, records, repeat("response_id")))
+        if not any(answers):
+            return None
+        inspections = list(map(dict.get, records, repeat("inspection_id")))
+        planned = self.cs.after.get("responses", {})
+        owners = map(dict.get, map(planned.get, answers, repeat({})), repeat("inspection_id"))
+        pairs = zip(answers, inspections, strict=True)
+        doubtful = set(compress(pairs, map(ne, owners, inspections)))
+        judged = {pair: self.link(name, *pair) for pair in doubtful if pair[0]}
+        if not any(judged.values()):
+            return None
+        return [judged.get(pair) for pair in zip(answers, inspections, strict=True)]
+
+    def keep_linked(self, name: str, rid: str, rec: dict, cur: Row, cols: list[str]) -> list[str]:
+        """Refuse a move to an answer not of the record's inspection; returns the columns left."""
+        # Moving to another answer of its own inspection is fine: a photo filed under the wrong
+        # item. The refusal is kept as a conflict, as keep_in_place keeps its own.
+        value = to_db("id", rec.get("response_id")) if "response_id" in cols else None
+        if not value or value == cur.get("response_id"):
+            return cols
+        refusal = self.link(name, value, cur.get("inspection_id"))
+        if refusal is None:
+            return cols
+        self.cs.conflicts.append(
+            ConflictNote(
+                kind="out_of_scope" if refusal[1] == "out_of_scope" else "invalid_value",
+                table=name,
+                record_id=rid,
+                column="response_id",
+                inspection_id=cur.get("inspection_id"),
+                site_id=cur.get("site_id"),
+                server_value=cur.get("response_id"),
+                device_value=value,
+                detail=f"{refusal[0]}; the server kept the answer it had",
+            )
+        )
+        self.cs.bump(name, rid)  # the device's copy goes back on its next pull
+        return [c for c in cols if c != "response_id"]
+
     def keep_in_place(self, name: str, rid: str, rec: dict, cur: Row, cols: list[str]) -> list[str]:
         """Refuse changes of what a record is fixed to, kept as conflicts: its place
         (PLACEMENT; a move somewhere the user may not write is out of scope) and, once its
@@ -468,6 +587,10 @@ class _Push:
         # so it is judged where it names, as any new record is.
         if cur is None or cur.get("pending_upload"):
             site, refusal = self.new_place(name, rec)
+            if refusal is None and rec.get("response_id"):
+                refusal = self.link(name, rec["response_id"], rec.get("inspection_id"))
+                if refusal is not None and refusal[1] == "deleted_record":
+                    refusal = (f"created on the device after {refusal[0]}", refusal[1])
             insp_id = rid if name == "inspections" else rec.get("inspection_id")
             if refusal is not None:
                 self.refuse(name, rid, rec, refusal[0], site, insp_id, kind=refusal[1])
@@ -499,6 +622,8 @@ class _Push:
             return
         after = self.cs.add_context(name, cur)
         cols = self.keep_in_place(name, rid, rec, cur, _changed_columns(name, rec, is_update))
+        if name in _LINKED:
+            cols = self.keep_linked(name, rid, rec, cur, cols)
         by_id = self.cs.device_changed.setdefault(name, {})
         changed = by_id[rid] = set(by_id.get(rid, ()))
         for col in cols:
@@ -538,8 +663,15 @@ class _Push:
         firsts = dict(zip(keys, records, strict=True)).values()
         places = [self.new_place(name, rec) for rec in firsts]
         placed = map(self.places.__getitem__, keys)
+        links = self.links(name, records)
+        if links is not None:
+            placed = ((s, why or link) for (s, why), link in zip(placed, links, strict=True))
         ids = list(map(itemgetter("id"), records))
-        if not existing.keys().isdisjoint(ids) or any(why is not None for _s, why in places):
+        if (
+            not existing.keys().isdisjoint(ids)
+            or any(why is not None for _s, why in places)
+            or links is not None
+        ):
             for rec, (site, refusal) in zip(records, placed, strict=True):
                 if rec["id"] in existing or refusal is not None:
                     self.upsert(name, rec, is_update=False)

@@ -1,4 +1,4 @@
-"""Pushed records naming a parent the server does not have."""
+"""Pushed records naming a parent the server does not have, or another record's answer."""
 
 # Refused and kept as conflicts holding the device's values: nothing joins an id someone may
 # create later, and the device drops them on its next pull instead of pushing them again.
@@ -13,7 +13,7 @@ from sqlalchemy import select
 from store.models import Action, Attachment, Conflict, Inspection, Response
 from tests.media.conftest import jpeg
 from tests.sync.device import random_id
-from tests.sync_env import ANA, NORTH, SOUTH, answer, new_action, new_inspection, now_ms
+from tests.sync_env import ANA, BEN, NORTH, SOUTH, answer, new_action, new_inspection, now_ms
 
 
 def _photo(**links) -> dict:
@@ -182,3 +182,122 @@ def test_a_refused_action_is_created_once_its_inspection_arrives(env, device, ap
     assert db.get(Action, aid).inspection_id == ghost
     phone.sync()
     assert phone.get("actions", aid)["inspection_id"] == ghost
+
+
+# --- the answer a photo or action names -----------------------------------------------------
+
+
+def _two_inspections(device, env) -> tuple:
+    """Ana's phone, and two synced inspections at N-HOTEL each with an answer (id, answer id)."""
+    phone = device(ANA)
+    phone.sync()
+    first = new_inspection(phone, env)
+    mine = answer(phone, first, "clean", "no")
+    second = new_inspection(phone, env)
+    theirs = answer(phone, second, "clean", "yes")
+    assert phone.sync()["conflicts"] == []
+    return phone, first, mine, second, theirs
+
+
+@pytest.mark.parametrize("table", ["attachments", "actions"])
+@pytest.mark.parametrize("named", ["another inspection's", "unknown"])
+def test_a_new_record_naming_an_answer_not_of_its_inspection_is_refused(
+    env, device, db, table, named
+):
+    phone, first, _mine, _second, theirs = _two_inspections(device, env)
+    target = theirs if named == "another inspection's" else random_id()
+    if table == "attachments":
+        rid = phone.create("attachments", **_photo(inspection_id=first, response_id=target))
+    else:
+        rid = new_action(phone, env, first, response_id=target)
+
+    pushed = phone.sync()
+
+    assert [(c["kind"], c["id"]) for c in pushed["conflicts"]] == [("invalid_parent", rid)]
+    detail = pushed["conflicts"][0]["detail"]
+    assert detail == (
+        "its answer belongs to another inspection"
+        if named == "another inspection's"
+        else "its answer is not on the server"
+    )
+    assert db.get(Attachment if table == "attachments" else Action, rid) is None
+    assert _conflict(db, rid).device_value["response_id"] == target
+    phone.sync()
+    assert phone.get(table, rid) is None
+
+
+def test_a_photo_cannot_name_an_answer_at_a_site_outside_scope(env, device, db):
+    # Had it been stored, the deletion of that answer would have taken Ana's photo with it,
+    # at a site its deleter may not see.
+    ben = device(BEN)
+    ben.sync()
+    south = new_inspection(ben, env, site="S-HOTEL")
+    theirs = answer(ben, south, "clean", "no")
+    ben.sync()
+    phone = device(ANA)
+    phone.sync()
+    mine = new_inspection(phone, env)
+    att = phone.create("attachments", **_photo(inspection_id=mine, response_id=theirs))
+
+    pushed = phone.sync()
+
+    assert [(c["kind"], c["detail"]) for c in pushed["conflicts"]] == [
+        ("out_of_scope", "its answer is outside your scope")
+    ]
+    assert db.get(Attachment, att) is None
+    assert _conflict(db, att).site_id == env["sites"]["N-HOTEL"]
+
+
+def test_a_photo_of_an_answer_deleted_meanwhile_is_refused_an_action_kept(env, device, db):
+    # Deleting an answer takes its photos with it, not its corrective actions: a photo taken
+    # offline for it is refused as a deleted record, an action raised for it is kept.
+    phone, first, mine, _second, _theirs = _two_inspections(device, env)
+    tab = device(ANA, "tab")
+    tab.sync()
+    tab.delete("responses", mine)
+    tab.sync()
+    att = phone.create("attachments", **_photo(inspection_id=first, response_id=mine))
+    aid = new_action(phone, env, first, response_id=mine)
+
+    pushed = phone.sync()
+
+    assert [(c["kind"], c["id"], c["detail"]) for c in pushed["conflicts"]] == [
+        (
+            "deleted_record",
+            att,
+            "created on the device after its answer was deleted on the server",
+        )
+    ]
+    assert db.get(Attachment, att) is None
+    assert db.get(Action, aid).response_id == mine
+
+
+@pytest.mark.parametrize("table", ["attachments", "actions"])
+def test_a_stored_record_moves_only_to_an_answer_of_its_own_inspection(env, device, db, table):
+    phone, first, mine, _second, theirs = _two_inspections(device, env)
+    if table == "attachments":
+        rid = phone.create("attachments", **_photo(inspection_id=first, response_id=mine))
+    else:
+        rid = new_action(phone, env, first, response_id=mine)
+    phone.sync()
+    other = answer(phone, first, "fridge", 3)  # another answer of its own inspection
+    phone.update(table, rid, response_id=other)
+    assert phone.sync()["conflicts"] == []
+    phone.sync()
+
+    extra = {"latitude": 31.2} if table == "attachments" else {"description": "Mop again"}
+    phone.update(table, rid, response_id=theirs, **extra)
+    pushed = phone.sync()
+
+    assert [(c["kind"], c["column"]) for c in pushed["conflicts"]] == [
+        ("invalid_value", "response_id")
+    ]
+    db.expire_all()
+    model = Attachment if table == "attachments" else Action
+    row = db.get(model, rid)
+    assert row.response_id == other
+    assert getattr(row, next(iter(extra))) == next(iter(extra.values()))  # the rest applied
+    kept = _conflict(db, rid)
+    assert (kept.server_value, kept.device_value) == (other, theirs)
+    phone.sync()
+    assert phone.get(table, rid)["response_id"] == other  # the device converged

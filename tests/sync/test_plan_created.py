@@ -60,15 +60,17 @@ def _records(seed: int) -> dict[str, list[dict[str, Any]]]:
         }
         for n in range(55)
     ]
+    # A photo names an answer of its own inspection (or none).
+    answered = [rnd.choice(responses) if n % 2 else None for n in range(70)]
     attachments = [
         {
             "id": f"att{n:03d}",
-            "inspection_id": rnd.choice(inspections)["id"],
-            "response_id": rnd.choice(responses)["id"] if n % 2 else "",
+            "inspection_id": resp["inspection_id"] if resp else rnd.choice(inspections)["id"],
+            "response_id": resp["id"] if resp else "",
             **({"kind": "signature"} if n % 5 == 0 else {}),
             "byte_size": 1024.0 if n % 3 == 0 else 2048,
         }
-        for n in range(70)
+        for n, resp in enumerate(answered)
     ]
     return {
         "inspections": inspections,
