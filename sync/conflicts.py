@@ -15,7 +15,7 @@ from store.errors import Invalid, NotFound
 from store.models import Conflict
 from store.types import utcnow
 from sync import writer
-from sync.push import Rules, to_db, tombstone
+from sync.push import Rules, answer_problem, to_db, tombstone
 from sync.scope import Scope
 from sync.tables import PLACEMENT, TABLES, UPLOADED_CONTENT, TableSpec
 from sync.validate import REQUIRED, check_value
@@ -242,6 +242,8 @@ def _apply_values(
             errors={c: ["cannot be changed by a resolution"] for c in moved},
             reason="not_resolvable",
         )
+    if changes.get("response_id"):
+        _check_answer(session, name, current.get("inspection_id"), changes["response_id"])
     content = sorted(set(changes) & set(UPLOADED_CONTENT)) if current.get("uploaded") else []
     if content:
         # The stored bytes were verified against these: other values would point the record
@@ -442,6 +444,23 @@ def _check_parents(session: Session, conflict: Conflict, cs: ChangeSet, row: Row
             )
         if table == "inspections":
             cs.add_context("inspections", parent)
+    if row.get("response_id") and "response_id" in TABLES[conflict.table_name].writable:
+        _check_answer(session, conflict.table_name, row.get("inspection_id"), row["response_id"])
+
+
+def _check_answer(session: Session, name: str, inspection_id: str | None, answer_id: str) -> None:
+    """A photo or action names only an answer of its own inspection, as a push checks it."""
+    # Unlocked: the inspection it must share is locked already, and no answer moves.
+    problem = answer_problem(name, inspection_id, _row(session, "responses", answer_id))
+    if problem is None:
+        return
+    # Whether another inspection's answer exists is not said: it may be outside the scope.
+    why = problem[0] if problem[1] == "deleted_record" else "it is not one of its inspection's"
+    raise Invalid(
+        f"A resolution cannot link the record to answer {answer_id}: {why}.",
+        errors={"response_id": [why]},
+        reason="not_resolvable",
+    )
 
 
 def resolve(

@@ -462,3 +462,65 @@ def test_taking_a_fix_photo_deletion_of_a_resolved_action_is_refused(env, device
     assert "resolved" in body["message"]
     db.expire_all()
     assert db.get(Attachment, att).deleted_at is None and _unresolved(db, conflict.id)
+
+
+def _photo_of(phone, inspection_id: str, response_id: str) -> str:
+    """A photo record on the device naming this answer."""
+    return phone.create(
+        "attachments",
+        inspection_id=inspection_id,
+        response_id=response_id,
+        kind="photo",
+        sha256="ab" * 32,
+        mime="image/jpeg",
+        byte_size=100,
+    )
+
+
+def _two_answered(env, device) -> tuple:
+    """Ana's phone and two synced inspections with an answer each: (phone, a, a's, b, b's)."""
+    phone = device(ANA, "phone")
+    phone.sync()
+    first = new_inspection(phone, env)
+    mine = answer(phone, first, "clean", "no")
+    second = new_inspection(phone, env)
+    theirs = answer(phone, second, "clean", "yes")
+    assert phone.sync()["conflicts"] == []
+    return phone, first, mine, second, theirs
+
+
+def test_a_resolution_never_creates_a_photo_of_another_inspections_answer(env, device, api, db):
+    phone, first, _mine, _second, theirs = _two_answered(env, device)
+    att = _photo_of(phone, first, theirs)
+    assert [c["kind"] for c in phone.sync()["conflicts"]] == ["invalid_parent"]
+    conflict = db.query(Conflict).filter_by(record_id=att).one()
+    body = _refused(_resolve(api, conflict.id, "take_device"), "not_resolvable")
+    assert "response_id" in body["errors"]
+    assert db.get(Attachment, att) is None and _unresolved(db, conflict.id)
+    # Edited to name no answer, the device's photo is kept in its inspection.
+    value = dict(conflict.device_value, response_id=None)
+    assert _resolve(api, conflict.id, "edit", value).status_code == 200
+    db.expire_all()
+    assert (db.get(Attachment, att).inspection_id, db.get(Attachment, att).response_id) == (
+        first,
+        None,
+    )
+
+
+def test_a_resolution_moves_a_record_only_to_an_answer_of_its_inspection(env, device, api, db):
+    phone, first, mine, _second, theirs = _two_answered(env, device)
+    att = _photo_of(phone, first, mine)
+    phone.sync()
+    phone.update("attachments", att, response_id=theirs)
+    assert [c["kind"] for c in phone.sync()["conflicts"]] == ["invalid_value"]
+    conflict = db.query(Conflict).filter_by(record_id=att, column="response_id").one()
+    body = _refused(_resolve(api, conflict.id, "take_device"), "not_resolvable")
+    assert "response_id" in body["errors"]
+    _refused(_resolve(api, conflict.id, "edit", "unknown-answer"), "not_resolvable")
+    db.expire_all()
+    assert db.get(Attachment, att).response_id == mine
+    other = answer(phone, first, "fridge", 3)
+    phone.sync()
+    assert _resolve(api, conflict.id, "edit", other).status_code == 200
+    db.expire_all()
+    assert db.get(Attachment, att).response_id == other
