@@ -204,6 +204,7 @@ class InspectionRules:
                     f"the inspection is {status}; device changes are refused",
                     iid,
                 )
+            refused: set[str] = set()  # new answers refused
             for name in ("responses", "attachments", "actions"):
                 for row in self._children(cs, name, iid, live=False):
                     rid = row["id"]
@@ -225,10 +226,41 @@ class InspectionRules:
                         continue
                     detail = f"the inspection is {status}; device changes are refused"
                     self._revert(cs, name, rid, "locked", detail, iid)
+                    if name == "responses" and prior is None:
+                        refused.add(rid)
                     if name == "actions":
                         # The photos evidencing a kept action stay with it.
                         for att in self._deleted_evidence(cs, rid):
                             self._revert(cs, "attachments", att, "locked", detail, iid)
+            if refused:
+                self._unlink(
+                    cs, iid, refused, f"its answer was refused (the inspection is {status})"
+                )
+
+    def _unlink(self, cs: ChangeSet, iid: str, refused: set[str], detail: str) -> None:
+        """Keep the late photos and the actions naming a refused new answer, without it."""
+        # They stay (late evidence; actions keep their own lifecycle), but naming an answer
+        # the server does not have would join whatever answer is created with that id later.
+        for name in ("attachments", "actions"):
+            for row in self._children(cs, name, iid):
+                if row.get("response_id") not in refused:
+                    continue
+                before = cs.before.get(name, {}).get(row["id"]) or {}
+                cs.conflicts.append(
+                    ConflictNote(
+                        kind="invalid_value",
+                        table=name,
+                        record_id=row["id"],
+                        column="response_id",
+                        inspection_id=iid,
+                        site_id=row.get("site_id"),
+                        server_value=before.get("response_id"),
+                        device_value=row["response_id"],
+                        detail=f"{detail}; the server kept the record without it",
+                    )
+                )
+                row["response_id"] = before.get("response_id")
+                cs.bump(name, row["id"])  # the device's copy lets go of the answer
 
     def _deleted_evidence(self, cs: ChangeSet, action_id: str) -> list[str]:
         """Attachments of this action that the push deletes (directly or by cascade)."""

@@ -301,3 +301,39 @@ def test_a_stored_record_moves_only_to_an_answer_of_its_own_inspection(env, devi
     assert (kept.server_value, kept.device_value) == (other, theirs)
     phone.sync()
     assert phone.get(table, rid)["response_id"] == other  # the device converged
+
+
+def test_late_evidence_for_a_refused_new_answer_is_kept_without_it(env, device, db):
+    # The new answer is refused (its inspection is completed); the photo taken for it is late
+    # evidence and the action has its own lifecycle, so both stay in the inspection, no longer
+    # naming an answer the server does not have.
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "yes")
+    answer(phone, iid, "fridge", 3)
+    phone.update("inspections", iid, status="completed", completed_at=now_ms())
+    assert phone.sync()["conflicts"] == []
+    late = answer(phone, iid, "remark", "seen later")
+    att = phone.create("attachments", **_photo(inspection_id=iid, response_id=late))
+    aid = new_action(phone, env, iid, response_id=late)
+
+    pushed = phone.sync()
+
+    assert sorted((c["kind"], c["id"], c["column"] or "") for c in pushed["conflicts"]) == sorted(
+        [
+            ("locked", late, ""),
+            ("invalid_value", att, "response_id"),
+            ("invalid_value", aid, "response_id"),
+        ]
+    )
+    db.expire_all()
+    assert db.get(Response, late) is None
+    photo = db.get(Attachment, att)
+    assert (photo.inspection_id, photo.response_id) == (iid, None)
+    assert db.get(Action, aid).response_id is None
+    assert _conflict(db, att).device_value == late
+    phone.sync()
+    assert phone.get("responses", late) is None
+    assert phone.get("attachments", att)["response_id"] is None
+    assert phone.get("actions", aid)["response_id"] is None
