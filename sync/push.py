@@ -97,6 +97,8 @@ _PLACE_KEY = ("inspection_id", "site_id", "action_id")
 _PARENT_NAMES = {"inspections": "inspection", "actions": "corrective action"}
 # The tables whose records may name an answer (response_id).
 _LINKED = ("actions", "attachments")
+# Stands in for an answer a push does not plan: its inspection is no record's (not even none).
+_UNPLANNED: Row = {"inspection_id": object()}
 # Answers and actions created under an inspection created in the same push are taken as new
 # without a lookup on SQLite (for a big push's thousands, 2 to 3 ms of about 40): their ids are a
 # device's fresh random ids. The insert's primary key checks the guess, so it holds only when
@@ -470,7 +472,8 @@ class _Push:
             return None
         inspections = list(map(dict.get, records, repeat("inspection_id")))
         planned = self.cs.after.get("responses", {})
-        owners = map(dict.get, map(planned.get, answers, repeat({})), repeat("inspection_id"))
+        found = map(planned.get, answers, repeat(_UNPLANNED))
+        owners = map(dict.get, found, repeat("inspection_id"))
         pairs = zip(answers, inspections, strict=True)
         doubtful = set(compress(pairs, map(ne, owners, inspections)))
         judged = {pair: self.link(name, *pair) for pair in doubtful if pair[0]}

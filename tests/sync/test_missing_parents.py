@@ -337,3 +337,22 @@ def test_late_evidence_for_a_refused_new_answer_is_kept_without_it(env, device, 
     assert phone.get("responses", late) is None
     assert phone.get("attachments", att)["response_id"] is None
     assert phone.get("actions", aid)["response_id"] is None
+
+
+@pytest.mark.parametrize("table", ["attachments", "actions"])
+def test_a_record_naming_an_answer_but_no_inspection_is_refused(env, device, db, table):
+    # A fix photo documents its action, and an action may stand alone, but neither may claim
+    # an inspection's answer without being in that inspection.
+    phone, _first, mine, _second, _theirs = _two_inspections(device, env)
+    aid = new_action(phone, env, None)
+    if table == "attachments":
+        rid = phone.create("attachments", **_photo(action_id=aid, response_id=mine))
+    else:
+        rid = new_action(phone, env, None, response_id=mine)
+
+    pushed = phone.sync()
+
+    assert [(c["kind"], c["id"], c["detail"]) for c in pushed["conflicts"]] == [
+        ("invalid_parent", rid, "its answer belongs to another inspection")
+    ]
+    assert db.get(Attachment if table == "attachments" else Action, rid) is None
