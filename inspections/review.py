@@ -75,11 +75,18 @@ def queue(scope: Scope, filters: dict[str, Any]) -> Select:
 
 
 def get_inspection(
-    session: Session, scope: Scope, inspection_id: str, write: bool = False
+    session: Session, scope: Scope, inspection_id: str, write: bool = False, lock: bool = False
 ) -> Inspection:
     """One live inspection in scope. Outside it, 404 to read it (never revealing that it
-    exists) and 403 to change it (domain.md)."""
-    insp = session.get(Inspection, inspection_id)
+    exists) and 403 to change it (domain.md); `lock` holds its row until the transaction ends
+    (PostgreSQL)."""
+    if lock and is_postgres(session):
+        # Taken, and the row read again, before anything is judged from it: another writer of
+        # the inspection (a push, a review, a completion) commits before or after the caller,
+        # never in between. The inspection is the first row every writer locks (README).
+        insp = session.get(Inspection, inspection_id, with_for_update=True, populate_existing=True)
+    else:
+        insp = session.get(Inspection, inspection_id)
     if insp is None or insp.deleted_at is not None:
         raise NotFound("No inspection with that id.")
     scope.check(insp.site_id, "inspection", write=write)
@@ -226,11 +233,7 @@ def decide(
     comment: str | None,
 ) -> Inspection:
     """Approve, or return for rework with a comment; the device learns on its next pull."""
-    insp = get_inspection(session, scope, inspection_id, write=True)
-    if is_postgres(session):
-        # Held, and read again, before the decision is judged: another review or a push of
-        # the same inspection commits before or after this one, never in between.
-        session.refresh(insp, with_for_update=True)
+    insp = get_inspection(session, scope, inspection_id, write=True, lock=True)
     if scope.role not in REVIEWER_ROLES:
         raise Forbidden("Only regional managers and HQ review inspections.", reason="wrong_role")
     if decision != "archive" and insp.inspector_id == scope.user_id:
@@ -340,7 +343,10 @@ def complete(
 ) -> Inspection:
     """The inspector completes an inspection over REST: the same rules as a synced completion,
     but unanswered required items are a 422 naming them (nothing is recorded)."""
-    insp = get_inspection(session, scope, inspection_id, write=True)
+    # Locked like a push completing it: a second tap, a retry or a push in flight is judged
+    # on this one's outcome (already completed: nothing to do), so none opens the corrective
+    # actions a second time.
+    insp = get_inspection(session, scope, inspection_id, write=True, lock=True)
     if scope.role != "inspector" or insp.inspector_id not in (None, scope.user_id):
         raise Forbidden(
             "Only the inspector who ran it completes an inspection.", reason="wrong_role"

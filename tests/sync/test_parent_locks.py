@@ -586,3 +586,63 @@ def test_taking_a_created_answer_waits_for_its_inspection_being_completed(app, c
     assert db.get(Inspection, iid).status == "completed"
     assert db.get(Response, late) is None
     assert db.get(Conflict, conflict.id).resolved_at is None
+
+
+def test_two_concurrent_rest_completions_open_each_action_once(app, env, device, api, db):
+    # A double tap (or a client retry after a timeout) sends POST /complete twice at once,
+    # while something else (a push of another of Ana's devices, say) holds the row. Both
+    # requests judged it in_progress and both opened the corrective actions: two per failed
+    # item, against "never twice for the same response". The second must see the first's
+    # completion and change nothing.
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "no")
+    answer(phone, iid, "fridge", 9)
+    phone.sync()
+    token = api.headers(ANA)
+    engine = app.extensions["db_engine"]
+    holder = engine.connect()
+    tx = holder.begin()
+    holder.execute(text("SELECT id FROM inspections WHERE id = :i FOR UPDATE"), {"i": iid})
+    codes = []
+
+    def complete():
+        with app.test_client() as c:
+            codes.append(c.post(f"/api/v1/inspections/{iid}/complete", headers=token).status_code)
+
+    threads = [threading.Thread(target=complete) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    tx.rollback()
+    holder.close()
+    for t in threads:
+        t.join(30)
+    assert codes == [200, 200], codes
+    db.expire_all()
+    actions = db.query(Action).filter_by(inspection_id=iid).all()
+    assert len(actions) == 2, [(a.response_id, a.priority) for a in actions]
+
+
+def test_a_rest_completion_waits_for_a_completion_in_flight(app, env, device, api, db):
+    # A push completes the inspection while its inspector taps "complete" in the web app: the
+    # request waits for the push and answers with its outcome, opening nothing of its own.
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env)
+    answer(phone, iid, "clean", "no")
+    answer(phone, iid, "fridge", 9)
+    phone.sync()
+    waited, out = _while_held(
+        app,
+        select(Inspection.id).where(Inspection.id == iid).with_for_update(),
+        lambda: {"response": api.post(f"/inspections/{iid}/complete", ANA)},
+        update(Inspection).where(Inspection.id == iid).values(status="completed"),
+    )
+    assert waited, "the completion decided without waiting for its inspection's lock"
+    done = out["response"]
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["status"] == "completed"
+    db.expire_all()
+    assert db.query(Action).filter_by(inspection_id=iid).count() == 0
