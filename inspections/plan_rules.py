@@ -623,7 +623,7 @@ class InspectionRules:
         """An inspection started from an occurrence fulfils it, when it is a run of the
         scheduled checklist at the occurrence's site and the occurrence is still live."""
         link = self._occurrence_links(session, cs).get(insp["occurrence_id"])
-        problem = _link_problem(insp, link)
+        problem = link_problem(insp, link)
         if problem:
             if _newly_linked(cs, insp):
                 self._occurrence_conflict(cs, insp, problem)
@@ -645,8 +645,8 @@ class InspectionRules:
             )
 
     def _occurrence_links(self, session: Session, cs: ChangeSet) -> dict[str, Row]:
-        """Per occurrence linked by a completed inspection in the plan: its stored row and its
-        template key, plus each planned inspection version sharing that key (one query)."""
+        """The links (occurrence_links) of the occurrences the plan's completed inspections
+        name, with their versions (one query per plan)."""
         if self._links is not None:
             return self._links
         linking = [
@@ -654,34 +654,12 @@ class InspectionRules:
             for i in cs.after.get("inspections", {}).values()
             if i.get("occurrence_id") and i.get("status") in ("completed", "approved")
         ]
-        occ_ids = sorted({i["occurrence_id"] for i in linking})
-        versions = sorted({i["template_id"] for i in linking if i.get("template_id")})
-        links: dict[str, Row] = {}
-        if occ_ids:
-            scheduled = aliased(Version)
-            run = aliased(Version)
-            occ = Occurrence.__table__
-            stmt = (
-                select(occ, scheduled.template_key.label("_key"), run.id.label("_run"))
-                .join(scheduled, scheduled.id == occ.c.template_id)
-                .outerjoin(
-                    run,
-                    and_(
-                        run.template_key == scheduled.template_key,
-                        one_of(session, run.id, versions),
-                    ),
-                )
-                .where(one_of(session, occ.c.id, occ_ids))
-            )
-            for found in session.execute(stmt).mappings():
-                row = {k: v for k, v in found.items() if k not in ("_key", "_run")}
-                link = links.setdefault(
-                    row["id"], {"id": row["id"], "row": row, "key": found["_key"], "runs": set()}
-                )
-                if found["_run"]:
-                    link["runs"].add(found["_run"])
-        self._links = links
-        return links
+        self._links = occurrence_links(
+            session,
+            sorted({i["occurrence_id"] for i in linking}),
+            sorted({i["template_id"] for i in linking if i.get("template_id")}),
+        )
+        return self._links
 
     def _occurrence_conflict(self, cs: ChangeSet, insp: Row, problem: str) -> None:
         """Keep the inspection, leave the occurrence open, and tell the reviewer why."""
@@ -869,8 +847,37 @@ class InspectionRules:
             cs.bump("actions", aid)
 
 
-def _link_problem(insp: Row, link: Row | None) -> str | None:
-    """Why this inspection cannot fulfil the occurrence it names, or None when it can."""
+def occurrence_links(session: Session, occ_ids: list[str], versions: list[str]) -> dict[str, Row]:
+    """Per occurrence: its stored row and its template key, plus each of the template
+    `versions` (those of the inspections naming it) sharing that key (one query)."""
+    links: dict[str, Row] = {}
+    if not occ_ids:
+        return links
+    scheduled = aliased(Version)
+    run = aliased(Version)
+    occ = Occurrence.__table__
+    stmt = (
+        select(occ, scheduled.template_key.label("_key"), run.id.label("_run"))
+        .join(scheduled, scheduled.id == occ.c.template_id)
+        .outerjoin(
+            run,
+            and_(run.template_key == scheduled.template_key, one_of(session, run.id, versions)),
+        )
+        .where(one_of(session, occ.c.id, occ_ids))
+    )
+    for found in session.execute(stmt).mappings():
+        row = {k: v for k, v in found.items() if k not in ("_key", "_run")}
+        link = links.setdefault(
+            row["id"], {"id": row["id"], "row": row, "key": found["_key"], "runs": set()}
+        )
+        if found["_run"]:
+            link["runs"].add(found["_run"])
+    return links
+
+
+def link_problem(insp: Row, link: Row | None) -> str | None:
+    """Why this inspection cannot fulfil the occurrence it names (its link from
+    occurrence_links), or None when it can: the one rule for a completion and a return."""
     if link is None:
         return "no such occurrence"
     occ = link["row"]

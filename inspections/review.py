@@ -9,7 +9,12 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from inspections import lifecycle
-from inspections.plan_rules import InspectionRules, decode_value
+from inspections.plan_rules import (
+    InspectionRules,
+    decode_value,
+    link_problem,
+    occurrence_links,
+)
 from inspections.template_rules import iter_items
 from store.changeset import AuditNote, ChangeSet, Row
 from store.db import is_postgres
@@ -316,26 +321,34 @@ def _release_occurrence(session: Session, cs: ChangeSet, insp: Row) -> None:
 
 
 def _other_fulfilment(session: Session, occ: Row, returned_id: str) -> str | None:
-    """The earliest other live done inspection started for this occurrence, of its checklist."""
-    key = select(TemplateVersion.template_key).where(TemplateVersion.id == occ["template_id"])
-    versions = select(TemplateVersion.id).where(
-        TemplateVersion.template_key == key.scalar_subquery()
-    )
+    """The earliest other live done inspection of this occurrence that fulfils it, by the
+    rules a completion is linked by (plan_rules.link_problem)."""
+    # A run refused for it when completed (another inspector's, done before its window
+    # opened...) names it all the same: it must not be handed the occurrence now.
     stmt = (
-        select(Inspection.id)
+        select(
+            Inspection.id,
+            Inspection.site_id,
+            Inspection.template_id,
+            Inspection.inspector_id,
+            Inspection.completed_at,
+        )
         .where(
-            # Indexed (ix_inspections_site_rev); plan_rules fulfils only at the same site too.
+            # Indexed (ix_inspections_site_rev); a run at another site never fulfils it.
             Inspection.site_id == occ["site_id"],
             Inspection.occurrence_id == occ["id"],
             Inspection.id != returned_id,
             Inspection.deleted_at.is_(None),
             Inspection.status.in_(DONE),
-            Inspection.template_id.in_(versions),
         )
         .order_by(Inspection.completed_received_at, Inspection.id)
-        .limit(1)
     )
-    return session.execute(stmt).scalar()
+    runs = [dict(r) for r in session.execute(stmt).mappings()]
+    if not runs:
+        return None
+    versions = sorted({r["template_id"] for r in runs if r["template_id"]})
+    link = occurrence_links(session, [occ["id"]], versions).get(occ["id"])
+    return next((r["id"] for r in runs if link_problem(r, link) is None), None)
 
 
 def complete(

@@ -3,10 +3,11 @@ figures (also once HQ archives it) and the occurrence it fulfilled."""
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import quote
 
 from store.models import Inspection, Occurrence
-from tests.conftest import ANA, HQ_EMAIL, NORTH
+from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
 from tests.sync_env import answer, daily_schedule, new_inspection, open_window
 from tests.test_report_rollups import assert_consistent
 
@@ -182,6 +183,64 @@ def test_returning_one_of_two_inspections_of_an_occurrence_keeps_it_done(api, en
     assert (kept.status, kept.inspection_id, kept.server_rev) == ("done", second, rev)
     _return(api, second)
     assert _occurrence(db, occ.id).status == "upcoming"
+
+
+def test_returning_the_fulfilling_run_does_not_hand_the_occurrence_to_a_refused_one(
+    api, env, device, db
+):
+    """Ben's run linked to Ana's occurrence was refused ("another inspector's"). When Ana's
+    own run is returned for rework, the occurrence reopens: Ben's run does not take it."""
+    users = env["users"]
+    sid = daily_schedule(api, env, assignee_ids=[users[ANA], users[BEN]])
+    first = db.query(Occurrence).filter_by(schedule_id=sid).order_by(Occurrence.due_at).first()
+    slot = db.query(Occurrence).filter_by(schedule_id=sid, due_at=first.due_at).all()
+    anas = next(o.id for o in slot if o.assignee_id == users[ANA])
+    open_window(db, anas)
+
+    def run(phone):
+        iid = new_inspection(phone, env, occurrence_id=anas, mode="scheduled")
+        answer(phone, iid, "clean", "yes")
+        answer(phone, iid, "fridge", 3)
+        phone.update("inspections", iid, status="completed")
+        return iid, phone.sync()
+
+    ana, ben = device(ANA, "ana"), device(BEN, "ben")
+    ana.sync()
+    ben.sync()
+    mine, _ = run(ana)
+    _theirs, result = run(ben)
+    assert any(
+        c["column"] == "occurrence_id" and "another inspector" in c["detail"]
+        for c in result["conflicts"]
+    ), result["conflicts"]
+    assert _occurrence(db, anas).inspection_id == mine
+    _return(api, mine)
+    occ = _occurrence(db, anas)
+    assert (occ.status, occ.inspection_id) == ("upcoming", None)
+
+
+def test_returning_the_fulfilling_run_does_not_hand_the_occurrence_to_an_early_one(
+    api, env, device, db
+):
+    """A run completed before the occurrence's window opened was refused for it; returning
+    the run that did fulfil it reopens the occurrence instead of handing it to the early one."""
+    occ = _first_occurrence(db, daily_schedule(api, env, assignee_ids=[env["users"][ANA]]))
+    phone = device(ANA)
+    phone.sync()
+    early = new_inspection(phone, env, occurrence_id=occ.id, mode="scheduled")
+    answer(phone, early, "clean", "yes")
+    answer(phone, early, "fridge", 3)
+    opened = _occurrence(db, occ.id).window_start
+    opened = opened if opened.tzinfo else opened.replace(tzinfo=dt.UTC)
+    before_it = int((opened - dt.timedelta(days=1)).timestamp() * 1000)
+    phone.update("inspections", early, status="completed", completed_at=before_it)
+    result = phone.sync()
+    assert any("window opens" in c["detail"] for c in result["conflicts"]), result["conflicts"]
+    mine = _complete(phone, env, occ.id)
+    assert _occurrence(db, occ.id).inspection_id == mine
+    _return(api, mine)
+    reopened = _occurrence(db, occ.id)
+    assert (reopened.status, reopened.inspection_id) == ("upcoming", None)
 
 
 def test_a_manager_does_not_review_an_inspection_they_ran(api, env, device):
