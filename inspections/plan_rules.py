@@ -890,21 +890,33 @@ def link_problem(insp: Row, link: Row | None) -> str | None:
     if occ.get("assignee_id") not in (None, insp.get("inspector_id")):
         # Each assignee has an occurrence of their own per slot: this run counts for its own.
         return "the occurrence is another inspector's"
-    opens = occ.get("window_start")
-    done = insp.get("completed_at")
-    if opens is not None and done is not None:
-        opens = opens if opens.tzinfo else opens.replace(tzinfo=dt.UTC)
-        if dt.datetime.fromtimestamp(done / 1000, dt.UTC) < opens - _CLOCK_SKEW:
-            return (
-                f"the occurrence's window opens at {opens:%Y-%m-%d %H:%M} UTC, after this "
-                "inspection was completed"
-            )
+    if insp.get("completed_at") is None:
+        return None
+    # When the device completed it, not when the push arrived: a phone offline for days
+    # still fulfils the occurrence it completed in time.
+    done = dt.datetime.fromtimestamp(insp["completed_at"] / 1000, dt.UTC)
+    opens, misses = _utc(occ.get("window_start")), _utc(occ.get("miss_at"))
+    if opens is not None and done < opens - _CLOCK_SKEW:
+        return (
+            f"the occurrence's window opens at {opens:%Y-%m-%d %H:%M} UTC, after this "
+            "inspection was completed"
+        )
+    if misses is not None and done > misses + _CLOCK_SKEW:
+        return (
+            f"the occurrence was missed at {misses:%Y-%m-%d %H:%M} UTC, before this "
+            "inspection was completed"
+        )
     return None
 
 
-# How far a phone's clock may run ahead of the server's before a run completed just as an
-# occurrence's window opens reads as completed before it.
+# How far a phone's clock may be off the server's before a run completed just as an
+# occurrence's window opens, or just before it is missed, reads as completed outside it.
 _CLOCK_SKEW = dt.timedelta(minutes=10)
+
+
+def _utc(when: dt.datetime | None) -> dt.datetime | None:
+    """A stored time as an aware UTC datetime (a naive one is UTC)."""
+    return when if when is None or when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _newly_linked(cs: ChangeSet, insp: Row) -> bool:

@@ -233,6 +233,83 @@ def test_a_run_completed_before_the_window_opens_does_not_fulfil_it(api, env, de
     assert db.get(Occurrence, occ.id).status != "done"
 
 
+def _missed_three_days_ago(api, env, db) -> Occurrence:
+    """A schedule's earliest occurrence, moved to a slot three days ago: due, then missed two
+    hours after."""
+    sid = daily_schedule(api, env, "sync_probe", assignee_ids=[env["users"][ANA]])
+    occ = db.query(Occurrence).filter_by(schedule_id=sid).order_by(Occurrence.due_at).first()
+    due = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    db.execute(
+        update(Occurrence)
+        .where(Occurrence.id == occ.id)
+        .values(
+            window_start=due - dt.timedelta(hours=1),
+            due_at=due,
+            miss_at=due + dt.timedelta(hours=2),
+        )
+    )
+    db.commit()
+    listed = api.get(f"/occurrences?schedule_id={sid}", NORTH).get_json()
+    assert next(o for o in listed if o["id"] == occ.id)["status"] == "missed"
+    return occ
+
+
+def test_a_run_completed_after_the_occurrence_was_missed_does_not_fulfil_it(api, env, device, db):
+    """Completed three days after its slot was missed: it stays missed, as a run completed
+    before the window opens does not count either; the refusal is a conflict for review."""
+    occ = _missed_three_days_ago(api, env, db)
+    phone = device(ANA)
+    phone.sync()
+    iid, result = _complete_linked(phone, env, occ.id)
+    notes = _occurrence_conflicts(result, iid)
+    assert [c["kind"] for c in notes] == ["invalid_value"], result["conflicts"]
+    assert "missed" in notes[0]["detail"]
+    db.expire_all()
+    assert db.get(Occurrence, occ.id).status != "done"
+    listed = api.get(f"/occurrences?schedule_id={occ.schedule_id}", NORTH).get_json()
+    assert next(o for o in listed if o["id"] == occ.id)["status"] == "missed"
+    # The inspection itself is kept, completed, and flagged for its reviewer.
+    insp = api.get(f"/inspections/{iid}", NORTH).get_json()["inspection"]
+    assert (insp["status"], insp["has_conflicts"]) == ("completed", True)
+
+
+def test_a_run_completed_in_time_but_synced_late_fulfils_the_occurrence(api, env, device, db):
+    """The phone was offline: completed within the window, pushed days after the miss."""
+    occ = _missed_three_days_ago(api, env, db)
+    phone = device(ANA)
+    phone.sync()
+    in_time = int(occ.due_at.replace(tzinfo=occ.due_at.tzinfo or dt.UTC).timestamp() * 1000)
+    iid = new_inspection(phone, env, occurrence_id=occ.id, mode="scheduled")
+    answer(phone, iid, "clean", "yes")
+    answer(phone, iid, "fridge", 3)
+    phone.update("inspections", iid, status="completed", completed_at=in_time)
+    result = phone.sync()
+    assert _occurrence_conflicts(result, iid) == [], result["conflicts"]
+    db.expire_all()
+    done = db.get(Occurrence, occ.id)
+    assert (done.status, done.inspection_id) == ("done", iid)
+
+
+def test_a_rest_completion_after_the_miss_does_not_fulfil_the_occurrence(api, env, device, db):
+    """Over REST the completion time is the server's: after the miss, the occurrence stays
+    missed and the refusal is recorded as a conflict, as for a synced completion."""
+    occ = _missed_three_days_ago(api, env, db)
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env, occurrence_id=occ.id, mode="scheduled")
+    answer(phone, iid, "clean", "yes")
+    answer(phone, iid, "fridge", 3)
+    phone.sync()
+    done = api.post(f"/inspections/{iid}/complete", ANA)
+    assert done.status_code == 200, done.get_json()
+    db.expire_all()
+    assert db.get(Occurrence, occ.id).status != "done"
+    view = api.get(f"/inspections/{iid}", NORTH).get_json()
+    refused = [c for c in view["conflicts"] if c["column"] == "occurrence_id"]
+    assert [c["kind"] for c in refused] == ["invalid_value"], view["conflicts"]
+    assert "missed" in refused[0]["detail"]
+
+
 def test_a_newer_version_of_the_scheduled_template_fulfils_the_occurrence(api, env, device, db):
     """The match is on the template, not its version: a republished checklist still counts."""
     occ = _first_occurrence(
