@@ -438,17 +438,7 @@ class InspectionRules:
         self, cs: ChangeSet, iid: str, key: str, group: list[Row], pushed: dict[str, set[str]]
     ) -> Row:
         """The response scored among several answers to one item; the others lose their score."""
-        # Most recently received: changed in this push first; then the one scored so far (a
-        # scored answer has `failed` set, the others lose it): its rev is no guide, as the
-        # server's own update of the others' scores gives them newer revs.
-        group.sort(
-            key=lambda r: (
-                bool(pushed.get(r["id"])),
-                r.get("failed") is not None,
-                r.get("server_rev") or 0,
-                r["id"],
-            )
-        )
+        group.sort(key=lambda r: _scoring_rank(r, pushed))
         winner = group[-1]
         if any(pushed.get(r["id"]) for r in group):
             cs.conflicts.append(
@@ -845,6 +835,30 @@ class InspectionRules:
             after.update(resolved_at=None, verified_by=None, verified_at=None)
             after["resolution_note"] = None
             cs.bump("actions", aid)
+
+
+def _scoring_rank(response: Row, pushed: dict[str, set[str]]) -> tuple:
+    """Where an answer ranks among the answers to its item: the highest is scored."""
+    # Most recently received: changed in this push first; then the one scored so far (a
+    # scored answer has `failed` set, the others lose it): its rev is no guide, as the
+    # server's own update of the others' scores gives them newer revs.
+    return (
+        bool(pushed.get(response["id"])),
+        response.get("failed") is not None,
+        response.get("server_rev") or 0,
+        response["id"],
+    )
+
+
+def scored_answers(responses: list[Row]) -> dict[str, Row]:
+    """Per item, the stored live answer its score was computed from (of duplicates, the one
+    scoring chose): the answer a reviewer, the report and the missing evidence must show."""
+    chosen: dict[str, Row] = {}
+    for resp in responses:
+        held = chosen.get(resp["item_key"])
+        if held is None or _scoring_rank(resp, {}) > _scoring_rank(held, {}):
+            chosen[resp["item_key"]] = resp
+    return chosen
 
 
 def occurrence_links(session: Session, occ_ids: list[str], versions: list[str]) -> dict[str, Row]:

@@ -14,6 +14,7 @@ from inspections.plan_rules import (
     decode_value,
     link_problem,
     occurrence_links,
+    scored_answers,
 )
 from inspections.template_rules import iter_items
 from store.changeset import AuditNote, ChangeSet, Row
@@ -103,13 +104,14 @@ def detail(session: Session, scope: Scope, inspection_id: str) -> dict[str, Any]
     evidence, conflicts, actions and the audit trail."""
     insp = get_inspection(session, scope, inspection_id)
     version = session.get(TemplateVersion, insp.template_id)
-    responses = (
-        session.execute(
-            select(Response).where(Response.inspection_id == insp.id, Response.deleted_at.is_(None))
-        )
-        .scalars()
-        .all()
-    )
+    responses = [
+        dict(r)
+        for r in session.execute(
+            select(Response.__table__).where(
+                Response.inspection_id == insp.id, Response.deleted_at.is_(None)
+            )
+        ).mappings()
+    ]
     attachments = (
         session.execute(
             select(Attachment).where(
@@ -119,17 +121,17 @@ def detail(session: Session, scope: Scope, inspection_id: str) -> dict[str, Any]
         .scalars()
         .all()
     )
-    by_key: dict[str, Response] = {}
-    for r in sorted(responses, key=lambda r: r.server_rev):
-        by_key[r.item_key] = r
+    # Of two answers to one item, the one the score used (never the newest rev: the server's
+    # clearing of the other's score gives it a newer one).
+    by_key = scored_answers(responses)
     photos: dict[str, list[Attachment]] = {}
     for a in attachments:
         photos.setdefault(a.response_id or "", []).append(a)
     items = []
     if version is not None:
         for section, item in iter_items(version.body):
-            resp = by_key.get(item["key"])
-            value, _ = decode_value(resp.value if resp else None)
+            resp = by_key.get(item["key"]) or {}
+            value, _ = decode_value(resp.get("value"))
             items.append(
                 {
                     "section": section["key"],
@@ -140,11 +142,11 @@ def detail(session: Session, scope: Scope, inspection_id: str) -> dict[str, Any]
                     "critical": bool(item.get("critical")),
                     "required": item.get("required", True),
                     "answer": value,
-                    "note": resp.note if resp else None,
-                    "failed": bool(resp.failed) if resp else False,
-                    "item_score": resp.item_score if resp else None,
-                    "response_id": resp.id if resp else None,
-                    "evidence": [a for a in photos.get(resp.id if resp else "-", [])],
+                    "note": resp.get("note"),
+                    "failed": bool(resp.get("failed")),
+                    "item_score": resp.get("item_score"),
+                    "response_id": resp.get("id"),
+                    "evidence": list(photos.get(resp.get("id") or "-", [])),
                 }
             )
     items.sort(key=lambda i: (not i["failed"], not i["critical"]))
@@ -178,10 +180,11 @@ def detail(session: Session, scope: Scope, inspection_id: str) -> dict[str, Any]
 def missing_for(
     insp: Inspection,
     version: TemplateVersion | None,
-    by_key: dict[str, Response],
+    by_key: dict[str, Row],
     attachments: list[Attachment],
 ) -> list[dict]:
-    """Which required photos/signatures are not uploaded yet."""
+    """Which required photos/signatures are not uploaded yet (by_key: the scored answers,
+    plan_rules.scored_answers)."""
     from inspections import scoring
     from inspections.evidence import missing_evidence
 
@@ -189,11 +192,11 @@ def missing_for(
         return []
     answers = {}
     for key, resp in by_key.items():
-        value, err = decode_value(resp.value)
+        value, err = decode_value(resp["value"])
         if value is not None and not err:
             answers[key] = value
     evidence: dict[str, dict[str, int]] = {}
-    ids = {r.id: k for k, r in by_key.items()}
+    ids = {r["id"]: k for k, r in by_key.items()}
     for a in attachments:
         key = ids.get(a.response_id)
         if key:
