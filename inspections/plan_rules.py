@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 from inspections import actions as action_rules
 from inspections import lifecycle, scoring
 from inspections.canonical import content_sha256, legacy_content_sha256
-from inspections.evidence import missing_evidence
+from inspections.evidence import missing_evidence, tally
 from store.changeset import AuditNote, ChangeSet, ConflictNote, Row
 from store.db import one_of
 from store.enums import INSPECTOR
@@ -335,14 +335,12 @@ class InspectionRules:
             )
         items, plan = found
         answers, chosen = self._answers(cs, iid, items, version["id"])
-        evidence: dict[str, dict[str, int]] = defaultdict(lambda: {"records": 0, "uploaded": 0})
         attachments = self._children(cs, "attachments", iid)
-        by_response = {r["id"]: k for k, r in chosen.items()} if attachments else {}
-        for att in attachments:
-            key = by_response.get(att.get("response_id"))
-            if key:
-                evidence[key]["records"] += 1
-                evidence[key]["uploaded"] += 1 if att.get("uploaded") else 0
+        evidence = (
+            tally(items, {r["id"]: k for k, r in chosen.items()}, attachments)
+            if attachments
+            else {}
+        )
         result = scoring.score(
             body,
             version.get("pass_threshold"),
@@ -366,7 +364,7 @@ class InspectionRules:
             else:
                 response["failed"], response["item_score"] = item.failed, item.item_score
         asked = plan.asks_evidence  # most checklists ask for none: no pass over their items
-        insp["media_complete"] = not (asked and missing_evidence(body, result, dict(evidence)))
+        insp["media_complete"] = not (asked and missing_evidence(body, result, evidence))
         before = cs.before["inspections"].get(iid)
         completing = insp["status"] == "completed" and (before or {}).get("status") != "completed"
         if completing:

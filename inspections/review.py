@@ -186,7 +186,7 @@ def missing_for(
     """Which required photos/signatures are not uploaded yet (by_key: the scored answers,
     plan_rules.scored_answers)."""
     from inspections import scoring
-    from inspections.evidence import missing_evidence
+    from inspections.evidence import missing_evidence, tally
 
     if version is None:
         return []
@@ -195,14 +195,20 @@ def missing_for(
         value, err = decode_value(resp["value"])
         if value is not None and not err:
             answers[key] = value
-    evidence: dict[str, dict[str, int]] = {}
-    ids = {r["id"]: k for k, r in by_key.items()}
-    for a in attachments:
-        key = ids.get(a.response_id)
-        if key:
-            slot = evidence.setdefault(key, {"records": 0, "uploaded": 0})
-            slot["records"] += 1
-            slot["uploaded"] += 1 if a.uploaded else 0
+    # The rule completion applies (plan_rules): only the kind of evidence an item asks for.
+    evidence = tally(
+        {item["key"]: item for _s, item in iter_items(version.body)},
+        {r["id"]: k for k, r in by_key.items()},
+        (
+            {
+                "response_id": a.response_id,
+                "kind": a.kind,
+                "signed_content_sha256": a.signed_content_sha256,
+                "uploaded": a.uploaded,
+            }
+            for a in attachments
+        ),
+    )
     result = scoring.score(
         version.body,
         version.pass_threshold,

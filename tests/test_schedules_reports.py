@@ -172,11 +172,14 @@ def test_demo_schedules_reach_devices_and_a_synced_inspection_fulfils_one(api, e
                 "date_time": 1_700_000_000_000,
             }.get(item["type"])
             if item["type"] in ("photo", "signature"):
+                # A signature answers its item bound to the content it signed (domain.md).
+                signed = {"signed_content_sha256": "0" * 64} if item["type"] == "signature" else {}
                 phone.create(
                     "attachments",
                     inspection_id=iid,
                     kind=item["type"],
                     response_id=phone.create("responses", inspection_id=iid, item_key=item["key"]),
+                    **signed,
                 )
             else:
                 phone.create(
