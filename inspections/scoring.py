@@ -3,7 +3,8 @@
 - Each scorable answered item gets a fraction: yes_no yes=1 no=0; score_1_5 (n-1)/4;
   grade 优1 良.75 中.5 差.25 很差0; number/count 1 inside the limits else 0; choice its score.
 - `na` answers and hidden items (visible_if) leave both score and max.
-- Unanswered applicable scorable items count 0 of their weight.
+- Unanswered applicable scorable items count 0 of their weight. A text of whitespace alone
+  answers nothing (a required one stays unanswered).
 - score_percent = 100 x score / max_score, rounded half up to one decimal. Sums are floats
   cleaned of binary noise (to 9 decimals) before they are rounded or stored, so weights of 0.1
   add up to the decimals they are written as: 81.25 % is 81.3, not 81.2 (1.3/1.6000000000000003
@@ -251,6 +252,9 @@ def score(
                 answered = type(value) is str and value in _YES_NO
             elif kind in EVIDENCE_TYPES:
                 answered = evidence.get(key, 0) > 0
+            elif kind == "text":
+                # Valid but blank (a cleared field, an IME's full-width space) says nothing.
+                answered = type(value) is str and value.strip() != ""
             else:
                 answered = value is not None and check_answer(item, value) is None
             if not answered and required:

@@ -1,14 +1,17 @@
 """What answers an item (reviewer B's findings): a signature item is answered by a signature
 bound to the content it signed, a photo item or photo rule by a photo, never by evidence of the
-other kind. The same over REST and sync, in the missing-evidence list and in the reviewer's
-view."""
+other kind; and whitespace does not answer a required text item. The same over REST and sync,
+in the missing-evidence list and in the reviewer's view."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
-from store.models import Inspection
+import pytest
+
+from inspections.scoring import score
+from store.models import Conflict, Inspection
 from tests.conftest import ANA, HQ_EMAIL, NORTH
 from tests.media.conftest import jpeg
 from tests.sync_env import answer, now_ms, photo_record, upload_photo
@@ -167,3 +170,64 @@ def test_a_signature_does_not_stand_in_for_a_photo(env, device, api, db):
     assert [(m["item_key"], m["kind"], m["state"]) for m in view["missing_evidence"]] == [
         ("ok", "photo", "no_record")
     ]
+
+
+# --- a blank is no answer -------------------------------------------------------------------
+
+
+def _text_required(api) -> str:
+    return _publish(
+        api,
+        "text_required",
+        [
+            {"key": "ok", "label": {"zh": "好", "en": "OK"}, "type": "yes_no"},
+            {"key": "room", "label": {"zh": "房号", "en": "Room number"}, "type": "text"},
+        ],
+    )
+
+
+def test_a_blank_text_does_not_answer_a_required_text_item(env, device, api, db):
+    tpl = _text_required(api)
+    phone = device(ANA, "phone")
+    iid = _started(phone, env, tpl)
+    answer(phone, iid, "ok", "yes")
+    answer(phone, iid, "room", "   ")
+    phone.sync()
+    done = api.post(f"/inspections/{iid}/complete", ANA)
+    # domain.md: "cannot be completed with required items unanswered" - a blank is no answer
+    assert done.status_code == 422, done.get_json()
+    assert done.get_json()["reason"] == "incomplete"
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\u3000", " \n\t"], ids=repr)
+def test_a_synced_completion_with_a_blank_text_is_refused(env, device, api, db, blank):
+    """The same over sync, for the blanks an IME or a cleared field leaves (the full-width
+    space included); the blank is kept as sent, not refused as an invalid value."""
+    tpl = _text_required(api)
+    phone = device(ANA, "phone")
+    iid = _started(phone, env, tpl)
+    answer(phone, iid, "ok", "yes")
+    room = answer(phone, iid, "room", blank)
+    phone.update("inspections", iid, status="completed", completed_at=now_ms())
+    result = phone.sync()
+    assert [(c["kind"], c["detail"]) for c in result["conflicts"]] == [
+        ("incomplete", "required items unanswered: room")
+    ]
+    db.expire_all()
+    assert db.get(Inspection, iid).status == "in_progress"
+    assert db.query(Conflict).filter_by(record_id=room).count() == 0
+    phone.update("responses", room, value=json.dumps(" 1203 "))
+    phone.update("inspections", iid, status="completed", completed_at=now_ms())
+    assert phone.sync()["conflicts"] == []
+    db.expire_all()
+    assert db.get(Inspection, iid).status == "completed"
+
+
+def test_scoring_counts_a_blank_text_unanswered():
+    text = {"key": "t", "label": {"zh": "t", "en": "t"}, "type": "text"}
+    optional = {**text, "key": "o", "required": False}
+    body = {"sections": [{"key": "s", "title": {"zh": "s", "en": "s"}, "items": [text, optional]}]}
+    blank = score(body, 80, {"t": " \u3000", "o": ""})
+    assert blank.unanswered_required == ["t"]
+    assert not blank.items["t"].answered and not blank.items["o"].answered
+    assert score(body, 80, {"t": "x"}).unanswered_required == []
