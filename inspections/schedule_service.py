@@ -10,9 +10,11 @@ from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
 from inspections import schedules
+from store.db import one_of
 from store.enums import HQ
 from store.errors import Invalid, NotFound
 from store.models import (
+    Inspection,
     Occurrence,
     Schedule,
     Site,
@@ -280,11 +282,17 @@ def restore_assignee(session: Session, user_id: str, site_id: str | None = None)
         return 0
     scope = scope_for(session, user)  # once: not a query per occurrence
     count = 0
+    drafts = set()
     for occ, schedule in rows:
         if user_id in (schedule.assignee_ids or []) and scope.sees_site(occ.site_id):
             occ.deleted_at = None  # the rev moves, so devices get it back on their next pull
+            drafts.add(schedule.draft_id)
             count += 1
     session.flush()
+    # Withdrawn, they kept the version they were made in; a newer one may have been published
+    # meanwhile (follow_version moves live slots only).
+    for draft_id, version_id in _latest_versions(session, drafts).items():
+        follow_version(session, draft_id, version_id)
     # The slots topped up while they could not do them were made for the others only: make
     # theirs now, up to where the schedule is generated (the top-up goes on from there).
     now = utcnow()
@@ -295,6 +303,65 @@ def restore_assignee(session: Session, user_id: str, site_id: str | None = None)
         if user_id in (schedule.assignee_ids or []) and scope.sees_site(schedule.site_id):
             count += _fill(session, schedule, now, schedule.generated_until, only=user_id)
     return count
+
+
+def _latest_versions(session: Session, draft_ids: set[str]) -> dict[str, str]:
+    """The newest published version id of each of these templates (one query)."""
+    if not draft_ids:
+        return {}
+    found = session.execute(
+        select(TemplateVersion.draft_id, TemplateVersion.id)
+        .where(one_of(session, TemplateVersion.draft_id, sorted(draft_ids)))
+        .order_by(TemplateVersion.version)
+    ).all()
+    return dict(found)  # the highest version of each template comes last
+
+
+def follow_version(session: Session, draft_id: str, version_id: str) -> int:
+    """Hand out a template's newly published version in the scheduled occurrences nobody has
+    begun: live, not done, window not open yet, no inspection started from them. Their rev
+    moves, so devices pull the change. Those begun keep the version they were handed out
+    with: a run already bound to it, or a slot a phone may be working through offline."""
+    rows = (
+        session.execute(
+            select(Occurrence)
+            .join(Schedule, Schedule.id == Occurrence.schedule_id)
+            .where(
+                Schedule.draft_id == draft_id,
+                Occurrence.template_id != version_id,
+                Occurrence.window_start > utcnow(),
+                Occurrence.status != "done",
+                Occurrence.inspection_id.is_(None),
+                Occurrence.deleted_at.is_(None),
+            )
+            # Locked in id order, as writers take rows: one a push fulfils meanwhile is read
+            # again once that push commits, and left as it is.
+            .order_by(Occurrence.id)
+            .with_for_update(of=Occurrence)
+        )
+        .scalars()
+        .all()
+    )
+    if not rows:
+        return 0
+    # A run started early (synced before the window opened) is bound to the old version.
+    started = set(
+        session.execute(
+            select(Inspection.occurrence_id).where(
+                # The site first: inspections are indexed by site, not by occurrence.
+                one_of(session, Inspection.site_id, sorted({o.site_id for o in rows})),
+                one_of(session, Inspection.occurrence_id, [o.id for o in rows]),
+                Inspection.deleted_at.is_(None),
+            )
+        ).scalars()
+    )
+    moved = 0
+    for occ in rows:
+        if occ.id not in started:
+            occ.template_id = version_id
+            moved += 1
+    session.flush()
+    return moved
 
 
 def _withdraw(session: Session, *where: ColumnElement[bool]) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from inspections import schedule_service
 from inspections.template_rules import TemplateInvalid, validate_template
 from org.paging import page_of
 from store.enums import HQ
@@ -175,6 +176,9 @@ def publish(
     )
     db.add(version)
     db.flush()
+    # The schedule's slots nobody has begun are run in the new version, as the top-up's next
+    # ones will be: one schedule hands out one checklist, not two for the coming two weeks.
+    moved = schedule_service.follow_version(db, t.id, version.id)
     db.add(
         AuditEvent(
             actor_id=version.published_by,
@@ -185,6 +189,7 @@ def publish(
                 "latest_version": [t.latest_version - 1, t.latest_version],
                 "version_id": version.id,
                 "template_key": t.template_key,
+                "occurrences_moved": moved,
             },
         )
     )
