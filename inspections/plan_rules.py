@@ -20,7 +20,7 @@ from inspections.evidence import missing_evidence, tally
 from store.changeset import AuditNote, ChangeSet, ConflictNote, Row
 from store.db import one_of
 from store.enums import INSPECTOR
-from store.models import Action, Attachment, Conflict, Occurrence, Response
+from store.models import Action, Attachment, AuditEvent, Conflict, Occurrence, Response
 from store.models import TemplateVersion as Version
 from store.types import new_id
 
@@ -611,7 +611,7 @@ class InspectionRules:
         """An inspection started from an occurrence fulfils it, when it is a run of the
         scheduled checklist at the occurrence's site and the occurrence is still live."""
         link = self._occurrence_links(session, cs).get(insp["occurrence_id"])
-        problem = link_problem(insp, link)
+        problem = link_problem(insp, link, _reworked(session, cs, insp, link))
         if problem:
             if _newly_linked(cs, insp):
                 self._occurrence_conflict(cs, insp, problem)
@@ -887,9 +887,11 @@ def occurrence_links(session: Session, occ_ids: list[str], versions: list[str]) 
     return links
 
 
-def link_problem(insp: Row, link: Row | None) -> str | None:
+def link_problem(insp: Row, link: Row | None, reworked: bool = False) -> str | None:
     """Why this inspection cannot fulfil the occurrence it names (its link from
-    occurrence_links), or None when it can: the one rule for a completion and a return."""
+    occurrence_links), or None when it can: the one rule for a completion and a return.
+    `reworked`: it fulfilled the occurrence before it was returned for rework, so completing
+    it again counts however late (it was done in time; the rework corrects it)."""
     if link is None:
         return "no such occurrence"
     occ = link["row"]
@@ -913,7 +915,7 @@ def link_problem(insp: Row, link: Row | None) -> str | None:
             f"the occurrence's window opens at {opens:%Y-%m-%d %H:%M} UTC, after this "
             "inspection was completed"
         )
-    if misses is not None and done > misses + _CLOCK_SKEW:
+    if misses is not None and done > misses + _CLOCK_SKEW and not reworked:
         return (
             f"the occurrence was missed at {misses:%Y-%m-%d %H:%M} UTC, before this "
             "inspection was completed"
@@ -929,6 +931,21 @@ _CLOCK_SKEW = dt.timedelta(minutes=10)
 def _utc(when: dt.datetime | None) -> dt.datetime | None:
     """A stored time as an aware UTC datetime (a naive one is UTC)."""
     return when if when is None or when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _reworked(session: Session, cs: ChangeSet, insp: Row, link: Row | None) -> bool:
+    """Whether this run, returned for rework, fulfilled the occurrence before its return (the
+    return's audit note says so; one lookup per returned run completed again)."""
+    before = cs.before.get("inspections", {}).get(insp["id"]) or {}
+    if link is None or before.get("review_state") != "returned":
+        return False
+    released = select(AuditEvent.id).where(
+        AuditEvent.entity == "occurrence",
+        AuditEvent.entity_id == link["id"],
+        AuditEvent.action == "reopen",
+        AuditEvent.inspection_id == insp["id"],
+    )
+    return session.execute(released.limit(1)).first() is not None
 
 
 def _newly_linked(cs: ChangeSet, insp: Row) -> bool:

@@ -16,6 +16,7 @@ from tests.sync_env import (
     daily_schedule,
     new_action,
     new_inspection,
+    now_ms,
     open_window,
     photo_record,
     upload_photo,
@@ -288,6 +289,44 @@ def test_a_run_completed_in_time_but_synced_late_fulfils_the_occurrence(api, env
     db.expire_all()
     done = db.get(Occurrence, occ.id)
     assert (done.status, done.inspection_id) == ("done", iid)
+
+
+def _rework(api, phone, iid: str) -> dict:
+    """North returns the run; the phone takes it back and completes it again now."""
+    back = api.post(f"/inspections/{iid}/return", NORTH, json={"comment": "redo the fridge"})
+    assert back.status_code == 200, back.get_json()
+    phone.sync()
+    phone.update("inspections", iid, status="in_progress")
+    assert phone.sync()["conflicts"] == []
+    phone.update("inspections", iid, status="completed", completed_at=now_ms())
+    return phone.sync()
+
+
+def test_a_run_returned_for_rework_fulfils_its_occurrence_again_after_the_miss(
+    api, env, device, db
+):
+    """Done in time, returned, completed again days after the miss: the rework corrects a run
+    that was on time, so the occurrence is done again; one late all along stays missed."""
+    occ = _missed_three_days_ago(api, env, db)
+    phone = device(ANA)
+    phone.sync()
+    in_time = int(occ.due_at.replace(tzinfo=occ.due_at.tzinfo or dt.UTC).timestamp() * 1000)
+    iid = new_inspection(phone, env, occurrence_id=occ.id, mode="scheduled")
+    answer(phone, iid, "clean", "yes")
+    answer(phone, iid, "fridge", 3)
+    phone.update("inspections", iid, status="completed", completed_at=in_time)
+    phone.sync()
+    result = _rework(api, phone, iid)
+    assert _occurrence_conflicts(result, iid) == [], result["conflicts"]
+    db.expire_all()
+    done = db.get(Occurrence, occ.id)
+    assert (done.status, done.inspection_id) == ("done", iid)
+    late = _missed_three_days_ago(api, env, db)
+    late_run, _ = _complete_linked(phone, env, late.id)
+    result = _rework(api, phone, late_run)
+    assert "missed" in _occurrence_conflicts(result, late_run)[0]["detail"]
+    db.expire_all()
+    assert db.get(Occurrence, late.id).status != "done"
 
 
 def test_a_rest_completion_after_the_miss_does_not_fulfil_the_occurrence(api, env, device, db):
