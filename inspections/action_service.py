@@ -162,8 +162,7 @@ def create(session: Session, scope: Scope, data: dict[str, Any]) -> str:
         due_at=epoch_ms(due) if isinstance(due, dt.datetime) else None,
     )
     if row["due_at"] is None:
-        policy = action_rules.ActionPolicy()
-        row["due_at"] = int((utcnow() + policy.due_for(row["priority"])).timestamp() * 1000)
+        row["due_at"] = action_rules.ActionPolicy().default_due_ms(row["priority"], cs.now_ms)
     cs.add_new("actions", row)
     cs.audit.append(
         AuditNote(

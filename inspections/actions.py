@@ -49,6 +49,14 @@ class ActionPolicy:
         """How long an action of this priority may stay open."""
         return self.due["critical" if critical else priority]
 
+    def default_due_ms(self, priority: str, received_ms: int) -> int:
+        """When an action raised without a due time falls due: its priority's limit from when
+        the server received it (epoch ms), over REST and sync alike."""
+        # Received, not raised: the wire carries no time an action was raised, and a device's
+        # clock is never trusted for deadlines; opened actions count from the server's receipt
+        # of the completion too.
+        return received_ms + int(self.due_for(priority).total_seconds() * 1000)
+
 
 @dataclass
 class ActionDraft:

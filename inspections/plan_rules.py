@@ -732,6 +732,12 @@ class InspectionRules:
             if after is None:
                 continue
             before = cs.before["actions"].get(aid)
+            if before is None and after.get("due_at") is None:
+                # Raised on the device without a due time: the default REST gives
+                # (action_service.create), so it can fall overdue.
+                after["due_at"] = self.policy.default_due_ms(
+                    after.get("priority") or "medium", cs.now_ms
+                )
             old = before["status"] if before else "open"
             new = after.get("status") or "open"
             if old == new:
