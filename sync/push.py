@@ -359,9 +359,12 @@ class _Push:
         self.cs.conflicts.append(note)
         self.refused[(name, rid)] = note
 
-    def owned(self, insp: Row | None) -> bool:
-        """Inspectors edit only their own inspections (or unclaimed ones)."""
-        if self.scope.role != INSPECTOR or insp is None:
+    def owned(self, name: str, insp: Row | None) -> bool:
+        """Inspectors edit only their own inspections (or unclaimed ones), with their answers
+        and photos; a corrective action is its site's, theirs to change wherever it was raised."""
+        # domain.md: inspectors may change the actions of their sites (REST lets them,
+        # action_service); only inspections are editable by their own inspector alone.
+        if self.scope.role != INSPECTOR or insp is None or name == "actions":
             return True
         return insp.get("inspector_id") in (None, self.scope.user_id)
 
@@ -551,7 +554,7 @@ class _Push:
         else:
             site, _ = self.site_of(name, target, target)
         parent = target if name == "inspections" else self.inspection(target.get("inspection_id"))
-        return not site or not self.scope.sees_site(site) or not self.owned(parent)
+        return not site or not self.scope.sees_site(site) or not self.owned(name, parent)
 
     # --- planning -----------------------------------------------------------------------
 
@@ -574,7 +577,9 @@ class _Push:
             return site, (f"outside your scope ({why})", "out_of_scope")
         if not self.scope.sees_site(site):
             return site, ("its site is outside your scope", "out_of_scope")
-        if name != "inspections" and not self.owned(self.inspection(rec.get("inspection_id"))):
+        if name != "inspections" and not self.owned(
+            name, self.inspection(rec.get("inspection_id"))
+        ):
             return site, ("the inspection belongs to another inspector", "out_of_scope")
         if self.foreign_action(name, rec, site):
             return site, ("its corrective action is at another site", "out_of_scope")
@@ -613,7 +618,7 @@ class _Push:
             )
             return
         parent = cur if name == "inspections" else self.inspection(insp_id)
-        if not self.owned(parent):
+        if not self.owned(name, parent):
             self.refuse(
                 name, rid, rec, "the inspection belongs to another inspector", site, insp_id
             )
@@ -785,7 +790,7 @@ class _Push:
         site, _ = self.site_of(name, {}, cur)
         insp_id = rid if name == "inspections" else cur.get("inspection_id")
         parent = cur if name == "inspections" else self.inspection(insp_id)
-        if not site or not self.scope.sees_site(site) or not self.owned(parent):
+        if not site or not self.scope.sees_site(site) or not self.owned(name, parent):
             self.refuse(
                 name,
                 rid,

@@ -3,9 +3,9 @@ a device, changed over REST or by a push (domain.md: corrective actions; people 
 
 from __future__ import annotations
 
-from store.models import Action
-from tests.conftest import ANA
-from tests.sync_env import new_action, new_inspection, now_ms
+from store.models import Action, Conflict
+from tests.conftest import ANA, BEN
+from tests.sync_env import completed_with_action, new_action, new_inspection, now_ms
 
 HOURS_48 = 48 * 3600 * 1000
 
@@ -43,3 +43,59 @@ def test_a_due_time_the_device_gives_is_kept(env, device, db):
     assert phone.sync()["conflicts"] == []
     db.expire_all()
     assert db.get(Action, aid).due_at == due
+
+
+# --- who may change an action: the inspectors of its site -----------------------------------
+
+
+def test_an_inspector_changes_over_sync_the_actions_rest_lets_them_change(env, device, api, db):
+    """Ben works at N-HOTEL; Ana's inspection there opened an action. REST lets Ben move it
+    (domain.md: inspectors may change the actions of their sites); his phone's edit of the
+    same action is taken too (it was refused as out_of_scope: "the inspection belongs to
+    another inspector")."""
+    _phone, _iid, aid = completed_with_action(env, device, db)
+    moved = api.post(f"/actions/{aid}/transition", BEN, json={"status": "in_progress"})
+    assert moved.status_code == 200  # REST: allowed
+    ben = device(BEN, "ben-phone")
+    ben.sync()
+    ben.update("actions", aid, description="Ben: re-cleaned the floor")
+    out = ben.sync()
+    assert out["conflicts"] == [], out["conflicts"]
+    db.expire_all()
+    assert db.get(Action, aid).description == "Ben: re-cleaned the floor"
+
+
+def test_an_inspector_raises_over_sync_an_action_on_a_colleagues_inspection(env, device, api, db):
+    """REST lets Ben raise an action on Ana's inspection at his site; so does his phone. The
+    inspection itself stays Ana's to change."""
+    ana = device(ANA, "ana")
+    ana.sync()
+    iid = new_inspection(ana, env)
+    ana.sync()
+    rest = api.post("/actions", BEN, json={"inspection_id": iid, "title": "Mop the hall"})
+    assert rest.status_code == 201, rest.get_json()
+    ben = device(BEN, "ben")
+    ben.sync()
+    aid = new_action(ben, env, iid, title="Broken lamp")
+    ben.update("inspections", iid, notes="Ben was here")
+    out = ben.sync()
+    assert [(c["table"], c["kind"]) for c in out["conflicts"]] == [("inspections", "out_of_scope")]
+    db.expire_all()
+    assert db.get(Action, aid).inspection_id == iid
+    assert db.get(Action, aid).created_by == env["users"][BEN]
+
+
+def test_an_inspector_deletes_over_sync_a_hand_raised_action_of_their_site(env, device, db):
+    """Deleting is changing too: Ben may delete the action Ana raised by hand at his site, under
+    the same locks as hers (an action the server opened for a failed item stays)."""
+    ana = device(ANA, "ana")
+    ana.sync()
+    aid = new_action(ana, env, new_inspection(ana, env))
+    assert ana.sync()["conflicts"] == []
+    ben = device(BEN, "ben")
+    ben.sync()
+    ben.delete("actions", aid)
+    assert ben.sync()["conflicts"] == []
+    db.expire_all()
+    assert db.get(Action, aid).deleted_at is not None
+    assert db.query(Conflict).filter_by(record_id=aid).count() == 0
