@@ -12,10 +12,10 @@ from inspections import actions as action_rules
 from store.changeset import AuditNote, ChangeSet
 from store.db import is_postgres
 from store.errors import Forbidden, Invalid, NotFound
-from store.models import Action, Attachment, Inspection, Response, Site, User
+from store.models import Action, Attachment, Inspection, Response, Site
 from store.types import epoch_ms, from_epoch_ms, new_id, utcnow
 from sync import writer
-from sync.scope import Scope, scope_for
+from sync.scope import Scope, working_at
 from sync.tables import TABLES
 
 CLOSED = ("resolved", "verified")
@@ -119,13 +119,12 @@ def _check_links(session: Session, data: dict[str, Any], site_id: str) -> None:
                 errors={"response_id": ["not an answer of this inspection"]},
             )
     assignee_id = data.get("assignee_id")
-    if assignee_id:
-        user = session.get(User, assignee_id)
-        if user is None or not user.active or not scope_for(session, user).sees_site(site_id):
-            raise Invalid(
-                "The assignee must be an active user who works at the action's site.",
-                errors={"assignee_id": ["no active user at this site"]},
-            )
+    # One rule with a push's assignees (plan_rules._action_links).
+    if assignee_id and (assignee_id, site_id) not in working_at(session, [(assignee_id, site_id)]):
+        raise Invalid(
+            "The assignee must be an active user who works at the action's site.",
+            errors={"assignee_id": ["no active user at this site"]},
+        )
 
 
 def create(session: Session, scope: Scope, data: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from store.enums import INSPECTOR
 from store.models import Action, Attachment, AuditEvent, Conflict, Occurrence, Response
 from store.models import TemplateVersion as Version
 from store.types import new_id
+from sync.scope import working_at
 
 _INSPECTION_AUDITED = (
     "status",
@@ -91,6 +92,8 @@ class InspectionRules:
         run._apply(session, cs)
 
     def _apply(self, session: Session, cs: ChangeSet) -> None:
+        # First: a refused link flags the action's inspection, so it must be touched.
+        self._action_links(session, cs)
         ids = self._touched(cs)
         if ids:
             self._load_context(session, cs, ids)
@@ -709,6 +712,72 @@ class InspectionRules:
         if before.get("source") == "auto" and cs.role == INSPECTOR:
             return "the server opened this corrective action for a failed item; it stays"
         return None
+
+    def _action_links(self, session: Session, cs: ChangeSet) -> None:
+        """A device's action links to an answer of its own inspection and to an active user
+        who works at its site, as over REST (action_service._check_links); a link that does
+        not stays as stored (none, if new) and an invalid_value conflict keeps the device's."""
+        # A conflict, never a 422 that would leave the device pushing it forever; the action
+        # itself is kept. Looked up together (one query per kind of link), not per action.
+        actions = cs.after.get("actions", {})
+        answers: dict[str, str] = {}
+        assignees: dict[str, str] = {}
+        for aid, changed in cs.device_changed.get("actions", {}).items():
+            row = actions.get(aid)
+            if row is None or row.get("deleted_at") is not None:
+                continue
+            if "response_id" in changed and row.get("response_id"):
+                answers[aid] = row["response_id"]
+            if "assignee_id" in changed and row.get("assignee_id"):
+                assignees[aid] = row["assignee_id"]
+        planned = cs.after.get("responses", {})
+        missing = sorted(set(answers.values()) - planned.keys())
+        stored = {r["id"]: r for r in _rows(session, Response, "id", missing)}
+        inspections = cs.after.get("inspections", {})
+        for aid, rid in answers.items():
+            iid = actions[aid].get("inspection_id")
+            answer = planned.get(rid) or stored.get(rid)
+            if answer is None and iid and iid not in inspections:
+                # Its inspection has not reached the server yet (an action may come first),
+                # so nor has the answer: it is judged when they come (completion opens none
+                # for an answer that has an action).
+                continue
+            if (
+                answer is None
+                or answer.get("deleted_at") is not None
+                or answer.get("inspection_id") != iid
+            ):
+                detail = "not an answer of the action's inspection; the action is kept without it"
+                self._refuse_link(cs, aid, "response_id", detail)
+        works = working_at(session, {(u, actions[a]["site_id"]) for a, u in assignees.items()})
+        for aid, uid in assignees.items():
+            if (uid, actions[aid]["site_id"]) not in works:
+                detail = (
+                    "no active user at the action's site; the action is kept without this assignee"
+                )
+                self._refuse_link(cs, aid, "assignee_id", detail)
+
+    def _refuse_link(self, cs: ChangeSet, aid: str, column: str, detail: str) -> None:
+        """Keep an action's link as stored (none, if new), the device's value in a conflict."""
+        after = cs.after["actions"][aid]
+        kept = (cs.before.get("actions", {}).get(aid) or {}).get(column)
+        cs.conflicts.append(
+            ConflictNote(
+                kind="invalid_value",
+                table="actions",
+                record_id=aid,
+                column=column,
+                inspection_id=after.get("inspection_id"),
+                site_id=after.get("site_id"),
+                server_value=kept,
+                device_value=after[column],
+                detail=detail,
+            )
+        )
+        after[column] = kept
+        cs.bump("actions", aid)  # the device's copy converges on its next pull
+        if after.get("inspection_id"):
+            cs.recompute.add(after["inspection_id"])  # its has_conflicts flag
 
     def _device_actions(self, session: Session, cs: ChangeSet) -> None:
         gone = {

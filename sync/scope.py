@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.orm import Session
 
+from store.db import one_of
 from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER, REVIEWER_ROLES
 from store.errors import Forbidden, NotFound
 from store.models import Site, SiteAssignment, User
@@ -113,3 +115,59 @@ def scope_for(session: Session, user: User) -> Scope:
         site_ids=live,
         closed_site_ids=closed,
     )
+
+
+def working_at(session: Session, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (user id, site id) pairs whose user is active and has the site in scope, as
+    scope_for gives it: who may be assigned an action there. Three queries for any number."""
+    pairs = set(pairs)
+    if not pairs:
+        return set()
+    users = {
+        row.id: row
+        for row in session.execute(
+            select(User.id, User.role, User.region_id, User.active).where(
+                one_of(session, User.id, sorted({u for u, _ in pairs}))
+            )
+        )
+        if row.active
+    }
+    if not users:
+        return set()
+    live = dict(
+        session.execute(
+            select(Site.id, Site.region_id).where(
+                one_of(session, Site.id, sorted({s for _, s in pairs})),
+                Site.deleted_at.is_(None),
+            )
+        ).all()
+    )
+    inspectors = sorted(u for u, row in users.items() if row.role == INSPECTOR)
+    assigned: set[tuple[str, str]] = set()
+    if inspectors and live:
+        assigned = set(
+            session.execute(
+                select(SiteAssignment.user_id, SiteAssignment.site_id).where(
+                    one_of(session, SiteAssignment.user_id, inspectors),
+                    one_of(session, SiteAssignment.site_id, sorted(live)),
+                    SiteAssignment.revoked_at.is_(None),
+                )
+            ).all()
+        )
+    found = set()
+    for user_id, site_id in pairs:
+        user = users.get(user_id)
+        if user is None:
+            continue
+        if (
+            user.role == HQ
+            or (user.role == INSPECTOR and (user_id, site_id) in assigned)
+            or (
+                user.role == REGIONAL_MANAGER
+                and site_id in live
+                and user.region_id is not None
+                and live[site_id] == user.region_id
+            )
+        ):
+            found.add((user_id, site_id))
+    return found
