@@ -733,20 +733,12 @@ class InspectionRules:
         planned = cs.after.get("responses", {})
         missing = sorted(set(answers.values()) - planned.keys())
         stored = {r["id"]: r for r in _rows(session, Response, "id", missing)}
-        inspections = cs.after.get("inspections", {})
         for aid, rid in answers.items():
             iid = actions[aid].get("inspection_id")
             answer = planned.get(rid) or stored.get(rid)
-            if answer is None and iid and iid not in inspections:
-                # Its inspection has not reached the server yet (an action may come first),
-                # so nor has the answer: it is judged when they come (completion opens none
-                # for an answer that has an action).
-                continue
-            if (
-                answer is None
-                or answer.get("deleted_at") is not None
-                or answer.get("inspection_id") != iid
-            ):
+            # An answer deleted meanwhile is still its inspection's: an action outlives its
+            # answer, as stored ones do (push.answer_problem).
+            if answer is None or answer.get("inspection_id") != iid:
                 detail = "not an answer of the action's inspection; the action is kept without it"
                 self._refuse_link(cs, aid, "response_id", detail)
         works = working_at(session, {(u, actions[a]["site_id"]) for a, u in assignees.items()})

@@ -95,8 +95,9 @@ _consume = deque(maxlen=0).extend
 _PLACE_KEY = ("inspection_id", "site_id", "action_id")
 # How a refusal names a record's parent, per table.
 _PARENT_NAMES = {"inspections": "inspection", "actions": "corrective action"}
-# The tables whose records may name an answer (response_id).
-_LINKED = ("actions", "attachments")
+# The tables whose records' answer (response_id) is judged here: an action's link is judged
+# by the rules (plan_rules._action_links), which keep the action without a link it may not have.
+_LINKED = ("attachments",)
 # Stands in for an answer a push does not plan: its inspection is no record's (not even none).
 _UNPLANNED: Row = {"inspection_id": object()}
 # Answers and actions created under an inspection created in the same push are taken as new

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from store.models import Action, Conflict, Inspection
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, SOUTH
-from tests.sync.device import random_id
 from tests.sync_env import answer, new_action, new_inspection
 
 
@@ -133,17 +132,6 @@ def test_sync_refuses_an_answer_of_another_inspection(env, device, db):
         None,
         own,
     ]
-
-
-def test_an_action_that_came_first_keeps_the_answer_of_its_coming_inspection(env, device, db):
-    # Nothing to judge the link by yet: the inspection and its answers are not on the server
-    # (see test_push_refusals: completing it then opens no second action for that answer).
-    phone = device(ANA)
-    phone.sync()
-    aid = new_action(phone, env, random_id(), response_id=random_id())
-    assert phone.sync()["conflicts"] == []
-    db.expire_all()
-    assert db.get(Action, aid).response_id is not None
 
 
 def test_checking_a_push_s_action_links_costs_no_query_per_action(app, env, device):
