@@ -7,7 +7,6 @@ import functools
 import hashlib
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -20,6 +19,7 @@ from store.enums import INSPECTOR, REGIONAL_MANAGER
 from store.errors import Invalid
 from store.models import Conflict, SiteAssignment, SyncCounter
 from store.types import UTCDateTime
+from sync import holds
 from sync.scope import Scope
 from sync.tables import TABLES, TableSpec
 
@@ -110,39 +110,9 @@ class PullRequest:
         self.migration = migration
         self.resume = resume
         self.scope_key = scope_key  # what this device last pulled in (scope_key())
-        # The deletions this device is owed (see _lost); the pull leaves here what the device
-        # is owed after it.
-        self.held: Hold | None = None
-
-
-@dataclass
-class Hold:
-    """Deletions held back for sites a device lost (see _lost): the sites, the cursor of the
-    latest pull that held them, and whether they go on the next sync (`ready`: the device
-    pushed since, or one more sync went by, so its edits there have had their chance)."""
-
-    sites: frozenset[str]
-    rev: int
-    ready: bool = False
-
-    @classmethod
-    def load(cls, text: str | None) -> Hold | None:
-        """The hold from the device's bookkeeping (dump())."""
-        if not text:
-            return None
-        raw = orjson.loads(text)
-        return cls(frozenset(raw["sites"]), raw["rev"], raw["ready"])
-
-    def dump(self) -> str:
-        """The hold as the device's bookkeeping stores it."""
-        return orjson.dumps(
-            {"sites": sorted(self.sites), "rev": self.rev, "ready": self.ready}
-        ).decode()
-
-
-def dump_hold(hold: Hold | None) -> str | None:
-    """The bookkeeping's text for a hold, or none."""
-    return None if hold is None else hold.dump()
+        # The deletions this device is owed (sync/holds.py); the pull leaves here what the
+        # device is owed after it.
+        self.held: list[holds.Hold] = []
 
 
 def scope_key(role: str, region_id: str | None, sites: Iterable[str] | None = None) -> str:
@@ -270,17 +240,15 @@ def finish(
     """Add what access changes and migrations bring to a cut page, and shape the answer."""
     if first:
         # The whole dataset (from nothing, or a replacement): no deletion is owed.
-        req.held = None
+        req.held = []
     else:
-        hold = req.held
-        # A later sync: not a page of the holding one, nor a pull again from before it.
-        later = hold is not None and low > hold.rev and low != req.resume
-        release = later and hold.ready
         lost = _closures(scope, page)
         if moved:
-            kept = lost if release or hold is None else lost | hold.sites
-            lost |= _scope_changes(session, scope, page, low, end, kept)
-        _lost(session, scope, page, req, low, lost, later)
+            # Refused records at the sites held wait for their deletions (_lost).
+            lost |= _scope_changes(session, scope, page, low, end, lost | holds.sites(req.held))
+        new_sync = low != req.resume  # not a later page of a paged pull
+        req.held, gone = holds.step(req.held, new_sync, low, end, lost, scope.sees_site)
+        _delete_sites(session, scope, page, gone)
     if req.migration:
         _dump_tables(session, scope, page, req.migration["tables"], None, end)
     result: dict[str, Any] = {"changes": page.changes, "timestamp": end, "has_more": has_more}
@@ -379,48 +347,46 @@ def _closures(scope: Scope, page: Page) -> frozenset[str]:
     return frozenset(page.changes["sites"]["deleted"]) & scope.closed_site_ids
 
 
-def _lost(
-    session: Session,
-    scope: Scope,
-    page: Page,
-    req: PullRequest,
-    low: int,
-    lost: frozenset[str],
-    later: bool,
-) -> None:
-    """Sites the device lost (revoked or closed): their records' deletions wait until its
-    edits there have had their chance. WatermelonDB pulls before it pushes and destroys a
-    deleted record even when it has local changes, so deletions sent at once would erase
-    unseen the edits made there offline. Held back, the sync's push sends those edits first
-    (kept as out_of_scope conflicts), and the next sync deletes the records; when that push
-    did not arrive (no signal, a 409), one sync later."""
-    hold = req.held
-    if hold is not None and later:
-        if hold.ready:
-            gone = sorted(s for s in hold.sites if not scope.sees_site(s))
-            for name, column in SITE_COLUMN.items() if gone else ():
-                table = TABLES[name].table
-                ids = select(table.c.id).where(one_of(session, table.c[column], gone))
-                for record_id in session.execute(ids).scalars():
-                    if record_id not in page.ids[name]:
-                        page.delete(name, record_id)
-            hold = None
-        else:
-            hold = Hold(hold.sites, hold.rev, ready=True)
-    if lost:
-        # New losses wait for a push (or a sync) after this pull, with those held before.
-        hold = Hold(lost, low) if hold is None else Hold(hold.sites | lost, min(hold.rev, low))
-    # A site given back meanwhile is in this pull again (_scope_changes): nothing to delete.
-    sites = frozenset(s for s in hold.sites if not scope.sees_site(s)) if hold else frozenset()
-    req.held = Hold(sites, hold.rev, hold.ready) if sites else None
+def _delete_sites(session: Session, scope: Scope, page: Page, gone: frozenset[str]) -> None:
+    """The deletions of the records at sites the device lost (sync/holds.py), and of the
+    records it pushed there that the server refused (they are none of those)."""
+    if not gone:
+        return
+    sites = sorted(gone)
+    for name, column in SITE_COLUMN.items():
+        table = TABLES[name].table
+        for record_id in session.execute(
+            select(table.c.id).where(one_of(session, table.c[column], sites))
+        ).scalars():
+            if record_id not in page.ids[name]:
+                page.delete(name, record_id)
+    refused: dict[str, set[str]] = {}
+    for name, record_id in session.execute(
+        select(Conflict.table_name, Conflict.record_id).where(
+            Conflict.user_id == scope.user_id,
+            Conflict.kind.in_(REFUSED),
+            one_of(session, Conflict.site_id, sites),
+        )
+    ):
+        if name in TABLES and record_id not in page.ids[name]:
+            refused.setdefault(name, set()).add(record_id)
+    for name, ids in refused.items():
+        # One the device may still see (a move to the lost site refused) stays.
+        spec = TABLES[name]
+        live = select(spec.table.c.id).where(
+            one_of(session, spec.table.c.id, sorted(ids)), spec.table.c.deleted_at.is_(None)
+        )
+        seen = set(session.execute(_scoped(spec, live, scope, None)).scalars())
+        for record_id in sorted(ids - seen):
+            page.delete(name, record_id)
 
 
 def _scope_changes(
     session: Session, scope: Scope, page: Page, low: int, end: int, kept: frozenset[str]
 ) -> frozenset[str]:
     """Access granted since the cursor: send the site's records; the refused records of the
-    user's pushes, except at the sites whose deletions wait (`kept`, see _lost). Returns the
-    sites revoked, whose deletions wait too."""
+    user's pushes, except at the sites whose deletions wait (`kept`, sync/holds.py). Returns
+    the sites revoked, whose deletions wait too."""
     revoked: frozenset[str] = frozenset()
     if scope.role == INSPECTOR:
         rows = session.execute(

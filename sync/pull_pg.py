@@ -18,12 +18,11 @@ from sqlalchemy.orm import Session
 
 from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER
 from store.errors import SignInEnded, Unauthorized
+from sync import holds
 from sync.pull import (
     SITE_COLUMN,
-    Hold,
     Page,
     PullRequest,
-    dump_hold,
     finish,
     is_replacement,
     render_rows,
@@ -260,7 +259,7 @@ def pull(
     live = None if sites is None else sites - closed
     scope = Scope(user_id, role, meta["region_id"], live, closed)
     page = _page(session, rows)
-    req.resume, req.held = meta["resume"], Hold.load(meta["held"])
+    req.resume, req.held = meta["resume"], holds.load(meta["held"])
     result = finish(
         session, scope, page, req, params["low"], end, has_more, first, meta["moved"], replacement
     )
@@ -269,6 +268,6 @@ def pull(
     with raw.pipeline():
         resume = end if has_more else None
         note = {"user": user_id, "device": device_id, "end": end, "start": cursor, "key": key}
-        raw.execute(_NOTE_DEVICE, {**note, "resume": resume, "held": dump_hold(req.held)})
+        raw.execute(_NOTE_DEVICE, {**note, "resume": resume, "held": holds.dump(req.held)})
         raw.execute(b"COMMIT")
     return result

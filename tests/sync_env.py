@@ -107,6 +107,16 @@ def new_action(dev: Device, env: dict, inspection_id: str | None, **extra: Any) 
     )
 
 
+def elsewhere(device: Any, env: dict) -> None:
+    """Work goes on elsewhere (Ben's phone pushes an inspection): the deployment's cursor moves
+    on, as it does where people work. A lost site's deletions wait for pulls that hand out a
+    new cursor (sync/holds.py)."""
+    phone = device(BEN, "elsewhere")
+    phone.sync()
+    new_inspection(phone, env, site="N-HOTEL")
+    phone.sync()
+
+
 def answer(dev: Device, inspection_id: str, key: str, value: Any, **extra: Any) -> str:
     """Create a response on a device."""
     return dev.create(
@@ -196,6 +206,7 @@ __all__ = [
     "completed_with_action",
     "concurrent_action_edit",
     "daily_schedule",
+    "elsewhere",
     "new_action",
     "new_inspection",
     "now_ms",

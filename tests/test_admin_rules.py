@@ -15,7 +15,7 @@ from store.types import utcnow
 from sync import pull
 from sync.scope import scope_for
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
-from tests.sync_env import answer, new_inspection
+from tests.sync_env import answer, elsewhere, new_inspection
 
 REFRESH = "/api/v1/auth/refresh"
 
@@ -260,8 +260,10 @@ def test_a_closed_sites_records_leave_the_devices_with_it(env, device, api, db):
     for dev in (ana, north):
         dev.sync()
         assert dev.get("sites", site) is None
+        elsewhere(device, env)
         dev.sync()
         assert dev.get("inspections", canteen) is not None
+        elsewhere(device, env)
         dev.sync()
         for name, ids in gone.items():
             assert not ids & dev.live(name).keys(), (dev.device_id, name)

@@ -20,7 +20,7 @@ from store.enums import INSPECTOR, REGIONAL_MANAGER
 from store.errors import DomainError
 from store.models import DeviceState
 from store.types import utcnow
-from sync import idempotency, pull, pull_pg, push, revs
+from sync import holds, idempotency, pull, pull_pg, push, revs
 from sync.scope import Scope, scope_for
 
 blp = make_blueprint("sync", "/sync", "Offline sync (WatermelonDB protocol)")
@@ -160,7 +160,7 @@ def _do_pull(args: dict) -> Response:
     start = req.cursor
     if state is not None:
         req.resume, req.scope_key = state.resume_rev, state.scope_key
-        req.held = pull.Hold.load(state.held)
+        req.held = holds.load(state.held)
         if state.resume_rev is not None and req.cursor == state.resume_rev:
             # A later page of a paged pull: the device's edits are as old as its first page.
             start = state.pull_start_rev
@@ -173,7 +173,7 @@ def _do_pull(args: dict) -> Response:
         pull_start_rev=start,
         resume_rev=result["timestamp"] if result["has_more"] else None,
         scope_key=pull.scope_key(user.role, user.region_id, pull.reach(scope)),
-        held=pull.dump_hold(req.held),
+        held=holds.dump(req.held),
     )
     db.commit()
     return _json(result)
@@ -254,9 +254,9 @@ def _push(session: Session, scope: Scope, assume_new: bool) -> Response:
         assume_new=assume_new,
         pulled=None if state is None else state.last_pulled_rev,
     )
-    # Its edits at the sites it lost are in: their deletions go on its next sync (pull.Hold).
-    hold = pull.Hold.load(state.held if state is not None else None)
-    ready = {} if hold is None else {"held": pull.Hold(hold.sites, hold.rev, True).dump()}
+    # Its edits at the sites it lost are in: their deletions may go (sync/holds.py).
+    held = holds.load(state.held if state is not None else None)
+    ready = {"held": holds.dump(holds.pushed(held))} if held else {}
     _note_device(scope.user_id, "last_push_at", **ready)
     top = revs.stamp(session)
     result["timestamp"] = top if top is not None else revs.current_rev(session)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from store.models import Conflict, DeviceState
-from tests.sync_env import ANA, HQ_EMAIL, answer, new_inspection
+from tests.sync_env import ANA, HQ_EMAIL, answer, elsewhere, new_inspection
 
 
 def _grant(api, env, site: str = "S-HOTEL") -> str:
@@ -58,9 +58,11 @@ def test_edits_made_offline_at_a_revoked_site_reach_the_server_as_conflicts(env,
     assert phone.get("inspections", iid) is None and phone.get("responses", rid) is None
     assert "S-HOTEL" not in {s["code"] for s in phone.live("sites").values()}
     assert phone.get("inspections", iid) is None
+    # The deletions are sent again until the device shows it applied them (a sync from the
+    # cursor they came with); then the device owes nothing.
+    phone.sync()
     db.expire_all()
-    state = db.get(DeviceState, (env["users"][ANA], phone.device_id))
-    assert state.held is None
+    assert db.get(DeviceState, (env["users"][ANA], phone.device_id)).held is None
 
 
 def test_a_device_with_nothing_to_push_loses_the_site_one_sync_later(env, device, api):
@@ -73,9 +75,24 @@ def test_a_device_with_nothing_to_push_loses_the_site_one_sync_later(env, device
     for _ in range(2):  # no push tells the server its edits are in: one more sync does
         assert phone.sync() is None
         assert phone.get("inspections", iid) is not None
+        elsewhere(device, env)  # a sync is known applied by the new cursor it handed out
     phone.sync()
     assert phone.get("inspections", iid) is None
     assert "S-HOTEL" not in {s["code"] for s in phone.live("sites").values()}
+
+
+def test_in_a_quiet_deployment_the_deletions_wait_for_a_new_cursor(env, device, api):
+    """With nothing changed anywhere, a pull hands out the cursor it was asked from: whether
+    its answer arrived cannot be told, so the hold does not move on."""
+    assignment = _grant(api, env)
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env, site="S-HOTEL")
+    phone.sync()
+    api.delete(f"/assignments/{assignment}", HQ_EMAIL)
+    for _ in range(4):
+        phone.sync()
+    assert phone.get("inspections", iid) is not None
 
 
 def test_every_page_of_the_holding_sync_holds_and_so_does_a_pull_again_from_before_it(
@@ -134,3 +151,67 @@ def test_a_push_lost_after_the_holding_pull_goes_on_the_next_sync(env, device, a
     assert _kept(db, iid)[0].device_value["notes"] == "mould behind the minibar"
     phone.sync()
     assert phone.get("inspections", iid) is None
+
+
+def _lost_pull(phone) -> dict:
+    """A pull whose answer never reaches the phone (a timeout): nothing applied, cursor kept."""
+    params = {} if phone.last_pulled_at is None else {"last_pulled_at": phone.last_pulled_at}
+    resp = phone.client.get("/api/v1/sync/pull", query_string=params, headers=phone.headers())
+    assert resp.status_code == 200
+    return resp.get_json()
+
+
+def test_deletions_whose_answer_was_lost_are_sent_again(env, device, api):
+    phone, _iid, _rid = _edited_offline(env, device, api)
+    phone.sync()  # holds the site; the push sends the edits
+    hotel = env["sites"]["S-HOTEL"]
+    assert hotel in _lost_pull(phone)["changes"]["sites"]["deleted"]
+    phone.sync()  # WatermelonDB pulls again from the same cursor
+    assert phone.get("sites", hotel) is None
+
+
+def test_deletions_on_page_one_of_a_pull_broken_on_page_two_are_sent_again(env, device, api):
+    phone, _iid, _rid = _edited_offline(env, device, api)
+    phone.sync()
+    writer = device(ANA, "writer")
+    writer.sync()
+    for _ in range(4):  # enough for the next pull to take several pages
+        new_inspection(writer, env)
+    writer.sync()
+    params = {"last_pulled_at": phone.last_pulled_at, "limit": 2}
+    first = phone.client.get("/api/v1/sync/pull", query_string=params, headers=phone.headers())
+    assert first.get_json()["has_more"]  # page 1, with the deletions, arrives; page 2 fails
+    phone.limit = 2
+    phone.sync()  # the pull again, from the saved cursor
+    assert phone.get("sites", env["sites"]["S-HOTEL"]) is None
+
+
+def test_a_record_refused_at_a_site_lost_before_the_next_pull_still_leaves(env, device, api):
+    assignment = _grant(api, env)
+    phone = device(ANA, "phone")
+    phone.sync()
+    iid = new_inspection(phone, env, site="S-HOTEL")
+    answer(phone, iid, "clean", "yes")
+    answer(phone, iid, "fridge", 3)
+    phone.update("inspections", iid, status="completed", completed_at=1_795_000_000_000)
+    phone.sync()
+    phone.sync()
+    late = answer(phone, iid, "remark", "one more thing")  # the inspection is locked
+    assert [(c["id"], c["kind"]) for c in phone.sync()["conflicts"]] == [(late, "locked")]
+    # The server never stored it; before the pull that drops it, the site is taken away.
+    assert api.delete(f"/assignments/{assignment}", HQ_EMAIL).status_code == 204
+    for _ in range(3):
+        phone.sync()
+        elsewhere(device, env)
+    assert phone.get("inspections", iid) is None
+    assert phone.get("responses", late) is None
+
+
+def test_a_lost_push_then_a_lost_pull_do_not_count_as_a_sync_gone_by(env, device, api, db):
+    phone, iid, _rid = _edited_offline(env, device, api)
+    phone.last_pulled_at = phone.pull()  # the holding pull lands; the push is lost
+    _lost_pull(phone)  # the next pull's answer is lost
+    result = phone.sync()  # again: the site stays, and the push sends the edits
+    assert phone.get("inspections", iid) is not None
+    assert iid in {c["id"] for c in result["conflicts"]}
+    assert _kept(db, iid)[0].device_value["notes"] == "mould behind the minibar"

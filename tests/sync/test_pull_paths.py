@@ -9,11 +9,11 @@ from sqlalchemy import text
 from api import db as api_db
 from store.errors import Unauthorized
 from store.models import DeviceState, User
-from sync import pull, pull_pg
+from sync import holds, pull, pull_pg
 from sync.scope import scope_for
 from sync.tables import TABLES
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, TEST_DATABASE_URL
-from tests.sync_env import answer, new_inspection, photo_record
+from tests.sync_env import answer, elsewhere, new_inspection, photo_record
 
 pytestmark = pytest.mark.skipif(
     not (TEST_DATABASE_URL or "").startswith("postgres"),
@@ -47,14 +47,14 @@ def _both(app, email, cursor, limit=1000, migration=None, token_role=None):
         session.rollback()
         reqs = [pull.PullRequest(cursor, limit, migration, *known) for _ in "fs"]
         for req in reqs:
-            req.held = pull.Hold.load(held)
+            req.held = holds.load(held)
         fast = pull_pg.pull(session, user_id, token_role or role, "compare", reqs[0])
         user = session.get(User, user_id)
         slow = pull.pull(session, scope_for(session, user), reqs[1])
         state = session.get(DeviceState, (user_id, "compare"))
         assert (state.last_pulled_rev, state.pull_start_rev) == (fast["timestamp"], start)
         assert state.resume_rev == (fast["timestamp"] if fast["has_more"] else None)
-        assert state.held == pull.dump_hold(reqs[1].held)
+        assert state.held == holds.dump(reqs[1].held)
         session.rollback()
     return _normal(fast), _normal(slow)
 
@@ -140,6 +140,7 @@ def test_access_changes_and_refusals_join_the_page(app, api, env, device, histor
     assert fast == slow
     for _ in range(2):  # the deletions wait for a push, or for one more sync (none pushes)
         assert not fast["changes"]["inspections"]["deleted"]
+        elsewhere(device, env)  # each pull hands out a new cursor
         fast, slow = _both(app, ANA, fast["timestamp"])
         assert fast == slow
     assert fast["changes"]["inspections"]["deleted"]

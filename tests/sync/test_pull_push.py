@@ -9,7 +9,17 @@ from sqlalchemy import func, select
 
 from store.models import Conflict, Inspection, Response, Site
 from tests.sync.device import SyncFailed
-from tests.sync_env import ANA, BEN, HQ_EMAIL, NORTH, SOUTH, answer, new_inspection, now_ms
+from tests.sync_env import (
+    ANA,
+    BEN,
+    HQ_EMAIL,
+    NORTH,
+    SOUTH,
+    answer,
+    elsewhere,
+    new_inspection,
+    now_ms,
+)
 
 
 def test_first_pull_is_scoped_and_sends_creations_as_updates(env, device):
@@ -353,6 +363,7 @@ def test_grant_and_revoke_reach_devices(env, device, api):
     for _ in range(2):  # the deletions wait for the edits made there (test_lost_sites.py)
         ana.sync()
         assert ana.get("inspections", iid) is not None
+        elsewhere(device, env)
     ana.sync()
     assert ana.get("inspections", iid) is None
     assert "S-HOTEL" not in {s["code"] for s in ana.live("sites").values()}
