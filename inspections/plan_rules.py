@@ -799,6 +799,12 @@ class InspectionRules:
                 after["due_at"] = self.policy.default_due_ms(
                     after.get("priority") or "medium", cs.now_ms
                 )
+            elif after.get("due_at") is None and before["due_at"] is not None:
+                # A null is no due time given, never a cleared one (REST clears none): most
+                # often a create pushed again after the first push's answer was lost, still
+                # null where the server filled the default in. The device gets it back.
+                after["due_at"] = before["due_at"]
+                cs.bump("actions", aid)
             old = before["status"] if before else "open"
             new = after.get("status") or "open"
             if old == new:

@@ -3,6 +3,8 @@ a device, changed over REST or by a push (domain.md: corrective actions; people 
 
 from __future__ import annotations
 
+import copy
+
 from store.models import Action, Conflict
 from tests.conftest import ANA, BEN
 from tests.sync_env import completed_with_action, new_action, new_inspection, now_ms
@@ -43,6 +45,43 @@ def test_a_due_time_the_device_gives_is_kept(env, device, db):
     assert phone.sync()["conflicts"] == []
     db.expire_all()
     assert db.get(Action, aid).due_at == due
+
+
+def test_a_retried_push_of_an_action_raised_without_due_keeps_its_default_due(env, device, db):
+    """The push's answer is lost: WatermelonDB pushes the action again as created, due_at null
+    (its raw record carries every column); the server has it now, so the null came as an edit
+    and wiped the default due the first push gave it."""
+    phone = device(ANA, "phone")
+    phone.sync()
+    aid = new_action(phone, env, None, title="Loose handrail", due_at=None)
+    phone.last_pulled_at = phone.pull()
+    unsent = copy.deepcopy(phone.db)
+    phone.push(phone.last_pulled_at)  # stored with the default due; the answer is lost
+    db.expire_all()
+    due = db.get(Action, aid).due_at
+    assert due is not None
+    phone.db = unsent  # the device still holds the action as created, and pushes it again
+    assert phone.sync()["conflicts"] == []
+    db.expire_all()
+    assert db.get(Action, aid).due_at == due
+    phone.sync()
+    assert phone.get("actions", aid)["due_at"] == due  # the device learns it
+
+
+def test_a_device_cannot_clear_an_actions_due_time(env, device, db):
+    """REST gives every action a due time and clears none: a device's null keeps the stored one,
+    and the device gets it back."""
+    phone = device(ANA, "phone")
+    phone.sync()
+    due = now_ms() + 3600 * 1000
+    aid = new_action(phone, env, None, due_at=due)
+    phone.sync()
+    phone.update("actions", aid, due_at=None, description="no rush")
+    assert phone.sync()["conflicts"] == []
+    db.expire_all()
+    assert (db.get(Action, aid).due_at, db.get(Action, aid).description) == (due, "no rush")
+    phone.sync()
+    assert phone.get("actions", aid)["due_at"] == due
 
 
 # --- who may change an action: the inspectors of its site -----------------------------------
