@@ -362,11 +362,23 @@ class _Push:
 
     def owned(self, name: str, insp: Row | None) -> bool:
         """Inspectors edit only their own inspections (or unclaimed ones), with their answers
-        and photos; a corrective action is its site's, theirs to change wherever it was raised."""
+        and photos; a corrective action is its site's, theirs to change wherever it was raised
+        (not to delete: may_delete)."""
         # domain.md: inspectors may change the actions of their sites (REST lets them,
         # action_service); only inspections are editable by their own inspector alone.
         if self.scope.role != INSPECTOR or insp is None or name == "actions":
             return True
+        return insp.get("inspector_id") in (None, self.scope.user_id)
+
+    def may_delete(self, name: str, cur: Row, insp: Row | None) -> bool:
+        """Whether this user may delete this record: as owned, but an inspector deletes only
+        the actions of their own inspections, or those they raised at a site alone."""
+        # An action's deletion takes its photos (tombstone): a colleague changing an action may
+        # not take the evidence of someone else's inspection with it. REST deletes no action.
+        if name != "actions" or self.scope.role != INSPECTOR:
+            return self.owned(name, insp)
+        if insp is None:
+            return cur.get("created_by") == self.scope.user_id
         return insp.get("inspector_id") in (None, self.scope.user_id)
 
     def site_of(self, name: str, rec: dict[str, Any], cur: Row | None) -> tuple[str | None, str]:
@@ -791,17 +803,19 @@ class _Push:
         site, _ = self.site_of(name, {}, cur)
         insp_id = rid if name == "inspections" else cur.get("inspection_id")
         parent = cur if name == "inspections" else self.inspection(insp_id)
-        if not site or not self.scope.sees_site(site) or not self.owned(name, parent):
-            self.refuse(
-                name,
-                rid,
-                {"id": rid, "_deleted": True},
-                "deleting a record outside your scope",
-                site,
-                insp_id,
+        if not site or not self.scope.sees_site(site):
+            why = "deleting a record outside your scope"
+        elif not self.may_delete(name, cur, parent):
+            why = (
+                "a corrective action is deleted only by its inspection's inspector "
+                "(or, raised at the site alone, by whoever raised it)"
+                if name == "actions"
+                else "deleting a record outside your scope"
             )
+        else:
+            tombstone(self.session, self.cs, name, cur)
             return
-        tombstone(self.session, self.cs, name, cur)
+        self.refuse(name, rid, {"id": rid, "_deleted": True}, why, site, insp_id)
 
     def concurrent_edits(self) -> None:
         """A column changed on the server after the device's base_rev: keep the server's value."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from store.models import Action, Conflict
+from store.models import Action
 from tests.conftest import ANA, BEN
 from tests.sync_env import completed_with_action, new_action, new_inspection, now_ms
 
@@ -124,17 +124,33 @@ def test_an_inspector_raises_over_sync_an_action_on_a_colleagues_inspection(env,
     assert db.get(Action, aid).created_by == env["users"][BEN]
 
 
-def test_an_inspector_deletes_over_sync_a_hand_raised_action_of_their_site(env, device, db):
-    """Deleting is changing too: Ben may delete the action Ana raised by hand at his site, under
-    the same locks as hers (an action the server opened for a failed item stays)."""
+def test_an_inspector_deletes_over_sync_only_the_actions_of_their_own_inspections(env, device, db):
+    """Changing a colleague's action is allowed, deleting it is not: its deletion takes its
+    photos, which may be the evidence of the colleague's inspection (REST deletes no action).
+    Ben's deletion of the action Ana raised on her inspection is kept as a conflict and his
+    phone gets the action back; a site-level action goes only with whoever raised it."""
     ana = device(ANA, "ana")
     ana.sync()
     aid = new_action(ana, env, new_inspection(ana, env))
+    site_level = new_action(ana, env, None, title="Ana's, at the site")
     assert ana.sync()["conflicts"] == []
     ben = device(BEN, "ben")
     ben.sync()
-    ben.delete("actions", aid)
-    assert ben.sync()["conflicts"] == []
+    own = new_action(ben, env, None, title="Ben's, at the site")
+    ben.sync()
+    for deleted in (aid, site_level, own):
+        ben.delete("actions", deleted)
+    out = ben.sync()
+    assert sorted((c["id"], c["kind"]) for c in out["conflicts"]) == sorted(
+        [(aid, "out_of_scope"), (site_level, "out_of_scope")]
+    )
+    db.expire_all()
+    assert db.get(Action, aid).deleted_at is None
+    assert db.get(Action, site_level).deleted_at is None
+    assert db.get(Action, own).deleted_at is not None
+    ben.sync()
+    assert ben.get("actions", aid) is not None and ben.get("actions", site_level) is not None
+    ana.delete("actions", aid)  # hers to delete
+    assert ana.sync()["conflicts"] == []
     db.expire_all()
     assert db.get(Action, aid).deleted_at is not None
-    assert db.query(Conflict).filter_by(record_id=aid).count() == 0

@@ -445,9 +445,9 @@ def test_an_action_of_a_completed_inspection_is_not_deleted(env, device, api, db
     ben = device(BEN, "ben")
     ben.sync()
     ben.delete("actions", aid)
-    # Ben works at its site, so the lock refuses his deletion (no longer out of scope).
-    assert [c["kind"] for c in ben.sync()["conflicts"]] == ["locked"]
-    conflict = db.query(Conflict).filter_by(record_id=aid, kind="locked").one()
+    # Ben may not delete an action of Ana's inspection: a manager may take his deletion.
+    assert [c["kind"] for c in ben.sync()["conflicts"]] == ["out_of_scope"]
+    conflict = db.query(Conflict).filter_by(record_id=aid, kind="out_of_scope").one()
     # The action's own inspection locks it, whatever the conflict record names.
     db.execute(update(Conflict).where(Conflict.id == conflict.id).values(inspection_id=None))
     _refused(_resolve(api, conflict.id, "take_device"), "locked")
