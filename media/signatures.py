@@ -9,10 +9,10 @@ import math
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from media.images import eight_bit
+from store.signature_limits import MAX_SIDE, too_large
 
 MAX_STROKES = 200
 MAX_POINTS = 20_000
-MAX_SIDE = 4000
 
 
 class SignatureRejected(Exception):
@@ -104,8 +104,9 @@ def clean_png(data: bytes) -> bytes:
 
 def check_sides(width: int, height: int) -> None:
     """Refuse a signature of more than MAX_SIDE pixels a side."""
-    if width > MAX_SIDE or height > MAX_SIDE:
-        raise SignatureRejected("too_large", f"A signature may be at most {MAX_SIDE} px.")
+    message = too_large(width, height)
+    if message is not None:
+        raise SignatureRejected("too_large", message)
 
 
 def verify_signature_png(data: bytes) -> tuple[int, int]:

@@ -22,13 +22,13 @@ from media.storage import BlobStore, StoreUnavailable
 from store.enums import INSPECTOR
 from store.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
 from store.models import Attachment, Blob, Inspection
+from store.signature_limits import SIGNATURE_MIMES, blob_problem
 from store.types import utcnow
 
 SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 # The same rule as record ids in a push (sync/validate.py _ID).
 ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 PHOTO_MIMES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif")
-SIGNATURE_MIMES = ("image/png", "application/json")
 # What an original may be served as: only types the server verified the bytes to be.
 SERVABLE_MIMES = frozenset((*PHOTO_MIMES, *SIGNATURE_MIMES))
 
@@ -261,12 +261,11 @@ def request_upload(
 
 def _check_kind(att: Attachment, blob: Blob) -> None:
     """Bytes processed for another record serve this one only as what they are: a photo's PNG
-    reused by a signature record must pass the signature's checks (processing skipped them)."""
-    if att.kind == "signature":
-        try:
-            signatures.check_sides(blob.width or 0, blob.height or 0)
-        except signatures.SignatureRejected as exc:
-            raise Rejected(exc.message, reason=exc.reason) from None
+    reused by a signature record must pass the signature's checks (processing skipped them).
+    Push judges a record made or relabelled a signature by the same rule (blob_problem)."""
+    problem = blob_problem(blob.mime, blob.width, blob.height) if att.kind == "signature" else None
+    if problem is not None:
+        raise Rejected(problem[1], reason=problem[0])
 
 
 def _check_blob(blob: Blob, byte_size: int, mime: str) -> None:
