@@ -17,6 +17,8 @@ from store.changeset import ChangeSet, ConflictNote, Row
 from store.db import one_of
 from store.enums import INSPECTOR
 from store.errors import Conflict, Invalid
+from store.models import Blob
+from store.signature_limits import blob_problem
 from store.types import utcnow
 from sync import writer
 from sync.revs import resolve_col_rev
@@ -176,6 +178,9 @@ class _Push:
         # and link's verdicts, per table, answer and inspection.
         self.answers: dict[str, Row] = {}
         self.linked: dict[tuple, tuple[str, str] | None] = {}
+        # Why the stored bytes of uploaded attachments the push makes signatures cannot be
+        # one, per sha256 (_signature_blobs; None when they can).
+        self.unsigned: dict[str, tuple | None] = {}
 
     # --- loading -----------------------------------------------------------------------
 
@@ -241,6 +246,33 @@ class _Push:
         for row in writer.load_rows(self.session, actions, "id", sorted(late), lock=lock):
             self.parent_actions[row["id"]] = row
         self.answers = self._named_answers(changes, set(listed.get("responses", ())))
+        self.unsigned = self._signature_blobs(changes)
+
+    def _signature_blobs(self, changes: dict[str, dict[str, list]]) -> dict[str, tuple | None]:
+        """Whether the bytes of the uploaded attachments a push makes signatures (created over
+        bytes that came first, or relabelled) can serve one: processed as a photo, they passed
+        no signature check (blob_problem says why not). One query per 5000 hashes."""
+        lists = changes.get("attachments")
+        stored = self.existing.get("attachments", {})
+        if not lists or not stored:
+            return {}
+        hashes = {
+            row["sha256"]
+            for rec in lists["created"] + lists["updated"]
+            if rec.get("kind") == "signature"
+            and (row := stored.get(rec["id"])) is not None
+            and row.get("uploaded")
+            and row.get("kind") != "signature"
+        }
+        ids = sorted(hashes - {None})
+        gone = ("not_uploaded", "The server holds no processed bytes for this attachment.")
+        found: dict[str, tuple | None] = dict.fromkeys(ids, gone)
+        stmt = select(Blob.sha256, Blob.mime, Blob.width, Blob.height)
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            for row in self.session.execute(stmt.where(one_of(self.session, Blob.sha256, chunk))):
+                found[row.sha256] = blob_problem(row.mime, row.width, row.height)
+        return found
 
     def _named_answers(self, changes: dict[str, dict[str, list]], pushed: set[str]) -> dict:
         """Stored answers the pushed actions and photos newly name and the push does not carry."""
@@ -523,6 +555,32 @@ class _Push:
         self.cs.bump(name, rid)  # the device's copy goes back on its next pull
         return [c for c in cols if c != "response_id"]
 
+    def keep_kind(self, rid: str, rec: dict, cur: Row, cols: list[str]) -> list[str]:
+        """Refuse relabelling an uploaded attachment a signature its verified bytes cannot be
+        (_signature_blobs), kept as a conflict as keep_in_place keeps its content; returns the
+        columns left."""
+        if not (rec.get("kind") == "signature" and cur.get("uploaded")):
+            return cols
+        problem = self.unsigned.get(cur.get("sha256") or "")
+        if cur.get("kind") == "signature" or problem is None:
+            return cols
+        self.cs.conflicts.append(
+            ConflictNote(
+                kind="invalid_value",
+                table="attachments",
+                record_id=rid,
+                column="kind",
+                inspection_id=cur.get("inspection_id"),
+                site_id=cur.get("site_id"),
+                server_value=cur.get("kind"),
+                device_value="signature",
+                detail=f"{problem[1]} The uploaded bytes are verified and kept as a "
+                f"{cur.get('kind')}; a signature is a new attachment",
+            )
+        )
+        self.cs.bump("attachments", rid)  # the device's copy goes back on its next pull
+        return [c for c in cols if c != "kind"]
+
     def keep_in_place(self, name: str, rid: str, rec: dict, cur: Row, cols: list[str]) -> list[str]:
         """Refuse changes of what a record is fixed to, kept as conflicts: its place
         (PLACEMENT; a move somewhere the user may not write is out of scope) and, once its
@@ -645,6 +703,8 @@ class _Push:
         cols = self.keep_in_place(name, rid, rec, cur, _changed_columns(name, rec, is_update))
         if name in _LINKED:
             cols = self.keep_linked(name, rid, rec, cur, cols)
+        if name == "attachments" and "kind" in cols:
+            cols = self.keep_kind(rid, rec, cur, cols)
         by_id = self.cs.device_changed.setdefault(name, {})
         changed = by_id[rid] = set(by_id.get(rid, ()))
         for col in cols:
@@ -790,6 +850,11 @@ class _Push:
             )
             keep = {k: pending[k] if same else None for k in _UPLOAD_LEARNT}
             keep["uploaded"] = bool(same and pending["uploaded"])
+            if row.get("kind") == "signature" and self.unsigned.get(pending.get("sha256") or ""):
+                # Bytes processed as the photo the upload guessed serve a signature only if
+                # they pass its checks: else the record waits for bytes, and uploading them
+                # again says why they are refused (the upload path's 422).
+                keep.update(dict.fromkeys(_UPLOAD_LEARNT[2:]), uploaded=False)
             after.update(row, pending_upload=False, **keep)
             self.cs.device_changed.setdefault(name, {})[rec["id"]] = set(row)
             return

@@ -47,24 +47,41 @@ def test_png_signature_uploaded_before_its_record_serves_every_variant(env, devi
     assert _fetch(client, phone, sig, "preview").data == data
 
 
-def _relabelled(env, device, client):
-    """A photo uploaded as a JPEG, then relabelled a signature: its PNG variants were never
-    made. Returns the phone, the inspection and the attachment."""
+def _lost_preview(app, env, device, client):
+    """A signature uploaded as a PNG whose preview the store has since lost. Returns the phone,
+    the inspection and the attachment."""
+    from media.uploads import derived_key
+
     phone = device(ANA)
     phone.sync()
     iid = new_inspection(phone, env)
-    data = jpeg(400, 300)
-    att = photo_record(phone, iid, None, data)
+    data = png(300, 120)
+    att = _signature(phone, iid, data)
     phone.sync()
-    assert _upload(client, phone, att, data).status_code == 200
+    assert _upload(client, phone, att, data, mime="image/png").status_code == 200
     phone.sync()
-    phone.update("attachments", att, kind="signature")
-    assert phone.sync()["conflicts"] == []
+    sha = hashlib.sha256(data).hexdigest()
+    for variant in ("preview-png", "thumb-png"):
+        app.extensions["blob_store"].delete(derived_key(sha, variant))
     return phone, iid, att
 
 
-def test_a_variant_the_store_lacks_is_a_404_envelope(env, device, client, db):
-    phone, _iid, att = _relabelled(env, device, client)
+def _signature(phone, iid, data, mime="image/png"):
+    return phone.create(
+        "attachments",
+        inspection_id=iid,
+        kind="signature",
+        sha256=hashlib.sha256(data).hexdigest(),
+        mime=mime,
+        byte_size=len(data),
+        signer_name="王",
+        signer_role="site_manager",
+        signed_at=1_795_000_000_000,
+    )
+
+
+def test_a_variant_the_store_lacks_is_a_404_envelope(app, env, device, client, db):
+    phone, _iid, att = _lost_preview(app, env, device, client)
     assert db.get(Attachment, att).kind == "signature"
     assert _fetch(client, phone, att, "original").status_code == 200
     resp = _fetch(client, phone, att, "preview")
@@ -74,8 +91,8 @@ def test_a_variant_the_store_lacks_is_a_404_envelope(env, device, client, db):
     assert "variant=original" in body["message"]
 
 
-def test_the_pdf_report_goes_out_without_a_thumbnail_the_store_lacks(env, device, client):
-    phone, iid, _att = _relabelled(env, device, client)
+def test_the_pdf_report_goes_out_without_a_thumbnail_the_store_lacks(app, env, device, client):
+    phone, iid, _att = _lost_preview(app, env, device, client)
     resp = client.get(f"/api/v1/inspections/{iid}/report.pdf", headers=phone.headers())
     assert resp.status_code == 200, resp.get_data()[:300]
     assert resp.mimetype == "application/pdf" and resp.data.startswith(b"%PDF")
@@ -123,3 +140,91 @@ def test_a_photos_png_too_large_for_a_signature_does_not_become_one(env, device,
         assert "4000" in body["message"]
         db.expire_all()
         assert db.get(Attachment, sig).uploaded is False
+
+
+def test_a_png_too_large_for_a_signature_uploaded_before_its_signature_record_is_not_uploaded(
+    env, device, client, db
+):
+    """Bytes first: the pending record guessed "photo" and processed them as one (no signature
+    variants). The record then says "signature": the bytes serve it only if they pass the
+    signature's checks, else it stays not uploaded and uploading again says why."""
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    phone.sync()
+    data = png(4100, 20)  # a fine photo, too wide for a signature (4000 px a side)
+    sig = _signature(phone, iid, data)
+    assert _upload(client, phone, sig, data, mime="image/png").status_code == 200
+    assert phone.sync()["conflicts"] == []
+    db.expire_all()
+    row = db.get(Attachment, sig)
+    assert (row.kind, row.uploaded, row.width, row.height) == ("signature", False, None, None)
+    assert _fetch(client, phone, sig, "preview").status_code == 404
+    again = _upload(client, phone, sig, data, mime="image/png")
+    body = again.get_json()
+    assert again.status_code == 422 and body["reason"] == "too_large", body
+    db.expire_all()
+    assert db.get(Attachment, sig).uploaded is False
+
+
+def test_a_signature_uploaded_before_its_record_as_a_small_png_stays_uploaded(
+    env, device, client, db
+):
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    phone.sync()
+    data = png(4000, 20)  # at the limit
+    sig = _signature(phone, iid, data)
+    assert _upload(client, phone, sig, data, mime="image/png").status_code == 200
+    assert phone.sync()["conflicts"] == []
+    db.expire_all()
+    row = db.get(Attachment, sig)
+    assert (row.kind, row.uploaded, row.width, row.height) == ("signature", True, 4000, 20)
+    assert _fetch(client, phone, sig, "preview").status_code == 200
+
+
+def _uploaded_photo(env, device, client, data, mime):
+    phone = device(ANA)
+    phone.sync()
+    iid = new_inspection(phone, env)
+    att = photo_record(phone, iid, None, data, mime=mime)
+    phone.sync()
+    assert _upload(client, phone, att, data, mime=mime).status_code == 200
+    phone.sync()
+    return phone, att
+
+
+def test_an_uploaded_photo_relabelled_a_signature_its_bytes_cannot_be_is_refused(
+    env, device, client, db
+):
+    """A push relabelling an uploaded photo a signature: its verified bytes must pass the
+    signature's checks (a PNG of at most 4000 px a side), or the server keeps it a photo and
+    says why (invalid_value on kind), as it keeps an uploaded file's content."""
+    for data, mime, why in (
+        (png(4100, 20), "image/png", "4000"),
+        (jpeg(400, 300), "image/jpeg", "PNG"),
+    ):
+        phone, att = _uploaded_photo(env, device, client, data, mime)
+        phone.update("attachments", att, kind="signature", signer_name="王")
+        conflicts = phone.sync()["conflicts"]
+        assert [(c["kind"], c["column"]) for c in conflicts] == [("invalid_value", "kind")]
+        assert why in conflicts[0]["detail"]
+        db.expire_all()
+        row = db.get(Attachment, att)
+        assert (row.kind, row.uploaded, row.signer_name) == ("photo", True, "王")
+        assert _fetch(client, phone, att, "preview").status_code == 200
+        phone.sync()
+        assert phone.get("attachments", att)["kind"] == "photo"  # the device's copy goes back
+
+
+def test_an_uploaded_small_png_photo_relabelled_a_signature_serves_its_variants(
+    env, device, client, db
+):
+    phone, att = _uploaded_photo(env, device, client, png(300, 120), "image/png")
+    phone.update("attachments", att, kind="signature")
+    assert phone.sync()["conflicts"] == []
+    db.expire_all()
+    assert (db.get(Attachment, att).kind, db.get(Attachment, att).uploaded) == ("signature", True)
+    resp = _fetch(client, phone, att, "preview")
+    assert resp.status_code == 200 and resp.mimetype == "image/png"
