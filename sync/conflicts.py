@@ -12,7 +12,8 @@ from store.changeset import AuditNote, ChangeSet, ConflictNote, Row
 from store.db import is_postgres
 from store.enums import LOCKED_STATUSES
 from store.errors import Invalid, NotFound
-from store.models import Conflict
+from store.models import Blob, Conflict
+from store.signature_limits import blob_problem
 from store.types import utcnow
 from sync import writer
 from sync.push import Rules, answer_problem, to_db, tombstone
@@ -255,6 +256,8 @@ def _apply_values(
             errors={c: ["fixed once the file is uploaded"] for c in content},
             reason="not_resolvable",
         )
+    if changes.get("kind") == "signature" and current.get("uploaded"):
+        _check_signature_bytes(session, current)
     if inspection is not None:
         cs.add_context("inspections", inspection)
     after = cs.add_context(name, current)
@@ -265,6 +268,24 @@ def _apply_values(
         cs.device_changed.setdefault(name, {})[conflict.record_id] = set(changes)
     cs.bump(name, conflict.record_id)
     return values
+
+
+def _check_signature_bytes(session: Session, current: Row) -> None:
+    """An uploaded attachment becomes a signature only if its verified bytes can be one (as in
+    a push, push.keep_kind): processed as a photo, they passed no signature check."""
+    blob = session.get(Blob, current.get("sha256") or "")
+    problem = (
+        blob_problem(blob.mime, blob.width, blob.height)
+        if blob is not None
+        else ("not_uploaded", "The server holds no processed bytes for this attachment.")
+    )
+    if problem is not None:
+        raise Invalid(
+            f"{problem[1]} The uploaded bytes are verified and kept as a "
+            f"{current.get('kind')}; keep the server's value: a signature is a new attachment.",
+            errors={"kind": ["its uploaded bytes cannot be a signature"]},
+            reason="not_resolvable",
+        )
 
 
 def _frozen(inspection: Row | None) -> bool:

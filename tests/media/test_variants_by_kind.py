@@ -228,3 +228,25 @@ def test_an_uploaded_small_png_photo_relabelled_a_signature_serves_its_variants(
     assert (db.get(Attachment, att).kind, db.get(Attachment, att).uploaded) == ("signature", True)
     resp = _fetch(client, phone, att, "preview")
     assert resp.status_code == 200 and resp.mimetype == "image/png"
+
+
+def test_resolving_the_refused_relabel_with_the_devices_kind_is_refused_too(
+    env, device, client, db, api
+):
+    """The refused relabel's conflict offers the device's value; taking it would make the same
+    uploaded signature without signature variants."""
+    from sqlalchemy import select
+
+    from store.models import Conflict
+    from tests.conftest import NORTH
+
+    phone, att = _uploaded_photo(env, device, client, png(4100, 20), "image/png")
+    phone.update("attachments", att, kind="signature")
+    assert [c["column"] for c in phone.sync()["conflicts"]] == ["kind"]
+    conflict = db.scalars(select(Conflict).where(Conflict.record_id == att)).one()
+    resp = api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json={"resolution": "take_device"})
+    body = resp.get_json()
+    assert resp.status_code == 422 and body["reason"] == "not_resolvable", body
+    assert "4000" in body["message"]
+    db.expire_all()
+    assert (db.get(Attachment, att).kind, db.get(Attachment, att).uploaded) == ("photo", True)
