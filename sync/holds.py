@@ -9,7 +9,8 @@ cursor past the one it was asked from).
 
 - held: the pull that learned of the loss was served;
 - passed: the device applied that pull and a sync went by without a push;
-- ready: the device pushed since (the push carried its edits there, kept as conflicts);
+- ready: the device pushed since (the push carried its edits there, kept as conflicts); a
+  push the server refuses puts them back to held;
 - released: the deletions went out; sent again on every sync until the device shows it
   applied them.
 
@@ -90,6 +91,18 @@ def step(
     return [h for h in kept if h.sites], frozenset(s for s in send if not visible(s))
 
 
-def pushed(holds: list[Hold]) -> list[Hold]:
-    """After a push the server accepted: the edits made at the held sites are in."""
-    return [Hold(h.sites, READY, h.mark) if h.stage in (HELD, PASSED) else h for h in holds]
+def pushed(holds: list[Hold], cursor: int | None) -> list[Hold]:
+    """After a push the server accepted, from a device that had pulled up to `cursor`: the
+    edits made at the sites it knew were held are in."""
+    return [
+        Hold(h.sites, READY, h.mark)
+        if h.stage in (HELD, PASSED) and cursor is not None and cursor >= h.mark
+        else h
+        for h in holds
+    ]
+
+
+def refused(holds: list[Hold]) -> list[Hold]:
+    """After a push the server refused (409, 422...): it carried none of the device's edits,
+    so the deletions wait again, as just held, for one it accepts or a sync without one."""
+    return [h if h.stage == RELEASED else Hold(h.sites, HELD, h.mark) for h in holds]

@@ -245,10 +245,13 @@ def finish(
         lost = _closures(scope, page)
         if moved:
             # Refused records at the sites held wait for their deletions (_lost).
-            lost |= _scope_changes(session, scope, page, low, end, lost | holds.sites(req.held))
+            waiting = holds.sites(h for h in req.held if h.stage != holds.RELEASED)
+            lost |= _scope_changes(session, scope, page, low, end, lost | waiting)
         new_sync = low != req.resume  # not a later page of a paged pull
+        regained = frozenset(s for s in holds.sites(req.held) if scope.sees_site(s))
         req.held, gone = holds.step(req.held, new_sync, low, end, lost, scope.sees_site)
         _delete_sites(session, scope, page, gone)
+        _regained(session, scope, page, regained)
     if req.migration:
         _dump_tables(session, scope, page, req.migration["tables"], None, end)
     result: dict[str, Any] = {"changes": page.changes, "timestamp": end, "has_more": has_more}
@@ -350,22 +353,43 @@ def _closures(scope: Scope, page: Page) -> frozenset[str]:
 def _delete_sites(session: Session, scope: Scope, page: Page, gone: frozenset[str]) -> None:
     """The deletions of the records at sites the device lost (sync/holds.py), and of the
     records it pushed there that the server refused (they are none of those)."""
-    if not gone:
-        return
-    sites = sorted(gone)
+    if gone:
+        _delete_where(session, page, gone, tombstones=False)
+        _delete_refused(session, scope, page, gone)
+
+
+def _regained(session: Session, scope: Scope, page: Page, sites: frozenset[str]) -> None:
+    """Sites given back while their deletions were held: the grant sends their live records;
+    the device also drops those deleted meanwhile (their tombstones passed out of its scope)
+    and those it pushed there that the server refused."""
+    if sites:
+        _delete_where(session, page, sites, tombstones=True)
+        _delete_refused(session, scope, page, sites)
+
+
+def _delete_where(
+    session: Session, page: Page, sites: frozenset[str], *, tombstones: bool
+) -> None:
+    """Deletions of the records at these sites (only those deleted, when `tombstones`)."""
     for name, column in SITE_COLUMN.items():
         table = TABLES[name].table
-        for record_id in session.execute(
-            select(table.c.id).where(one_of(session, table.c[column], sites))
-        ).scalars():
+        stmt = select(table.c.id).where(one_of(session, table.c[column], sorted(sites)))
+        if tombstones:
+            stmt = stmt.where(table.c.deleted_at.is_not(None))
+        for record_id in session.execute(stmt).scalars():
             if record_id not in page.ids[name]:
                 page.delete(name, record_id)
+
+
+def _delete_refused(session: Session, scope: Scope, page: Page, sites: frozenset[str]) -> None:
+    """Deletions of the records this user pushed at these sites that the server refused and
+    the user cannot see (it never stored them, or not where they may see them)."""
     refused: dict[str, set[str]] = {}
     for name, record_id in session.execute(
         select(Conflict.table_name, Conflict.record_id).where(
             Conflict.user_id == scope.user_id,
             Conflict.kind.in_(REFUSED),
-            one_of(session, Conflict.site_id, sites),
+            one_of(session, Conflict.site_id, sorted(sites)),
         )
     ):
         if name in TABLES and record_id not in page.ids[name]:

@@ -224,12 +224,27 @@ def push_changes():
     scope.require_role(INSPECTOR, REGIONAL_MANAGER)
     session = db.session()
     try:
-        return _push(session, scope, assume_new=True)
-    except push.AssumedNewExists:
-        # A record the fast path took as new is on the server: the whole request again in a
-        # new transaction (its replay check and device state too), every record looked up.
+        try:
+            return _push(session, scope, assume_new=True)
+        except push.AssumedNewExists:
+            # A record the fast path took as new is on the server: the whole request again in
+            # a new transaction (its replay check and device state too), every record looked up.
+            session.rollback()
+            return _push(session, scope, assume_new=False)
+    except DomainError:
         session.rollback()
-        return _push(session, scope, assume_new=False)
+        _push_refused(session, scope.user_id)
+        raise
+
+
+def _push_refused(session: Session, user_id: str) -> None:
+    """A refused push changes nothing but this: it carried none of the edits the device made
+    at the sites it lost, so their deletions wait for one the server accepts (sync/holds.py)."""
+    state = session.get(DeviceState, (user_id, g.device_id))
+    held = holds.load(state.held if state is not None else None)
+    if held:
+        state.held = holds.dump(holds.refused(held))
+        session.commit()
 
 
 def _push(session: Session, scope: Scope, assume_new: bool) -> Response:
@@ -256,7 +271,9 @@ def _push(session: Session, scope: Scope, assume_new: bool) -> Response:
     )
     # Its edits at the sites it lost are in: their deletions may go (sync/holds.py).
     held = holds.load(state.held if state is not None else None)
-    ready = {"held": holds.dump(holds.pushed(held))} if held else {}
+    cursor = g.json_body.get("last_pulled_at") if isinstance(g.json_body, dict) else None
+    cursor = cursor if isinstance(cursor, int) else None
+    ready = {"held": holds.dump(holds.pushed(held, cursor))} if held else {}
     _note_device(scope.user_id, "last_push_at", **ready)
     top = revs.stamp(session)
     result["timestamp"] = top if top is not None else revs.current_rev(session)

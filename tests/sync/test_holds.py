@@ -34,7 +34,7 @@ def test_released_deletions_go_again_until_the_device_shows_it_has_them():
 
 
 def test_a_push_makes_a_hold_ready_and_the_next_sync_releases_it():
-    ready = holds.pushed([Hold(S, HELD, 20)])
+    ready = holds.pushed([Hold(S, HELD, 20)], 20)
     assert ready == [Hold(S, READY, 20)]
     assert holds.step(ready, False, 20, 30, frozenset(), _never) == (ready, frozenset())
     assert holds.step(ready, True, 10, 30, frozenset(), _never) == ([Hold(S, RELEASED, 30)], S)
@@ -51,3 +51,15 @@ def test_holds_round_trip_through_the_bookkeeping():
     kept = [Hold(S, PASSED, 7), Hold(frozenset({"a", "b"}), HELD, 9)]
     assert holds.load(holds.dump(kept)) == kept
     assert holds.dump([]) is None and holds.load(None) == []
+
+
+def test_a_refused_push_puts_a_hold_back_and_only_a_push_after_the_hold_readies_it():
+    waiting = [Hold(S, PASSED, 30), Hold(frozenset({"t"}), READY, 20), Hold(S, RELEASED, 40)]
+    assert holds.refused(waiting) == [
+        Hold(S, HELD, 30),
+        Hold(frozenset({"t"}), HELD, 20),
+        Hold(S, RELEASED, 40),
+    ]
+    # A push from a device that had not applied the pull that held the site proves nothing.
+    assert holds.pushed([Hold(S, HELD, 30)], 20) == [Hold(S, HELD, 30)]
+    assert holds.pushed([Hold(S, HELD, 30)], None) == [Hold(S, HELD, 30)]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from store.models import Conflict, DeviceState
-from tests.sync_env import ANA, HQ_EMAIL, answer, elsewhere, new_inspection
+from store.models import Conflict, DeviceState, Response
+from tests.sync.device import SyncFailed
+from tests.sync_env import ANA, BEN, HQ_EMAIL, answer, elsewhere, new_inspection
 
 
 def _grant(api, env, site: str = "S-HOTEL") -> str:
@@ -215,3 +217,107 @@ def test_a_lost_push_then_a_lost_pull_do_not_count_as_a_sync_gone_by(env, device
     assert phone.get("inspections", iid) is not None
     assert iid in {c["id"] for c in result["conflicts"]}
     assert _kept(db, iid)[0].device_value["notes"] == "mould behind the minibar"
+
+
+# --- found by review: refused pushes, records created or deleted around a hold ---------------
+
+
+def _notes_kept(db, iid: str) -> list[str]:
+    return [c.device_value.get("notes") for c in _kept(db, iid) if c.device_value]
+
+
+def test_refused_pushes_do_not_count_as_syncs_without_a_push_422(env, device, api, db):
+    phone, iid, _rid = _edited_offline(env, device, api)
+    # Something on the phone the server refuses whole (all-or-nothing push: 422).
+    bad = {"site_id": env["sites"]["N-HOTEL"], "status": "not-a-status", "started_at": 1}
+    phone.create("inspections", template_id=env["template"], area="x", **bad)
+    for _ in range(2):
+        with pytest.raises(SyncFailed) as failed:
+            phone.sync()  # the pull is applied and its cursor saved; the push is refused
+        assert failed.value.status == 422
+        elsewhere(device, env)
+    with pytest.raises(SyncFailed):
+        phone.sync()
+    # The edit never reached the server ...
+    assert "mould behind the minibar" not in _notes_kept(db, iid)
+    # ... so the device must still hold it; it was destroyed by the pulled deletions.
+    assert phone.get("inspections", iid) is not None
+
+
+def _sync_racing(phone, rival, record: str) -> None:
+    """phone's sync, with a colleague's change to `record` landing between its pull and push."""
+    phone.last_pulled_at = cursor = phone.pull()
+    rival.sync()
+    rival.update("inspections", record, area=f"area {rival.pushes}")
+    rival.sync()
+    with pytest.raises(SyncFailed) as failed:
+        phone.push(cursor)
+    assert failed.value.status == 409  # stale_push
+
+
+def test_refused_pushes_do_not_count_as_syncs_without_a_push_409(env, device, api, db):
+    tab = device(ANA, "tab")
+    tab.sync()
+    shared = new_inspection(tab, env)  # at N-HOTEL: stays in Ana's scope
+    tab.sync()
+    phone, iid, _rid = _edited_offline(env, device, api)  # phone has `shared` too
+    phone.update("inspections", shared, notes="phone's note")
+    _sync_racing(phone, tab, shared)  # the holding pull; its push is stale (409)
+    _sync_racing(phone, tab, shared)  # the next sync's push is stale as well
+    phone.sync()  # the pull still holds the site; its push goes through, edits and all
+    assert "mould behind the minibar" in _notes_kept(db, iid)
+    assert phone.get("inspections", iid) is not None
+
+
+def test_a_record_created_there_before_the_releasing_pull_leaves_once_refused(env, device, api):
+    phone, iid, _rid = _edited_offline(env, device, api)
+    phone.sync()  # the holding pull; the push sends the edits (hold ready)
+    elsewhere(device, env)
+    # Offline again before the next sync: a new answer in the held inspection.
+    late = answer(phone, iid, "remark", "one more thing")
+    result = phone.sync()  # the pull releases the site (its known records go); the push
+    assert phone.get("inspections", iid) is None  # sends the new answer: refused
+    assert late in {c["id"] for c in result["conflicts"]}
+    for _ in range(3):
+        phone.sync()
+        elsewhere(device, env)
+    # The server never stored it and the device may not see its site: it must leave.
+    assert phone.get("responses", late) is None
+
+
+def test_a_record_deleted_while_held_leaves_when_the_site_is_given_back(env, device, api):
+    assignment = _grant(api, env)
+    ben = device(BEN, "ben")  # Ben works at S-HOTEL too
+    ben.sync()
+    bens = new_inspection(ben, env, site="S-HOTEL")
+    ben.sync()
+    phone = device(ANA, "phone")
+    phone.sync()
+    assert phone.get("inspections", bens) is not None
+    assert api.delete(f"/assignments/{assignment}", HQ_EMAIL).status_code == 204
+    phone.sync()  # the holding pull: the site's records stay for now
+    ben.delete("inspections", bens)
+    assert ben.sync()["conflicts"] == []  # deleted on the server while Ana's phone holds the site
+    phone.sync()  # the tombstone passes by, out of Ana's scope
+    _grant(api, env)  # the site given back before its deletions went
+    for _ in range(3):
+        phone.sync()
+        elsewhere(device, env)
+    assert "S-HOTEL" in {s["code"] for s in phone.live("sites").values()}
+    assert phone.get("inspections", bens) is None
+
+
+def test_a_record_refused_while_held_leaves_when_the_site_is_given_back(env, device, api, db):
+    phone, iid, rid = _edited_offline(env, device, api)  # rid: an answer created offline
+    result = phone.sync()  # holding pull; the push is refused at the lost site
+    assert ("responses", rid, "out_of_scope") in {
+        (c["table"], c["id"], c["kind"]) for c in result["conflicts"]
+    }
+    _grant(api, env)  # given back before the deletions went
+    for _ in range(3):
+        phone.sync()
+        elsewhere(device, env)
+    assert phone.get("inspections", iid) is not None  # the site is back
+    db.expire_all()
+    assert db.get(Response, rid) is None  # the server never stored the answer ...
+    assert phone.get("responses", rid) is None  # ... so the device drops it
