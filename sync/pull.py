@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import heapq
 from collections.abc import Iterable
 from operator import itemgetter
@@ -113,16 +112,26 @@ class PullRequest:
         # The deletions this device is owed (sync/holds.py); the pull leaves here what the
         # device is owed after it.
         self.held: list[holds.Hold] = []
+        # A regional manager's sites as this device last pulled them (reach_text), if known.
+        self.reach: frozenset[str] | None = None
 
 
-def scope_key(role: str, region_id: str | None, sites: Iterable[str] | None = None) -> str:
-    """What a user's scope depends on besides their assignments (those are tracked by rev):
-    for a regional manager the region and the sites in it, since a site moved to another
-    region leaves one manager's scope and joins another's without any rev of theirs moving."""
-    if role != REGIONAL_MANAGER:
-        return role
-    digest = hashlib.sha256(",".join(sorted(sites or ())).encode()).hexdigest()[:16]
-    return f"{role}|{region_id or ''}|{digest}"
+def reach_text(role: str, sites: Iterable[str] | None) -> str | None:
+    """A regional manager's sites as the device's bookkeeping keeps them (others: none)."""
+    return ",".join(sorted(sites or ())) if role == REGIONAL_MANAGER else None
+
+
+def load_reach(text: str | None) -> frozenset[str] | None:
+    """The sites from reach_text."""
+    return None if text is None else frozenset(filter(None, text.split(",")))
+
+
+def scope_key(role: str) -> str:
+    """What a device's scope is judged by besides its sites: the role. An inspector's sites
+    move with their assignments' revs; a regional manager's with the region's sites, compared
+    with those the device last pulled (PullRequest.reach): a site that leaves is lost as an
+    inspector's revoked one is (its deletions held, sync/holds.py), one that joins is sent."""
+    return role
 
 
 def is_replacement(
@@ -215,7 +224,7 @@ def pull(session: Session, scope: Scope, req: PullRequest) -> dict[str, Any]:
     top, purged, assignments_moved, conflicts_moved = session.execute(
         select(counter.value, counter.purged_rev, *moved).where(counter.id == 1)
     ).one()
-    key = scope_key(scope.role, scope.region_id, reach(scope))
+    key = scope_key(scope.role)
     replacement = is_replacement(cursor, purged, req.resume, req.scope_key, key)
     first = cursor is None or cursor <= 0 or replacement
     low = -1 if first else cursor
@@ -242,7 +251,7 @@ def finish(
         # The whole dataset (from nothing, or a replacement): no deletion is owed.
         req.held = []
     else:
-        lost = _closures(scope, page)
+        lost = _closures(scope, page) | _region_moves(session, scope, page, req, end)
         if moved:
             # Refused records at the sites held wait for their deletions (_lost).
             waiting = holds.sites(h for h in req.held if h.stage != holds.RELEASED)
@@ -344,6 +353,20 @@ def _dump_tables(
                 page.update(name, row[0], convert(row[:-1]))
 
 
+def _region_moves(
+    session: Session, scope: Scope, page: Page, req: PullRequest, end: int
+) -> frozenset[str]:
+    """A regional manager's sites since the device's last pull: those that joined (moved into
+    the region) are sent whole; those that left are returned, lost (sync/holds.py)."""
+    now = reach(scope)
+    if scope.role != REGIONAL_MANAGER or req.reach is None or now is None:
+        return frozenset()
+    joined = frozenset(s for s in now - req.reach if scope.sees_site(s))
+    if joined:
+        _dump_tables(session, scope, page, list(SITE_COLUMN), joined, end)
+    return req.reach - now
+
+
 def _closures(scope: Scope, page: Page) -> frozenset[str]:
     """Sites closed since the cursor (their tombstones are in this page): their records leave
     the device, as if access were revoked; REST no longer reaches them either."""
@@ -367,9 +390,7 @@ def _regained(session: Session, scope: Scope, page: Page, sites: frozenset[str])
         _delete_refused(session, scope, page, sites)
 
 
-def _delete_where(
-    session: Session, page: Page, sites: frozenset[str], *, tombstones: bool
-) -> None:
+def _delete_where(session: Session, page: Page, sites: frozenset[str], *, tombstones: bool) -> None:
     """Deletions of the records at these sites (only those deleted, when `tombstones`)."""
     for name, column in SITE_COLUMN.items():
         table = TABLES[name].table

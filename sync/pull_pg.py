@@ -25,6 +25,8 @@ from sync.pull import (
     PullRequest,
     finish,
     is_replacement,
+    load_reach,
+    reach_text,
     render_rows,
     scope_key,
 )
@@ -114,7 +116,7 @@ def statement(scoped: bool, first: bool) -> str:
                  EXISTS (SELECT 1 FROM refresh_tokens r
                          WHERE r.family = %(sid)s AND r.revoked_at IS NOT NULL) AS ended,
                  (SELECT region_id FROM me) AS region_id, {sites},
-                 d.resume_rev AS resume, d.scope_key, d.held
+                 d.resume_rev AS resume, d.scope_key, d.held, d.reach
           FROM counter c LEFT JOIN device_states d
             ON d.user_id = %(user)s AND d.device_id = %(device)s) m
     UNION ALL
@@ -148,8 +150,9 @@ _NOTE_DEVICE = re.sub(
     " ",
     """
     INSERT INTO device_states (user_id, device_id, last_pull_at, last_pulled_rev,
-                               pull_start_rev, resume_rev, scope_key, held)
-    VALUES (%(user)s, %(device)s, now(), %(end)s, %(start)s, %(resume)s, %(key)s, %(held)s)
+                               pull_start_rev, resume_rev, scope_key, held, reach)
+    VALUES (%(user)s, %(device)s, now(), %(end)s, %(start)s, %(resume)s, %(key)s, %(held)s,
+            %(reach)s)
     ON CONFLICT (user_id, device_id) DO UPDATE SET
         last_pull_at = excluded.last_pull_at,
         last_pulled_rev = excluded.last_pulled_rev,
@@ -158,7 +161,8 @@ _NOTE_DEVICE = re.sub(
                               ELSE excluded.pull_start_rev END,
         resume_rev = excluded.resume_rev,
         scope_key = excluded.scope_key,
-        held = excluded.held
+        held = excluded.held,
+        reach = excluded.reach
     """,
 ).encode()
 _BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
@@ -245,7 +249,7 @@ def pull(
         # The role changed since the token was issued: the same snapshot, the right statement.
         scoped = role != HQ
         meta, rows = _run(raw, params, scoped, first)
-    key = scope_key(role, meta["region_id"], meta["sites"])
+    key = scope_key(role)
     replacement = is_replacement(cursor, meta["purged"], meta["resume"], meta["scope_key"], key)
     if replacement:
         # Purged tombstones or another scope: the whole dataset, from the same snapshot.
@@ -260,6 +264,7 @@ def pull(
     scope = Scope(user_id, role, meta["region_id"], live, closed)
     page = _page(session, rows)
     req.resume, req.held = meta["resume"], holds.load(meta["held"])
+    req.reach = load_reach(meta["reach"])
     result = finish(
         session, scope, page, req, params["low"], end, has_more, first, meta["moved"], replacement
     )
@@ -268,6 +273,7 @@ def pull(
     with raw.pipeline():
         resume = end if has_more else None
         note = {"user": user_id, "device": device_id, "end": end, "start": cursor, "key": key}
-        raw.execute(_NOTE_DEVICE, {**note, "resume": resume, "held": holds.dump(req.held)})
+        extra = {"held": holds.dump(req.held), "reach": reach_text(role, meta["sites"])}
+        raw.execute(_NOTE_DEVICE, {**note, "resume": resume, **extra})
         raw.execute(b"COMMIT")
     return result

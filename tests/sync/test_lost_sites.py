@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from store.models import Conflict, DeviceState, Response
+from store.models import Conflict, DeviceState, Response, Site
 from tests.sync.device import SyncFailed
-from tests.sync_env import ANA, BEN, HQ_EMAIL, answer, elsewhere, new_inspection
+from tests.sync_env import ANA, BEN, HQ_EMAIL, NORTH, answer, elsewhere, new_inspection
 
 
 def _grant(api, env, site: str = "S-HOTEL") -> str:
@@ -321,3 +321,68 @@ def test_a_record_refused_while_held_leaves_when_the_site_is_given_back(env, dev
     db.expire_all()
     assert db.get(Response, rid) is None  # the server never stored the answer ...
     assert phone.get("responses", rid) is None  # ... so the device drops it
+
+
+# --- regional managers: sites joining or leaving the region --------------------------------
+
+
+def test_a_managers_edits_at_a_site_moved_to_another_region_are_kept(env, device, api, db):
+    writer = device(ANA, "writer")
+    writer.sync()
+    iid = new_inspection(writer, env, site="N-CANTEEN")
+    writer.sync()
+    manager = device(NORTH, "manager")
+    manager.sync()
+    assert manager.get("inspections", iid) is not None
+    manager.update("inspections", iid, notes="seen by the manager offline")
+    south = db.get(Site, env["sites"]["S-HOTEL"])
+    moved = api.patch(
+        f"/sites/{env['sites']['N-CANTEEN']}", HQ_EMAIL, json={"region_id": south.region_id}
+    )
+    assert moved.status_code == 200, moved.get_json()
+    manager.sync()
+    notes = _notes_kept(db, iid)
+    assert "seen by the manager offline" in notes or manager.get("inspections", iid)
+
+
+def test_a_new_site_in_the_region_does_not_replace_a_managers_data(env, device, api, db):
+    writer = device(ANA, "writer")
+    writer.sync()
+    iid = new_inspection(writer, env, site="N-CANTEEN")
+    writer.sync()
+    manager = device(NORTH, "manager")
+    manager.sync()
+    manager.update("inspections", iid, notes="seen by the manager offline")
+    canteen = env["sites"]["N-CANTEEN"]
+    hotel = db.get(Site, env["sites"]["N-HOTEL"])
+    assert api.delete(f"/sites/{canteen}", HQ_EMAIL).status_code == 204
+    # HQ opens a site in the same region: the manager's scope key changes.
+    made = api.post(
+        "/sites", HQ_EMAIL, json={"region_id": hotel.region_id, "name": "New", "code": "N-NEW"}
+    )
+    assert made.status_code == 201, made.get_json()
+    manager.sync()  # closure and new site in one pull: no replacement
+    notes = _notes_kept(db, iid)
+    assert "seen by the manager offline" in notes or manager.get("inspections", iid)
+
+
+def test_a_new_site_after_the_holding_pull_keeps_the_hold(env, device, api, db):
+    writer = device(ANA, "writer")
+    writer.sync()
+    iid = new_inspection(writer, env, site="N-CANTEEN")
+    writer.sync()
+    manager = device(NORTH, "manager")
+    manager.sync()
+    manager.update("inspections", iid, notes="seen by the manager offline")
+    canteen = env["sites"]["N-CANTEEN"]
+    hotel = db.get(Site, env["sites"]["N-HOTEL"])
+    assert api.delete(f"/sites/{canteen}", HQ_EMAIL).status_code == 204
+    manager.last_pulled_at = manager.pull()  # the holding pull lands, its push is lost
+    assert manager.get("inspections", iid) is not None
+    made = api.post(
+        "/sites", HQ_EMAIL, json={"region_id": hotel.region_id, "name": "New", "code": "N-NEW"}
+    )
+    assert made.status_code == 201, made.get_json()
+    manager.sync()  # the new site is sent; the hold stands
+    notes = _notes_kept(db, iid)
+    assert "seen by the manager offline" in notes or manager.get("inspections", iid)

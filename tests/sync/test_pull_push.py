@@ -381,7 +381,9 @@ def test_a_closed_site_leaves_every_device_that_had_it(env, device, api):
         assert dev.get("sites", canteen) is None, email
 
 
-def test_a_manager_moved_to_another_region_gets_a_replacement(env, device, api, db):
+def test_a_manager_moved_to_another_region_gets_its_sites_and_loses_the_old_ones(
+    env, device, api, db
+):
     phone = device(NORTH)
     phone.sync()
     north_sites = {s["code"] for s in phone.live("sites").values()}
@@ -393,7 +395,12 @@ def test_a_manager_moved_to_another_region_gets_a_replacement(env, device, api, 
     south = db.get(Site, env["sites"]["S-HOTEL"]).region_id
     moved = api.patch(f"/users/{env['users'][NORTH]}", HQ_EMAIL, json={"region_id": south})
     assert moved.status_code == 200
-    phone.sync()
+    phone.sync()  # no replacement: the new region arrives whole, the old one is held
+    assert phone.get("inspections", south_inspection) is not None
+    assert {"N-HOTEL", "N-CANTEEN"} <= {s["code"] for s in phone.live("sites").values()}
+    for _ in range(2):  # the old region's deletions wait for the device's edits there
+        elsewhere(device, env)
+        phone.sync()
     assert {s["code"] for s in phone.live("sites").values()} == {"S-HOTEL", "S-STORE"}
     assert phone.get("inspections", south_inspection) is not None
 
@@ -414,10 +421,15 @@ def test_a_site_moved_to_another_region_moves_between_managers_devices(env, devi
     assert moved.status_code == 200, moved.get_json()
     north.sync()
     south.sync()
-    assert north.get("sites", hotel) is None and north.get("inspections", iid) is None
     assert south.get("sites", hotel) is not None and south.get("inspections", iid) is not None
+    assert north.get("inspections", iid) is not None  # held for the edits made there
+    for _ in range(2):
+        elsewhere(device, env)
+        north.sync()
+    assert north.get("sites", hotel) is None and north.get("inspections", iid) is None
     fresh = device(SOUTH, "fresh")
     fresh.sync()
+    south.sync()
     assert fresh.snapshot() == south.snapshot()
 
 
