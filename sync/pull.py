@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import heapq
-from collections.abc import Iterable
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -112,18 +112,41 @@ class PullRequest:
         # The deletions this device is owed (sync/holds.py); the pull leaves here what the
         # device is owed after it.
         self.held: list[holds.Hold] = []
-        # A regional manager's sites as this device last pulled them (reach_text), if known.
-        self.reach: frozenset[str] | None = None
+        # A regional manager's sites as this device last pulled them (Reach), if known; the
+        # pull leaves here what to remember after it.
+        self.reach: Reach | None = None
 
 
-def reach_text(role: str, sites: Iterable[str] | None) -> str | None:
-    """A regional manager's sites as the device's bookkeeping keeps them (others: none)."""
-    return ",".join(sorted(sites or ())) if role == REGIONAL_MANAGER else None
+@dataclass(frozen=True)
+class Reach:
+    """A regional manager's sites as the device last pulled them; while the device has not
+    shown it applied the pull that changed them (a later sync from at least `mark`, the
+    cursor that pull handed out), also the sites before (its answer may have been lost)."""
+
+    sites: frozenset[str]
+    before: frozenset[str] | None
+    mark: int
+
+    @classmethod
+    def load(cls, text: str | None) -> Reach | None:
+        """The reach from the device's bookkeeping (dump())."""
+        if not text:
+            return None
+        raw = orjson.loads(text)
+        before = None if raw["before"] is None else frozenset(raw["before"])
+        return cls(frozenset(raw["sites"]), before, raw["mark"])
+
+    def dump(self) -> str:
+        """The reach as the device's bookkeeping stores it."""
+        before = None if self.before is None else sorted(self.before)
+        return orjson.dumps(
+            {"sites": sorted(self.sites), "before": before, "mark": self.mark}
+        ).decode()
 
 
-def load_reach(text: str | None) -> frozenset[str] | None:
-    """The sites from reach_text."""
-    return None if text is None else frozenset(filter(None, text.split(",")))
+def dump_reach(found: Reach | None) -> str | None:
+    """The bookkeeping's text for a reach, or none."""
+    return None if found is None else found.dump()
 
 
 def scope_key(role: str) -> str:
@@ -250,8 +273,11 @@ def finish(
     if first:
         # The whole dataset (from nothing, or a replacement): no deletion is owed.
         req.held = []
+        now = reach(scope)
+        manager = scope.role == REGIONAL_MANAGER and now is not None
+        req.reach = Reach(now, None, end) if manager else None
     else:
-        lost = _closures(scope, page) | _region_moves(session, scope, page, req, end)
+        lost = _closures(scope, page) | _region_moves(session, scope, page, req, low, end)
         if moved:
             # Refused records at the sites held wait for their deletions (_lost).
             waiting = holds.sites(h for h in req.held if h.stage != holds.RELEASED)
@@ -354,17 +380,37 @@ def _dump_tables(
 
 
 def _region_moves(
-    session: Session, scope: Scope, page: Page, req: PullRequest, end: int
+    session: Session, scope: Scope, page: Page, req: PullRequest, low: int, end: int
 ) -> frozenset[str]:
     """A regional manager's sites since the device's last pull: those that joined (moved into
-    the region) are sent whole; those that left are returned, lost (sync/holds.py)."""
+    the region, or new) are sent whole; those that left are returned, lost (sync/holds.py).
+    Judged against the sites before a change whose pull the device has not shown it applied,
+    so a lost answer is sent again."""
     now = reach(scope)
-    if scope.role != REGIONAL_MANAGER or req.reach is None or now is None:
+    if scope.role != REGIONAL_MANAGER or now is None:
+        req.reach = None
         return frozenset()
-    joined = frozenset(s for s in now - req.reach if scope.sees_site(s))
+    known = req.reach
+    if known is None:  # bookkeeping from before devices remembered their sites
+        req.reach = Reach(now, None, end)
+        return frozenset()
+    # A later sync from before the cursor the changing pull handed out: its answer was lost.
+    sync = low != req.resume  # not a later page of a paged pull
+    unseen = known.before is not None and sync and low < known.mark
+    prev = known.before if unseen and known.before is not None else known.sites
+    if prev == now:
+        if known.sites != now:  # back to the sites the device has: nothing pending
+            req.reach = Reach(now, None, end)
+        elif known.before is not None and sync and not unseen:  # the device has the change
+            req.reach = Reach(now, None, known.mark)
+        else:
+            req.reach = known
+        return frozenset()
+    joined = frozenset(s for s in now - prev if scope.sees_site(s))
     if joined:
         _dump_tables(session, scope, page, list(SITE_COLUMN), joined, end)
-    return req.reach - now
+    req.reach = Reach(now, prev, end)
+    return prev - now
 
 
 def _closures(scope: Scope, page: Page) -> frozenset[str]:

@@ -23,10 +23,10 @@ from sync.pull import (
     SITE_COLUMN,
     Page,
     PullRequest,
+    Reach,
+    dump_reach,
     finish,
     is_replacement,
-    load_reach,
-    reach_text,
     render_rows,
     scope_key,
 )
@@ -264,7 +264,7 @@ def pull(
     scope = Scope(user_id, role, meta["region_id"], live, closed)
     page = _page(session, rows)
     req.resume, req.held = meta["resume"], holds.load(meta["held"])
-    req.reach = load_reach(meta["reach"])
+    req.reach = Reach.load(meta["reach"])
     result = finish(
         session, scope, page, req, params["low"], end, has_more, first, meta["moved"], replacement
     )
@@ -273,7 +273,7 @@ def pull(
     with raw.pipeline():
         resume = end if has_more else None
         note = {"user": user_id, "device": device_id, "end": end, "start": cursor, "key": key}
-        extra = {"held": holds.dump(req.held), "reach": reach_text(role, meta["sites"])}
+        extra = {"held": holds.dump(req.held), "reach": dump_reach(req.reach)}
         raw.execute(_NOTE_DEVICE, {**note, "resume": resume, **extra})
         raw.execute(b"COMMIT")
     return result

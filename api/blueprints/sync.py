@@ -160,7 +160,7 @@ def _do_pull(args: dict) -> Response:
     start = req.cursor
     if state is not None:
         req.resume, req.scope_key = state.resume_rev, state.scope_key
-        req.held, req.reach = holds.load(state.held), pull.load_reach(state.reach)
+        req.held, req.reach = holds.load(state.held), pull.Reach.load(state.reach)
         if state.resume_rev is not None and req.cursor == state.resume_rev:
             # A later page of a paged pull: the device's edits are as old as its first page.
             start = state.pull_start_rev
@@ -174,7 +174,7 @@ def _do_pull(args: dict) -> Response:
         resume_rev=result["timestamp"] if result["has_more"] else None,
         scope_key=pull.scope_key(user.role),
         held=holds.dump(req.held),
-        reach=pull.reach_text(user.role, pull.reach(scope)),
+        reach=pull.dump_reach(req.reach),
     )
     db.commit()
     return _json(result)

@@ -386,3 +386,45 @@ def test_a_new_site_after_the_holding_pull_keeps_the_hold(env, device, api, db):
     manager.sync()  # the new site is sent; the hold stands
     notes = _notes_kept(db, iid)
     assert "seen by the manager offline" in notes or manager.get("inspections", iid)
+
+
+def test_a_site_joining_the_region_arrives_though_the_pull_that_sent_it_was_lost(
+    env, device, api, db
+):
+    ben = device(BEN, "ben")
+    ben.sync()
+    south_run = new_inspection(ben, env, site="S-HOTEL")
+    ben.sync()
+    manager = device(NORTH, "manager")
+    manager.sync()
+    north = db.get(Site, env["sites"]["N-HOTEL"]).region_id
+    moved = api.patch(f"/sites/{env['sites']['S-HOTEL']}", HQ_EMAIL, json={"region_id": north})
+    assert moved.status_code == 200, moved.get_json()
+    sent = _lost_pull(manager)  # the site's records were in it; the answer never arrived
+    assert south_run in {r["id"] for r in sent["changes"]["inspections"]["updated"]}
+    manager.sync()
+    assert manager.get("inspections", south_run) is not None
+    fresh = device(NORTH, "fresh")
+    fresh.sync()
+    manager.sync()
+    assert fresh.snapshot() == manager.snapshot()
+
+
+def test_a_site_joining_the_region_arrives_though_the_paged_pull_broke_on_page_two(
+    env, device, api, db
+):
+    ben = device(BEN, "ben")
+    ben.sync()
+    south_run = new_inspection(ben, env, site="S-HOTEL")
+    ben.sync()
+    manager = device(NORTH, "manager", limit=1)
+    manager.sync()
+    north = db.get(Site, env["sites"]["N-HOTEL"]).region_id
+    moved = api.patch(f"/sites/{env['sites']['S-HOTEL']}", HQ_EMAIL, json={"region_id": north})
+    assert moved.status_code == 200, moved.get_json()
+    elsewhere(device, env)  # more than one page of changes
+    params = {"last_pulled_at": manager.last_pulled_at, "limit": 1}
+    first = manager.client.get("/api/v1/sync/pull", query_string=params, headers=manager.headers())
+    assert first.get_json()["has_more"]  # page 1 arrives; page 2 fails, nothing is applied
+    manager.sync()  # the pull again, from the saved cursor
+    assert manager.get("inspections", south_run) is not None

@@ -39,7 +39,7 @@ def _both(app, email, cursor, limit=1000, migration=None, token_role=None):
         before = session.get(DeviceState, (user_id, "compare"))
         known = (before.resume_rev, before.scope_key) if before else (None, None)
         held = before.held if before else None
-        reach = pull.load_reach(before.reach) if before else None
+        reach = pull.Reach.load(before.reach) if before else None
         # A later page of a paged pull keeps the cursor the pull started from.
         paging = (
             before is not None and before.resume_rev is not None and before.resume_rev == cursor
@@ -56,7 +56,7 @@ def _both(app, email, cursor, limit=1000, migration=None, token_role=None):
         assert (state.last_pulled_rev, state.pull_start_rev) == (fast["timestamp"], start)
         assert state.resume_rev == (fast["timestamp"] if fast["has_more"] else None)
         assert state.held == holds.dump(reqs[1].held)
-        assert state.reach == pull.reach_text(user.role, pull.reach(scope_for(session, user)))
+        assert state.reach == pull.dump_reach(reqs[1].reach)
         session.rollback()
     return _normal(fast), _normal(slow)
 
