@@ -326,7 +326,8 @@ def test_a_record_refused_while_held_leaves_when_the_site_is_given_back(env, dev
 # --- regional managers: sites joining or leaving the region --------------------------------
 
 
-def test_a_managers_edits_at_a_site_moved_to_another_region_are_kept(env, device, api, db):
+def _manager_editing_the_canteen(env, device) -> tuple[Any, str]:
+    """North's manager holds an inspection at N-CANTEEN and edits it offline."""
     writer = device(ANA, "writer")
     writer.sync()
     iid = new_inspection(writer, env, site="N-CANTEEN")
@@ -335,71 +336,70 @@ def test_a_managers_edits_at_a_site_moved_to_another_region_are_kept(env, device
     manager.sync()
     assert manager.get("inspections", iid) is not None
     manager.update("inspections", iid, notes="seen by the manager offline")
-    south = db.get(Site, env["sites"]["S-HOTEL"])
-    moved = api.patch(
-        f"/sites/{env['sites']['N-CANTEEN']}", HQ_EMAIL, json={"region_id": south.region_id}
-    )
-    assert moved.status_code == 200, moved.get_json()
-    manager.sync()
+    return manager, iid
+
+
+def _kept_or_still_there(db, manager, iid: str) -> bool:
+    """The manager's offline edit is on the server (a conflict) or still on the device."""
     notes = _notes_kept(db, iid)
-    assert "seen by the manager offline" in notes or manager.get("inspections", iid)
+    return "seen by the manager offline" in notes or manager.get("inspections", iid) is not None
+
+
+def _move(api, env, db, code: str, into: str) -> None:
+    """HQ moves a site into the region of another."""
+    region = db.get(Site, env["sites"][into]).region_id
+    moved = api.patch(f"/sites/{env['sites'][code]}", HQ_EMAIL, json={"region_id": region})
+    assert moved.status_code == 200, moved.get_json()
+
+
+def _open_a_north_site(api, env, db) -> None:
+    """HQ opens a new site in North's region."""
+    region = db.get(Site, env["sites"]["N-HOTEL"]).region_id
+    made = api.post("/sites", HQ_EMAIL, json={"region_id": region, "name": "New", "code": "N-NEW"})
+    assert made.status_code == 201, made.get_json()
+
+
+def _south_run(env, device) -> str:
+    """Ben's inspection at S-HOTEL."""
+    ben = device(BEN, "ben")
+    ben.sync()
+    run = new_inspection(ben, env, site="S-HOTEL")
+    ben.sync()
+    return run
+
+
+def test_a_managers_edits_at_a_site_moved_to_another_region_are_kept(env, device, api, db):
+    manager, iid = _manager_editing_the_canteen(env, device)
+    _move(api, env, db, "N-CANTEEN", into="S-HOTEL")
+    manager.sync()
+    assert _kept_or_still_there(db, manager, iid)
 
 
 def test_a_new_site_in_the_region_does_not_replace_a_managers_data(env, device, api, db):
-    writer = device(ANA, "writer")
-    writer.sync()
-    iid = new_inspection(writer, env, site="N-CANTEEN")
-    writer.sync()
-    manager = device(NORTH, "manager")
-    manager.sync()
-    manager.update("inspections", iid, notes="seen by the manager offline")
-    canteen = env["sites"]["N-CANTEEN"]
-    hotel = db.get(Site, env["sites"]["N-HOTEL"])
-    assert api.delete(f"/sites/{canteen}", HQ_EMAIL).status_code == 204
-    # HQ opens a site in the same region: the manager's scope key changes.
-    made = api.post(
-        "/sites", HQ_EMAIL, json={"region_id": hotel.region_id, "name": "New", "code": "N-NEW"}
-    )
-    assert made.status_code == 201, made.get_json()
+    manager, iid = _manager_editing_the_canteen(env, device)
+    assert api.delete(f"/sites/{env['sites']['N-CANTEEN']}", HQ_EMAIL).status_code == 204
+    _open_a_north_site(api, env, db)
     manager.sync()  # closure and new site in one pull: no replacement
-    notes = _notes_kept(db, iid)
-    assert "seen by the manager offline" in notes or manager.get("inspections", iid)
+    assert _kept_or_still_there(db, manager, iid)
 
 
 def test_a_new_site_after_the_holding_pull_keeps_the_hold(env, device, api, db):
-    writer = device(ANA, "writer")
-    writer.sync()
-    iid = new_inspection(writer, env, site="N-CANTEEN")
-    writer.sync()
-    manager = device(NORTH, "manager")
-    manager.sync()
-    manager.update("inspections", iid, notes="seen by the manager offline")
-    canteen = env["sites"]["N-CANTEEN"]
-    hotel = db.get(Site, env["sites"]["N-HOTEL"])
-    assert api.delete(f"/sites/{canteen}", HQ_EMAIL).status_code == 204
+    manager, iid = _manager_editing_the_canteen(env, device)
+    assert api.delete(f"/sites/{env['sites']['N-CANTEEN']}", HQ_EMAIL).status_code == 204
     manager.last_pulled_at = manager.pull()  # the holding pull lands, its push is lost
     assert manager.get("inspections", iid) is not None
-    made = api.post(
-        "/sites", HQ_EMAIL, json={"region_id": hotel.region_id, "name": "New", "code": "N-NEW"}
-    )
-    assert made.status_code == 201, made.get_json()
+    _open_a_north_site(api, env, db)
     manager.sync()  # the new site is sent; the hold stands
-    notes = _notes_kept(db, iid)
-    assert "seen by the manager offline" in notes or manager.get("inspections", iid)
+    assert _kept_or_still_there(db, manager, iid)
 
 
 def test_a_site_joining_the_region_arrives_though_the_pull_that_sent_it_was_lost(
     env, device, api, db
 ):
-    ben = device(BEN, "ben")
-    ben.sync()
-    south_run = new_inspection(ben, env, site="S-HOTEL")
-    ben.sync()
+    south_run = _south_run(env, device)
     manager = device(NORTH, "manager")
     manager.sync()
-    north = db.get(Site, env["sites"]["N-HOTEL"]).region_id
-    moved = api.patch(f"/sites/{env['sites']['S-HOTEL']}", HQ_EMAIL, json={"region_id": north})
-    assert moved.status_code == 200, moved.get_json()
+    _move(api, env, db, "S-HOTEL", into="N-HOTEL")
     sent = _lost_pull(manager)  # the site's records were in it; the answer never arrived
     assert south_run in {r["id"] for r in sent["changes"]["inspections"]["updated"]}
     manager.sync()
@@ -413,15 +413,10 @@ def test_a_site_joining_the_region_arrives_though_the_pull_that_sent_it_was_lost
 def test_a_site_joining_the_region_arrives_though_the_paged_pull_broke_on_page_two(
     env, device, api, db
 ):
-    ben = device(BEN, "ben")
-    ben.sync()
-    south_run = new_inspection(ben, env, site="S-HOTEL")
-    ben.sync()
+    south_run = _south_run(env, device)
     manager = device(NORTH, "manager", limit=1)
     manager.sync()
-    north = db.get(Site, env["sites"]["N-HOTEL"]).region_id
-    moved = api.patch(f"/sites/{env['sites']['S-HOTEL']}", HQ_EMAIL, json={"region_id": north})
-    assert moved.status_code == 200, moved.get_json()
+    _move(api, env, db, "S-HOTEL", into="N-HOTEL")
     elsewhere(device, env)  # more than one page of changes
     params = {"last_pulled_at": manager.last_pulled_at, "limit": 1}
     first = manager.client.get("/api/v1/sync/pull", query_string=params, headers=manager.headers())
