@@ -458,9 +458,12 @@ class DeviceState(Base):
     # Sites the device lost (access revoked, or closed) whose records' deletions wait until
     # its push has sent the edits it made there (sync/pull.py: Hold, as JSON).
     held: Mapped[str | None] = mapped_column(Text, default=None)
-    # A regional manager's sites as the device last pulled them, comma-separated: the sites
+    # A regional manager's sites as the device last pulled them (sync/pull.py: Reach): the sites
     # that join or leave the region since reach the device as grants and losses do.
     reach: Mapped[str | None] = mapped_column(Text, default=None)
+    # The records of sites gained and of tables a migration asks for that the device is still
+    # owed, sent in pages (sync/dumps.py: Dump, as JSON).
+    dump: Mapped[str | None] = mapped_column(Text, default=None)
     last_push_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 

@@ -18,7 +18,7 @@ from store.enums import INSPECTOR, REGIONAL_MANAGER
 from store.errors import Invalid
 from store.models import Conflict, SiteAssignment, SyncCounter
 from store.types import UTCDateTime
-from sync import holds
+from sync import dumps, holds
 from sync.scope import Scope
 from sync.tables import TABLES, TableSpec
 
@@ -115,6 +115,10 @@ class PullRequest:
         # A regional manager's sites as this device last pulled them (Reach), if known; the
         # pull leaves here what to remember after it.
         self.reach: Reach | None = None
+        # The records this device is owed besides the changes (sync/dumps.py), likewise.
+        self.dump: dumps.Dump | None = None
+        # Whether a rev was taken for this pull (dumps.FreshCursor).
+        self.advanced = False
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,7 @@ def finish(
     replacement: bool,
 ) -> dict[str, Any]:
     """Add what access changes and migrations bring to a cut page, and shape the answer."""
+    gained: set[str] = set()
     if first:
         # The whole dataset (from nothing, or a replacement): no deletion is owed.
         req.held = []
@@ -277,19 +282,30 @@ def finish(
         manager = scope.role == REGIONAL_MANAGER and now is not None
         req.reach = Reach(now, None, end) if manager else None
     else:
-        lost = _closures(scope, page) | _region_moves(session, scope, page, req, low, end)
+        lost = _closures(scope, page) | _region_moves(scope, req, low, end, gained)
         if moved:
             # Refused records at the sites held wait for their deletions (_lost).
             waiting = holds.sites(h for h in req.held if h.stage != holds.RELEASED)
-            lost |= _scope_changes(session, scope, page, low, end, lost | waiting)
+            lost |= _scope_changes(session, scope, page, low, end, lost | waiting, gained)
         new_sync = low != req.resume  # not a later page of a paged pull
         regained = frozenset(s for s in holds.sites(req.held) if scope.sees_site(s))
         req.held, gone = holds.step(req.held, new_sync, low, end, lost, scope.sees_site)
         _delete_sites(session, scope, page, gone)
         _regained(session, scope, page, regained)
-    if req.migration:
-        _dump_tables(session, scope, page, req.migration["tables"], None, end)
-    result: dict[str, Any] = {"changes": page.changes, "timestamp": end, "has_more": has_more}
+    # The records of the sites gained and of the tables a migration asks for go in pages too.
+    sites = tuple(sorted(gained))
+    new = [dumps.Task(name, sites, end) for name in SITE_COLUMN] if sites else []
+    new += [dumps.Task(name, None, end) for name in (req.migration or {}).get("tables", ())]
+    req.dump = dumps.plan(req.dump, first=first, low=low, end=end, new=new)
+    used = sum(len(page.ids[n]) + len(page.changes[n]["deleted"]) for n in TABLES)
+    render = functools.partial(render_owed, session, scope, page)
+    fresh = None if req.advanced else low  # a rev was taken for this page already
+    req.dump, owed = dumps.serve(req.dump, req.limit - used, fresh, end, scope.sees_site, render)
+    result: dict[str, Any] = {
+        "changes": page.changes,
+        "timestamp": end,
+        "has_more": has_more or owed,
+    }
     if replacement:
         result["experimentalStrategy"] = "replacement"
     return result
@@ -300,6 +316,38 @@ def render_rows(session: Session, page: Page, name: str, ids: list[str]) -> None
     spec = TABLES[name]
     for row in session.execute(_select(spec).where(one_of(session, spec.table.c.id, ids))):
         page.update(name, row[0], _SERIALISERS[name][1](row[:-1]))
+
+
+def render_owed(
+    session: Session,
+    scope: Scope,
+    page: Page,
+    task: dumps.Task,
+    site: str | None,
+    after: int,
+    budget: int,
+) -> tuple[int, int | None]:
+    """Up to `budget` records a dump owes (sync/dumps.py) at one site (None: wherever the
+    scope reaches), after rev `after` in rev order, into the page: how many went in, and the
+    rev of the last one when more remain."""
+    spec = TABLES[task.table]
+    table = spec.table
+    stmt = _select(spec).where(
+        table.c.deleted_at.is_(None), table.c.server_rev > after, table.c.server_rev <= task.as_of
+    )
+    if site is None:
+        stmt = _scoped(spec, stmt, scope, None)
+    else:
+        stmt = stmt.where(table.c[SITE_COLUMN[task.table]] == site)
+    rows = session.execute(stmt.order_by(table.c.server_rev).limit(budget + 1)).all()
+    convert = _SERIALISERS[task.table][1]
+    known = page.ids[task.table]
+    sent = 0
+    for row in rows[:budget]:
+        if row[0] not in known:  # sent with the page's changes already
+            page.update(task.table, row[0], convert(row[:-1]))
+            sent += 1
+    return sent, (rows[budget - 1][1] if len(rows) > budget else None)
 
 
 @functools.cache
@@ -356,34 +404,12 @@ def _page_generic(
     return (cut[-1][0] if has_more else top), has_more
 
 
-def _dump_tables(
-    session: Session,
-    scope: Scope,
-    page: Page,
-    names: list[str],
-    sites: frozenset[str] | None,
-    end: int,
-) -> None:
-    """Add every live record of these tables (in scope, or of `sites`) as updated."""
-    for name in names:
-        spec = TABLES[name]
-        if sites is not None and name not in SITE_COLUMN:
-            continue
-        stmt = _select(spec).where(
-            spec.table.c.deleted_at.is_(None), spec.table.c.server_rev <= end
-        )
-        stmt = _scoped(spec, stmt, scope, sites)
-        _, convert = _SERIALISERS[name]
-        for row in session.execute(stmt):
-            if row[0] not in page.ids[name]:
-                page.update(name, row[0], convert(row[:-1]))
-
-
 def _region_moves(
-    session: Session, scope: Scope, page: Page, req: PullRequest, low: int, end: int
+    scope: Scope, req: PullRequest, low: int, end: int, gained: set[str]
 ) -> frozenset[str]:
     """A regional manager's sites since the device's last pull: those that joined (moved into
-    the region, or new) are sent whole; those that left are returned, lost (sync/holds.py).
+    the region, or new) go in `gained`, to be sent whole; those that left are returned, lost
+    (sync/holds.py).
     Judged against the sites before a change whose pull the device has not shown it applied,
     so a lost answer is sent again."""
     now = reach(scope)
@@ -406,9 +432,7 @@ def _region_moves(
         else:
             req.reach = known
         return frozenset()
-    joined = frozenset(s for s in now - prev if scope.sees_site(s))
-    if joined:
-        _dump_tables(session, scope, page, list(SITE_COLUMN), joined, end)
+    gained.update(s for s in now - prev if scope.sees_site(s))
     req.reach = Reach(now, prev, end)
     return prev - now
 
@@ -473,9 +497,15 @@ def _delete_refused(session: Session, scope: Scope, page: Page, sites: frozenset
 
 
 def _scope_changes(
-    session: Session, scope: Scope, page: Page, low: int, end: int, kept: frozenset[str]
+    session: Session,
+    scope: Scope,
+    page: Page,
+    low: int,
+    end: int,
+    kept: frozenset[str],
+    gained: set[str],
 ) -> frozenset[str]:
-    """Access granted since the cursor: send the site's records; the refused records of the
+    """Access granted since the cursor: the sites go in `gained`; the refused records of the
     user's pushes, except at the sites whose deletions wait (`kept`, sync/holds.py). Returns
     the sites revoked, whose deletions wait too."""
     revoked: frozenset[str] = frozenset()
@@ -487,10 +517,8 @@ def _scope_changes(
                 SiteAssignment.server_rev <= end,
             )
         ).all()
-        granted = frozenset(s for s, revoked in rows if revoked is None and scope.sees_site(s))
+        gained.update(s for s, revoked in rows if revoked is None and scope.sees_site(s))
         revoked = frozenset(s for s, r in rows if r is not None and not scope.sees_site(s))
-        if granted:
-            _dump_tables(session, scope, page, list(SITE_COLUMN), granted, end)
     # Records of this user's pushes that the server refused: the device drops those the
     # server does not have (or it would keep them forever) and reverts to the others.
     refused = session.execute(

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from store.enums import HQ, INSPECTOR, REGIONAL_MANAGER
 from store.errors import SignInEnded, Unauthorized
 from sync import holds
+from sync.dumps import Dump, dump_text
 from sync.pull import (
     SITE_COLUMN,
     Page,
@@ -116,7 +117,7 @@ def statement(scoped: bool, first: bool) -> str:
                  EXISTS (SELECT 1 FROM refresh_tokens r
                          WHERE r.family = %(sid)s AND r.revoked_at IS NOT NULL) AS ended,
                  (SELECT region_id FROM me) AS region_id, {sites},
-                 d.resume_rev AS resume, d.scope_key, d.held, d.reach
+                 d.resume_rev AS resume, d.scope_key, d.held, d.reach, d.dump
           FROM counter c LEFT JOIN device_states d
             ON d.user_id = %(user)s AND d.device_id = %(device)s) m
     UNION ALL
@@ -150,9 +151,9 @@ _NOTE_DEVICE = re.sub(
     " ",
     """
     INSERT INTO device_states (user_id, device_id, last_pull_at, last_pulled_rev,
-                               pull_start_rev, resume_rev, scope_key, held, reach)
+                               pull_start_rev, resume_rev, scope_key, held, reach, dump)
     VALUES (%(user)s, %(device)s, now(), %(end)s, %(start)s, %(resume)s, %(key)s, %(held)s,
-            %(reach)s)
+            %(reach)s, %(dump)s)
     ON CONFLICT (user_id, device_id) DO UPDATE SET
         last_pull_at = excluded.last_pull_at,
         last_pulled_rev = excluded.last_pulled_rev,
@@ -162,7 +163,8 @@ _NOTE_DEVICE = re.sub(
         resume_rev = excluded.resume_rev,
         scope_key = excluded.scope_key,
         held = excluded.held,
-        reach = excluded.reach
+        reach = excluded.reach,
+        dump = excluded.dump
     """,
 ).encode()
 _BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
@@ -264,16 +266,20 @@ def pull(
     scope = Scope(user_id, role, meta["region_id"], live, closed)
     page = _page(session, rows)
     req.resume, req.held = meta["resume"], holds.load(meta["held"])
-    req.reach = Reach.load(meta["reach"])
+    req.reach, req.dump = Reach.load(meta["reach"]), Dump.load(meta["dump"])
     result = finish(
         session, scope, page, req, params["low"], end, has_more, first, meta["moved"], replacement
     )
     # The bookkeeping and the COMMIT in one round trip (psycopg follows the server's
     # transaction state, so the session has nothing left to commit or roll back).
     with raw.pipeline():
-        resume = end if has_more else None
+        resume = end if result["has_more"] else None
         note = {"user": user_id, "device": device_id, "end": end, "start": cursor, "key": key}
-        extra = {"held": holds.dump(req.held), "reach": dump_reach(req.reach)}
+        extra = {
+            "held": holds.dump(req.held),
+            "reach": dump_reach(req.reach),
+            "dump": dump_text(req.dump),
+        }
         raw.execute(_NOTE_DEVICE, {**note, "resume": resume, **extra})
         raw.execute(b"COMMIT")
     return result

@@ -228,6 +228,14 @@ def stamp(session: Session) -> int | None:
     return top
 
 
+def advance(session: Session) -> None:
+    """Take one rev for no row: once committed, the cursor moves on with nothing new under it
+    (sync/dumps.py: FreshCursor). The counter's row stays locked until the commit, as a
+    stamp's does."""
+    counter = SyncCounter.__table__
+    session.execute(update(counter).where(counter.c.id == 1).values(value=counter.c.value + 1))
+
+
 def current_rev(session: Session) -> int:
     """The highest rev committed as seen by this transaction's snapshot."""
     return session.execute(select(SyncCounter.value).where(SyncCounter.id == 1)).scalar_one()

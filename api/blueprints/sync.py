@@ -21,6 +21,7 @@ from store.errors import DomainError
 from store.models import DeviceState
 from store.types import utcnow
 from sync import holds, idempotency, pull, pull_pg, push, revs
+from sync.dumps import Dump, FreshCursor, dump_text
 from sync.scope import Scope, scope_for
 
 blp = make_blueprint("sync", "/sync", "Offline sync (WatermelonDB protocol)")
@@ -140,12 +141,25 @@ def _do_pull(args: dict) -> Response:
     g.device_id = _device_id()
     limit_max = current_app.config["SYNC_PULL_LIMIT"]
     limit = min(args.get("limit") or limit_max, limit_max)
-    req = pull.PullRequest(
-        args.get("last_pulled_at"), limit, pull.parse_migration(args.get("migration"))
-    )
+    migration = pull.parse_migration(args.get("migration"))
+    session = db.session()
+    req = pull.PullRequest(args.get("last_pulled_at"), limit, migration)
+    try:
+        return _pull_page(session, req)
+    except FreshCursor:
+        # A part of a dump under the cursor asked from: take a rev, then the same pull again.
+        session.rollback()
+        revs.advance(session)
+        db.commit()
+        req = pull.PullRequest(args.get("last_pulled_at"), limit, migration)
+        req.advanced = True
+        return _pull_page(session, req)
+
+
+def _pull_page(session: Session, req: pull.PullRequest) -> Response:
+    """One page, and the device's bookkeeping, committed."""
     # The token's user, the scope, the page and its cursor all come from one snapshot: the
     # request's transaction, REPEATABLE READ on PostgreSQL (SQLite's transaction is one).
-    session = db.session()
     if session.get_bind().dialect.name == "postgresql":
         # One statement, and the device's bookkeeping sent with the COMMIT (sync/pull_pg.py):
         # nothing is left to commit, so the session just hands its connection back.
@@ -161,6 +175,7 @@ def _do_pull(args: dict) -> Response:
     if state is not None:
         req.resume, req.scope_key = state.resume_rev, state.scope_key
         req.held, req.reach = holds.load(state.held), pull.Reach.load(state.reach)
+        req.dump = Dump.load(state.dump)
         if state.resume_rev is not None and req.cursor == state.resume_rev:
             # A later page of a paged pull: the device's edits are as old as its first page.
             start = state.pull_start_rev
@@ -175,6 +190,7 @@ def _do_pull(args: dict) -> Response:
         scope_key=pull.scope_key(user.role),
         held=holds.dump(req.held),
         reach=pull.dump_reach(req.reach),
+        dump=dump_text(req.dump),
     )
     db.commit()
     return _json(result)

@@ -50,6 +50,7 @@ class Device:
         # it got (the next sync continues from that page's cursor).
         self.one_page = one_page
         self.last_pulled_at: int | None = None
+        self.has_more = False  # whether the last page pulled said more remain
         self.db: dict[str, dict[str, dict]] = {t: {} for t in TABLES}
         self.pushes = 0
 
@@ -116,7 +117,8 @@ class Device:
                 merged[table]["updated"].extend(ch["updated"])
                 merged[table]["deleted"].extend(ch["deleted"])
             cursor = body["timestamp"]
-            if not body.get("has_more") or self.one_page:
+            self.has_more = bool(body.get("has_more"))
+            if not self.has_more or self.one_page:
                 break
         else:
             raise SyncFailed(0, {"message": f"the pull did not end within {MAX_PAGES} pages"})
