@@ -60,5 +60,6 @@ def test_watermelondb_client_scenarios(live_server, env, api):
         "lostResponseRetryCreatesNoDuplicates",
         "manyPagesConverge",
         "revokedSiteKeepsOfflineEdits",
+        "grantedSiteArrivesInPages",
     }
     assert all(v == "ok" for v in results.values()), results

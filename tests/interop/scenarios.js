@@ -66,6 +66,7 @@ class Device {
       modelClasses,
     })
     this.pageSize = 1000
+    this.pages = 0; this.largestPage = 0
     this.beforePush = null // hook to make a push stale or lose its response
     this.loseNextResponse = false
   }
@@ -94,6 +95,8 @@ class Device {
           if (cursor) qs.set('last_pulled_at', String(cursor))
           const res = await this.api('GET', `/api/v1/sync/pull?${qs}`)
           if (res.status !== 200) throw new Error(`pull ${res.status}: ${JSON.stringify(res.body)}`)
+          const size = Object.values(res.body.changes).reduce((n, ch) => n + ch.updated.length + ch.deleted.length, 0)
+          this.pages += 1; this.largestPage = Math.max(this.largestPage, size)
           for (const [table, ch] of Object.entries(res.body.changes)) {
             const m = merged[table] || (merged[table] = { created: [], updated: [], deleted: [] })
             const byId = new Map(m.updated.map((r) => [r.id, r]))
@@ -306,6 +309,27 @@ const scenarios = {
     assert.equal(await a.find('inspections', id), null, 'the site has left the device')
     const kept = await hq.api('GET', `/api/v1/conflicts?record_id=${id}&kind=out_of_scope`)
     assert.equal(kept.body[0].device_value.notes, 'written before the news of the revoke')
+  },
+
+  async grantedSiteArrivesInPages () {
+    // A site granted later reaches a device in pages of at most its page size, whole.
+    const small = new Device('p9', ANA_TOKEN); small.pageSize = 3
+    await small.sync()
+    const hq = new Device('hq9', HQ_TOKEN)
+    const grant = await hq.api('POST', '/api/v1/assignments', { user_id: ANA_ID, site_id: OTHER_SITE_ID })
+    assert.equal(grant.status, 201, JSON.stringify(grant.body))
+    const big = new Device('w9', ANA_TOKEN)
+    await big.sync()
+    const there = async (dev, table) => (await data(dev, table)).filter((r) => r.site_id === OTHER_SITE_ID || r.id === OTHER_SITE_ID)
+    assert.ok((await there(big, 'occurrences')).length > 3, 'the site has more records than a page holds')
+    small.pages = 0; small.largestPage = 0
+    await small.sync()
+    assert.ok(small.pages > 1, `paged (${small.pages} pages)`)
+    assert.ok(small.largestPage <= 3, `no page holds more than 3 records (${small.largestPage})`)
+    for (const table of ['sites', 'occurrences', 'inspections']) {
+      assert.deepEqual(await there(small, table), await there(big, table), `${table} at the granted site`)
+    }
+    await assertConverged(small, big)
   },
 }
 
