@@ -87,15 +87,15 @@ def get(
 
 
 def evidence_count(session: Session, action_id: str, uploaded: bool = False) -> int:
-    """Live attachments that document this action (whose bytes are on the server, if
-    `uploaded`)."""
+    """Live attachments that document this action (if `uploaded`: its photos whose bytes are
+    on the server, what a verifier looks at; a signature is no picture of the fix)."""
     stmt = (
         select(func.count())
         .select_from(Attachment)
         .where(Attachment.action_id == action_id, Attachment.deleted_at.is_(None))
     )
     if uploaded:
-        stmt = stmt.where(Attachment.uploaded.is_(True))
+        stmt = stmt.where(Attachment.uploaded.is_(True), Attachment.kind == "photo")
     return session.execute(stmt).scalar_one()
 
 

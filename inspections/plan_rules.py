@@ -674,9 +674,10 @@ class InspectionRules:
     def _action_evidence(
         self, session: Session, cs: ChangeSet
     ) -> tuple[dict[str, int], dict[str, int]]:
-        """Live evidence per action the push moves to `resolved` or `verified`, and how much
-        of it is uploaded: photos stored by earlier pushes, as this push leaves them, plus the
-        ones it adds (one query)."""
+        """Live evidence per action the push moves to `resolved` or `verified`, and how many
+        of its photos are uploaded (a verifier looks at those: a signature shows no fix):
+        attachments stored by earlier pushes, as this push leaves them, plus the ones it adds
+        (one query)."""
         moving = [
             aid
             for aid in cs.device_changed.get("actions", {})
@@ -687,19 +688,22 @@ class InspectionRules:
         uploaded: dict[str, int] = defaultdict(int)
         if moving:
             stored = session.execute(
-                select(Attachment.id, Attachment.action_id, Attachment.uploaded).where(
+                select(
+                    Attachment.id, Attachment.action_id, Attachment.uploaded, Attachment.kind
+                ).where(
                     one_of(session, Attachment.action_id, moving),
                     Attachment.deleted_at.is_(None),
                 )
             ).all()
-            for att_id, action_id, sent in stored:
+            for att_id, action_id, sent, kind in stored:
                 if att_id not in planned:  # a planned row is counted as the push leaves it
                     evidence[action_id] += 1
-                    uploaded[action_id] += 1 if sent else 0
+                    uploaded[action_id] += 1 if sent and kind == "photo" else 0
         for att in planned.values():
             if att.get("action_id") and att.get("deleted_at") is None:
                 evidence[att["action_id"]] += 1
-                uploaded[att["action_id"]] += 1 if att.get("uploaded") else 0
+                seen = att.get("uploaded") and (att.get("kind") or "photo") == "photo"
+                uploaded[att["action_id"]] += 1 if seen else 0
         return evidence, uploaded
 
     def _kept_action(self, cs: ChangeSet, before: Row) -> str | None:
