@@ -381,7 +381,10 @@ def complete(
         raise Invalid(exc.message, reason="invalid_transition") from None
     cs, row = _plan(session, scope, insp)
     row["status"] = "completed"
-    cs.device_changed.setdefault("inspections", {})[insp.id] = {"status"}
+    # Completed now, as the server sees it: a returned inspection keeps the time it was
+    # first completed, which would otherwise stand for this completion too.
+    row["completed_at"] = cs.now_ms
+    cs.device_changed.setdefault("inspections", {})[insp.id] = {"status", "completed_at"}
     rules.apply(session, cs)
     # What the rules refused the completion for: required items unanswered, or no template
     # version to score it against.

@@ -60,3 +60,22 @@ def test_a_signature_alone_is_no_photo_of_the_fix_to_verify_from_a_device(comple
     refused = manager.sync()["conflicts"]
     assert [(c["kind"], c["id"]) for c in refused] == [("lifecycle", aid)]
     assert api.get(f"/actions/{aid}", NORTH).get_json()["status"] == "resolved"
+
+
+def test_a_rest_completion_after_a_return_records_when_it_was_completed_again(completed, api):
+    """Over REST the completion time is the server's: completing a returned inspection again
+    is now, not the first completion's time (the device's, days before)."""
+    phone, iid = completed
+    first = api.get(f"/inspections/{iid}", NORTH).get_json()["inspection"]["completed_at"]
+    assert first == "2026-11-18T11:06:40Z"  # the device's time (completed fixture)
+    back = api.post(f"/inspections/{iid}/return", NORTH, json={"comment": "Recheck the fridge"})
+    assert back.status_code == 200
+    phone.sync()
+    done = api.post(f"/inspections/{iid}/complete", ANA)
+    assert done.status_code == 200, done.get_json()
+    again = done.get_json()
+    assert again["completed_at"] != first
+    assert again["completed_at"][:16] == again["received_at"].replace("+00:00", "Z")[:16]
+    trail = api.get(f"/inspections/{iid}/audit", NORTH).get_json()
+    moved = [e for e in trail if e["action"] == "transition" and e["entity"] == "inspection"]
+    assert moved[-1]["changes"]["completed_at"] != 1_795_000_000_000
