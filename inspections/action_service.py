@@ -9,6 +9,7 @@ from sqlalchemy import Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from inspections import actions as action_rules
+from inspections.plan_rules import action_created
 from store.changeset import AuditNote, ChangeSet
 from store.db import is_postgres
 from store.errors import Forbidden, Invalid, NotFound
@@ -163,15 +164,8 @@ def create(session: Session, scope: Scope, data: dict[str, Any]) -> str:
     if row["due_at"] is None:
         row["due_at"] = action_rules.ActionPolicy().default_due_ms(row["priority"], cs.now_ms)
     cs.add_new("actions", row)
-    cs.audit.append(
-        AuditNote(
-            "action",
-            row["id"],
-            "create",
-            {"title": [None, row["title"]]},
-            inspection_id=row.get("inspection_id"),
-        )
-    )
+    # What it was raised as (status, priority, due, assignee...), as for a device's.
+    cs.audit.append(action_created(row))
     writer.write(session, cs)
     return row["id"]
 

@@ -520,7 +520,7 @@ class InspectionRules:
                     "source": "auto",
                 },
             )
-            cs.audit.append(_action_created(action))
+            cs.audit.append(action_created(action))
         cs.audit.append(
             AuditNote(
                 "inspection",
@@ -855,7 +855,7 @@ class InspectionRules:
         """One audit event per action a device pushed: its creation, or its status move and
         edits together (old -> new), with the device the push came from (ChangeSet)."""
         if before is None:
-            cs.audit.append(_action_created(after))
+            cs.audit.append(action_created(after))
             return
         changes: dict[str, Any] = {
             col: [_plain(before.get(col)), _plain(after.get(col))]
@@ -1033,8 +1033,9 @@ def _newly_linked(cs: ChangeSet, insp: Row) -> bool:
     ) != insp.get("occurrence_id")
 
 
-def _action_created(row: Row) -> AuditNote:
-    """The audit event of a new action (raised on a device, or opened on completion)."""
+def action_created(row: Row) -> AuditNote:
+    """The audit event of a new action (raised on a device or over REST, or opened on
+    completion)."""
     changes: dict[str, Any] = {
         col: [None, _plain(row.get(col))]
         for col in ("status", *_ACTION_AUDITED)

@@ -79,3 +79,27 @@ def test_a_rest_completion_after_a_return_records_when_it_was_completed_again(co
     trail = api.get(f"/inspections/{iid}/audit", NORTH).get_json()
     moved = [e for e in trail if e["action"] == "transition" and e["entity"] == "inspection"]
     assert moved[-1]["changes"]["completed_at"] != 1_795_000_000_000
+
+
+def test_an_action_raised_over_rest_is_audited_with_what_it_was_raised_as(env, api):
+    """Its creation keeps status, priority, due time, assignee and source, as a device's
+    does: the trail said only its title."""
+    ana = env["users"][ANA]
+    body = {
+        "site_id": env["sites"]["N-CANTEEN"],
+        "title": "Broken tile",
+        "priority": "high",
+        "assignee_id": ana,
+    }
+    created = api.post("/actions", ANA, json=body)
+    assert created.status_code == 201, created.get_json()
+    action = created.get_json()
+    trail = api.get(f"/actions/{action['id']}/audit", NORTH).get_json()
+    assert [e["action"] for e in trail] == ["create"]
+    changes = trail[0]["changes"]
+    assert changes["title"] == [None, "Broken tile"]
+    assert changes["status"] == [None, "open"]
+    assert changes["priority"] == [None, "high"]
+    assert changes["assignee_id"] == [None, ana]
+    assert changes["due_at"][1] is not None
+    assert changes["source"] == "manual"
