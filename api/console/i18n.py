@@ -137,6 +137,10 @@ UI: dict[str, tuple[str, str]] = {
     "conflict_resolved_msg": ("Conflict resolved.", "冲突已处理。"),
     "action_updated_msg": ("Action updated.", "整改项已更新。"),
     "invalid_filters": ("Some filters are invalid and were ignored", "部分筛选条件无效,已忽略"),
+    "nul_character": (
+        "A field contains a NUL character; remove it and try again.",
+        "输入内容包含 NUL 字符,请删除后重试。",
+    ),
     "dates_out_of_range": (
         "Choose dates between 1970-01-01 and 9999-12-30.",
         "请选择 1970-01-01 至 9999-12-30 之间的日期。",

@@ -91,6 +91,10 @@ def _before() -> Any:
     if chosen in LANGUAGES:
         g.lang = chosen
     if request.method == "POST":
+        # PostgreSQL text cannot hold NUL: a field holding one would fail inside the query
+        # (the API refuses it in the address and in JSON bodies alike: api/jsonio.py).
+        if any("\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)):
+            return _page_error(400, t("nul_character"))
         try:
             validate_csrf(request.form.get("csrf_token"))
         except (CSRFError, WTFValidationError):

@@ -358,3 +358,29 @@ def test_console_addresses_no_view_answers_get_the_console_page(client, demo_org
         assert resp.headers["Cache-Control"] == "no-store"
     api = client.get("/api/v1/nothing")
     assert api.status_code == 404 and api.get_json()["code"] == 404
+
+
+def test_a_form_field_with_a_nul_character_is_refused_not_a_failure(client, synced, db):
+    """PostgreSQL text cannot hold NUL: a sign-in or a review comment holding one was a 500
+    there (the address and the API's JSON bodies were already refused with a 400)."""
+    page = client.get("/console/login")
+    login = client.post(
+        "/console/login",
+        data={
+            "email": "north\x00@demo.example",
+            "password": "x",
+            "csrf_token": csrf_from(page.text),
+        },
+    )
+    assert login.status_code == 400, login.text
+    sign_in(client, NORTH)
+    iid = synced["iid"]
+    token = form_token(client, f"/console/inspections/{iid}")
+    refused = client.post(
+        f"/console/inspections/{iid}/decide",
+        data={"decision": "return", "comment": "Clean\x00 the sink", "csrf_token": token},
+    )
+    assert refused.status_code == 400, refused.text
+    assert "NUL" in refused.text
+    db.expire_all()
+    assert db.get(Inspection, iid).status == "completed"
