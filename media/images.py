@@ -26,6 +26,9 @@ THUMB_SIDE = 320
 MAX_EXIF_BYTES = 256 * 1024
 FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "HEIF": "image/heic"}
 _HEIF_MIMES = ("image/heic", "image/heif")
+# What a damaged file raises while read: Pillow's own errors, and libheif's through pillow_heif
+# (EOFError for a stream that ends early, RuntimeError for sizes past its security limits).
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, RuntimeError)
 _heif_ready = False
 
 
@@ -76,7 +79,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             raise ImageRejected(
                 "unsupported_format", "This is not a JPEG, PNG, WebP or HEIC image."
             ) from None
-        except (OSError, ValueError, SyntaxError) as exc:
+        except _DECODE_ERRORS as exc:
             raise ImageRejected("corrupt", f"The image cannot be read: {exc}.") from None
     if img.width * img.height > max_pixels:
         raise ImageRejected(
@@ -207,7 +210,7 @@ def process_image(
             img.draft("RGB", (math.ceil(full_w * ratio), math.ceil(full_h * ratio)))
     try:
         img.load()
-    except (OSError, ValueError, SyntaxError) as exc:
+    except _DECODE_ERRORS as exc:
         raise ImageRejected("corrupt", f"The image is truncated or corrupt: {exc}.") from None
     # Read once loaded (a PNG may keep its EXIF after the pixels) and for every format: the
     # size recorded is the size of the image served.
