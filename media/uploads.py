@@ -135,6 +135,22 @@ def _lock_inspection(session: Session, att: Attachment) -> None:
         )
 
 
+def _locked(session: Session, att: Attachment) -> Attachment:
+    """The attachment re-read under its row lock (after its inspection's, the order every
+    writer takes): two completions of one upload (a double tap, a retry after a timeout) run
+    one after the other, and the second sees the first's outcome instead of finding the
+    upload's own copy of the bytes already consumed."""
+    session.execute(
+        select(Attachment)
+        .where(Attachment.id == att.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if att.deleted_at is not None:
+        raise NotFound("No attachment with that id.")
+    return att
+
+
 def _check_owner(session: Session, att: Attachment, user_id: str, role: str | None) -> None:
     """Inspectors supply bytes only for their own (or unclaimed) inspections, as in a push."""
     if role != INSPECTOR or not att.inspection_id:
@@ -343,6 +359,9 @@ def complete(
     if att.uploaded:
         return att
     _lock_inspection(session, att)
+    att = _locked(session, att)
+    if att.uploaded:
+        return att  # a completion of the same upload finished while this one waited
     _check_owner(session, att, user_id, role)
     blob, staged = _staging(session, att, sees_site, user_id)
     if not staged:

@@ -1,0 +1,77 @@
+"""Completions racing each other on PostgreSQL: a double tap on the same upload, and two uploads
+of the same bytes, complete once each; neither loses the photo nor answers an error."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from media import images
+from tests.conftest import ANA, TEST_DATABASE_URL
+from tests.media.conftest import jpeg
+from tests.media.test_upload_flow import _upload
+from tests.sync.test_parent_locks import _waits_for_a_lock
+
+pytestmark = pytest.mark.skipif(
+    not (TEST_DATABASE_URL or "").startswith("postgres"),
+    reason="SQLite writers take the one write lock at BEGIN: they never overlap",
+)
+
+
+def _photo() -> bytes:
+    return jpeg(160, 120, taken=uuid.uuid4().hex)
+
+
+def _complete_in_thread(app, dev, att_id: str, out: dict, name: str) -> threading.Thread:
+    """POST /complete from a thread of its own; the response lands in out[name]."""
+
+    def run() -> None:
+        try:
+            with app.test_client() as c:
+                out[name] = c.post(f"/api/v1/attachments/{att_id}/complete", headers=dev.headers())
+        except Exception as exc:  # reported by the assertions
+            out["error"] = repr(exc)
+
+    thread = threading.Thread(target=run, name=name)
+    thread.start()
+    return thread
+
+
+def test_a_double_tap_on_complete_completes_once_and_both_succeed(
+    app, env, device, client, db, monkeypatch
+):
+    """The phone sends POST /complete twice at once (a retry after a timeout) for bytes that
+    came before their record: the second read the upload's own copy after the first had
+    deleted it, and told the phone its bytes never arrived (422 bytes_missing) although the
+    first was storing them."""
+    phone = device(ANA)
+    data = _photo()
+    att = uuid.uuid4().hex[:16]
+    assert _upload(client, phone, att, data, complete=False).status_code == 200
+
+    processing, release = threading.Event(), threading.Event()
+    real = images.process_image
+
+    def slow(*args, **kwargs):
+        if threading.current_thread().name == "first":
+            processing.set()
+            release.wait(20)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(images, "process_image", slow)
+    out: dict = {}
+    first = _complete_in_thread(app, phone, att, out, "first")
+    assert processing.wait(20)
+    second = _complete_in_thread(app, phone, att, out, "second")
+    _waits_for_a_lock(app.extensions["db_engine"], second)
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert "error" not in out, out
+    for name in ("first", "second"):
+        assert out[name].status_code == 200, (name, out[name].get_json())
+        assert out[name].get_json()["uploaded"] is True
+    got = client.get(f"/api/v1/attachments/{att}/file", headers=phone.headers())
+    assert got.status_code == 200 and got.data == data
