@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from media import images, signatures
@@ -463,14 +464,28 @@ def _process(
         meta = {"captured_at": result.captured_at, "gps": result.gps}
     blob = session.get(Blob, sha)
     if blob is None:
-        blob = Blob(sha256=sha, byte_size=len(data), mime=mime)
-        session.add(blob)
+        blob = _new_blob(session, Blob(sha256=sha, byte_size=len(data), mime=mime))
     blob.width, blob.height, blob.has_derivatives = width, height, True
     captured = meta.get("captured_at")
     if isinstance(captured, dt.datetime):
         att.exif_captured_at = captured if captured.tzinfo else captured.replace(tzinfo=dt.UTC)
     if meta.get("gps"):
         att.exif_latitude, att.exif_longitude = meta["gps"]
+    return blob
+
+
+def _new_blob(session: Session, blob: Blob) -> Blob:
+    """Insert the blob, or take the row another completion of the same bytes (another record,
+    processed at the same moment) committed meanwhile: the same bytes, the same facts; a
+    second insert must not fail this upload."""
+    try:
+        with session.begin_nested():
+            session.add(blob)
+    except IntegrityError:
+        found = session.get(Blob, blob.sha256, populate_existing=True)
+        if found is None:
+            raise
+        return found
     return blob
 
 

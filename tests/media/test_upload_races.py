@@ -3,12 +3,14 @@ of the same bytes, complete once each; neither loses the photo nor answers an er
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 
 import pytest
 
 from media import images
+from store.models import Attachment, Blob
 from tests.conftest import ANA, TEST_DATABASE_URL
 from tests.media.conftest import jpeg
 from tests.media.test_upload_flow import _upload
@@ -75,3 +77,46 @@ def test_a_double_tap_on_complete_completes_once_and_both_succeed(
         assert out[name].get_json()["uploaded"] is True
     got = client.get(f"/api/v1/attachments/{att}/file", headers=phone.headers())
     assert got.status_code == 200 and got.data == data
+
+
+def test_two_uploads_of_the_same_new_photo_completing_at_once_both_succeed(
+    app, env, device, client, db, monkeypatch
+):
+    """The same photo sent for two records at once (a phone's parallel upload queue, the photo
+    of a failed item that is also its action's evidence): both found no processed blob, both
+    inserted it, and the second answered 409 integrity_conflict, its copy already deleted."""
+    from api.blueprints import attachments as endpoints
+
+    phone = device(ANA)
+    data = _photo()
+    one, two = uuid.uuid4().hex[:16], uuid.uuid4().hex[:16]
+    for att in (one, two):
+        assert _upload(client, phone, att, data, complete=False).status_code == 200
+
+    committed, release = threading.Event(), threading.Event()
+    recompute = endpoints.recompute_inspection
+
+    def held(session, attachment_id):
+        if attachment_id == one:  # the first has inserted the blob; it commits later
+            committed.set()
+            release.wait(20)
+        recompute(session, attachment_id)
+
+    monkeypatch.setattr(endpoints, "recompute_inspection", held)
+    out: dict = {}
+    first = _complete_in_thread(app, phone, one, out, one)
+    assert committed.wait(20)
+    second = _complete_in_thread(app, phone, two, out, two)
+    _waits_for_a_lock(app.extensions["db_engine"], second)
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert "error" not in out, out
+    for att in (one, two):
+        assert out[att].status_code == 200, out[att].get_json()
+    db.expire_all()
+    assert db.get(Blob, hashlib.sha256(data).hexdigest()).has_derivatives is True
+    for att in (one, two):
+        assert db.get(Attachment, att).uploaded is True
+        got = client.get(f"/api/v1/attachments/{att}/file", headers=phone.headers())
+        assert got.status_code == 200 and got.data == data
