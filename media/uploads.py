@@ -535,15 +535,17 @@ def gc(session: Session, store: BlobStore, expiry: dt.timedelta) -> dict[str, in
     """Forget uploads that never completed: their bytes (if no completed blob shares them) and
     pending records whose metadata never synced."""
     cutoff = utcnow() - expiry
+    # An old upload being completed right now holds its row (complete): skipped, not collected.
     stale = (
         session.execute(
-            select(Attachment).where(
-                Attachment.uploaded.is_(False), Attachment.upload_requested_at < cutoff
-            )
+            select(Attachment)
+            .where(Attachment.uploaded.is_(False), Attachment.upload_requested_at < cutoff)
+            .with_for_update(skip_locked=True)
         )
         .scalars()
         .all()
     )
+    taken = [a.id for a in stale]
     hashes = sorted({a.sha256 for a in stale if a.sha256})
     done = {
         b
@@ -551,8 +553,9 @@ def gc(session: Session, store: BlobStore, expiry: dt.timedelta) -> dict[str, in
             select(Blob.sha256).where(Blob.sha256.in_(hashes), Blob.has_derivatives)
         )
     }
-    # A live upload (requested within the expiry) of the same bytes still needs them: another
-    # device may be about to complete it.
+    # Any other record of the same bytes still waiting for them may need them: a live upload
+    # (requested within the expiry) another device is about to complete, or an old one being
+    # completed right now (skipped above), whose completion has just stored the original.
     live = {
         h
         for (h,) in session.execute(
@@ -560,7 +563,7 @@ def gc(session: Session, store: BlobStore, expiry: dt.timedelta) -> dict[str, in
                 Attachment.sha256.in_(hashes),
                 Attachment.uploaded.is_(False),
                 Attachment.deleted_at.is_(None),
-                Attachment.upload_requested_at >= cutoff,
+                Attachment.id.not_in(taken),
             )
         )
     }

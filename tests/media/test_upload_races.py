@@ -120,3 +120,62 @@ def test_two_uploads_of_the_same_new_photo_completing_at_once_both_succeed(
         assert db.get(Attachment, att).uploaded is True
         got = client.get(f"/api/v1/attachments/{att}/file", headers=phone.headers())
         assert got.status_code == 200 and got.data == data
+
+
+def test_gc_leaves_an_old_upload_being_completed_alone(app, env, device, client, db, monkeypatch):
+    """A phone requested an upload days ago (the PUT failed, the phone went offline) and
+    completes it while cron runs `media gc`: gc took it for abandoned, deleted the original the
+    completion had just stored and then the record itself (bytes before their record), so the
+    photo was reported uploaded and lost."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from api import db as api_db
+    from api.media import blob_store
+    from media import uploads
+
+    phone = device(ANA)
+    data = _photo()
+    att = uuid.uuid4().hex[:16]
+    assert _upload(client, phone, att, data, complete=False).status_code == 200
+    db.execute(
+        update(Attachment)
+        .where(Attachment.id == att)
+        .values(upload_requested_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
+    )
+    db.commit()
+
+    processing, release = threading.Event(), threading.Event()
+    real = images.process_image
+
+    def slow(*args, **kwargs):
+        processing.set()
+        release.wait(20)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(images, "process_image", slow)
+    out: dict = {}
+    completing = _complete_in_thread(app, phone, att, out, "complete")
+    assert processing.wait(20)
+
+    def run_gc() -> None:
+        try:
+            with app.app_context():
+                out["gc"] = uploads.gc(api_db.session(), blob_store(), dt.timedelta(days=1))
+                api_db.commit()
+        except Exception as exc:  # reported by the assertions
+            out["error"] = repr(exc)
+
+    collecting = threading.Thread(target=run_gc)
+    collecting.start()
+    _waits_for_a_lock(app.extensions["db_engine"], collecting)
+    release.set()
+    completing.join(30)
+    collecting.join(30)
+    assert "error" not in out, out
+    assert out["complete"].status_code == 200, out["complete"].get_json()
+    db.expire_all()
+    assert db.get(Attachment, att) is not None and db.get(Attachment, att).uploaded is True
+    got = client.get(f"/api/v1/attachments/{att}/file", headers=phone.headers())
+    assert got.status_code == 200 and got.data == data
