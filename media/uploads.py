@@ -140,16 +140,17 @@ def _locked(session: Session, att: Attachment) -> Attachment:
     """The attachment re-read under its row lock (after its inspection's, the order every
     writer takes): two completions of one upload (a double tap, a retry after a timeout) run
     one after the other, and the second sees the first's outcome instead of finding the
-    upload's own copy of the bytes already consumed."""
-    session.execute(
+    upload's own copy of the bytes already consumed; a push that changed the record while
+    this request waited for the inspection is seen, not overwritten."""
+    fresh = session.execute(
         select(Attachment)
         .where(Attachment.id == att.id)
         .with_for_update()
         .execution_options(populate_existing=True)
-    )
-    if att.deleted_at is not None:
+    ).scalar_one_or_none()
+    if fresh is None or fresh.deleted_at is not None:
         raise NotFound("No attachment with that id.")
-    return att
+    return fresh
 
 
 def _check_owner(session: Session, att: Attachment, user_id: str, role: str | None) -> None:
@@ -218,6 +219,7 @@ def request_upload(
     att = _attachment(session, attachment_id, sees_site, user_id, creating=True, write=True)
     if att is not None:
         _lock_inspection(session, att)
+        att = _locked(session, att)  # decided on the record as it is once its writers are done
         _check_owner(session, att, user_id, role)
     if att is None:
         # The bytes came before the record synced: keep a pending record for them.
@@ -363,6 +365,8 @@ def complete(
     att = _locked(session, att)
     if att.uploaded:
         return att  # a completion of the same upload finished while this one waited
+    if not att.sha256:
+        raise Invalid("Request an upload first (POST .../upload).", reason="no_upload_requested")
     _check_owner(session, att, user_id, role)
     blob, staged = _staging(session, att, sees_site, user_id)
     if not staged:

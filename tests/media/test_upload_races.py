@@ -179,3 +179,58 @@ def test_gc_leaves_an_old_upload_being_completed_alone(app, env, device, client,
     assert db.get(Attachment, att) is not None and db.get(Attachment, att).uploaded is True
     got = client.get(f"/api/v1/attachments/{att}/file", headers=phone.headers())
     assert got.status_code == 200 and got.data == data
+
+
+def test_a_dedupe_racing_a_push_of_new_bytes_does_not_mark_them_uploaded(
+    app, env, device, client, db
+):
+    """The phone retook a photo: its push names the new bytes while its upload queue still asks
+    to upload the old ones, which it already sent for another record. The upload decided on the
+    record as it read it before waiting for the inspection, and marked the record uploaded over
+    the new sha256: `uploaded` with no such bytes on the server, so the new photo was never
+    asked for and the evidence was lost."""
+    from sqlalchemy import select, text
+
+    from store.models import Inspection
+    from tests.media.test_upload_flow import _failed_photo_inspection
+    from tests.sync_env import photo_record
+
+    phone = device(ANA)
+    iid, rid = _failed_photo_inspection(phone, env)
+    old, new = _photo(), _photo()
+    first = photo_record(phone, iid, rid, old)
+    second = photo_record(phone, iid, rid, old)
+    phone.sync()
+    assert _upload(client, phone, first, old).status_code == 200
+
+    engine = app.extensions["db_engine"]
+    out: dict = {}
+
+    def ask() -> None:
+        with app.test_client() as c:
+            out["r"] = c.post(
+                f"/api/v1/attachments/{second}/upload",
+                headers=phone.headers(),
+                json={
+                    "sha256": hashlib.sha256(old).hexdigest(),
+                    "byte_size": len(old),
+                    "mime": "image/jpeg",
+                },
+            )
+
+    with engine.connect() as push:  # the push of the retaken photo holds the inspection
+        push.execute(select(Inspection.id).where(Inspection.id == iid).with_for_update())
+        asking = threading.Thread(target=ask)
+        asking.start()
+        assert _waits_for_a_lock(engine, asking)
+        push.execute(
+            text("UPDATE attachments SET sha256 = :s, byte_size = :n WHERE id = :i"),
+            {"s": hashlib.sha256(new).hexdigest(), "n": len(new), "i": second},
+        )
+        push.commit()
+    asking.join(30)
+    db.expire_all()
+    row = db.get(Attachment, second)
+    assert row.sha256 == hashlib.sha256(new).hexdigest()
+    assert row.uploaded is False, out["r"].get_json()
+    assert out["r"].status_code == 409, out["r"].get_json()
