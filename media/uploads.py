@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -259,7 +259,7 @@ def request_upload(
         _check_blob(blob, byte_size, att.mime or mime)
         if not staged:
             _check_kind(att, blob)
-            _mark_uploaded(att, blob)
+            _mark_uploaded(session, att, blob)
             session.flush()
             # Bytes an earlier request staged for this record are no longer needed (gc visits
             # only uploads that never completed: they would stay for good).
@@ -392,7 +392,7 @@ def complete(
             except (images.ImageRejected, signatures.SignatureRejected) as exc:
                 _drop_unclaimed(session, store, att, key)
                 raise Rejected(exc.message, reason=exc.reason) from None
-    _mark_uploaded(att, blob)
+    _mark_uploaded(session, att, blob)
     session.flush()
     return att
 
@@ -506,9 +506,27 @@ def _put_photo_variants(store: BlobStore, sha: str, result: images.ProcessedImag
     guarded(store.put, derived_key(sha, "thumb"), result.thumb)
 
 
-def _mark_uploaded(att: Attachment, blob: Blob) -> None:
+def _mark_uploaded(session: Session, att: Attachment, blob: Blob) -> None:
     att.uploaded = True
     att.width, att.height = blob.width, blob.height
+    own = (att.exif_captured_at, att.exif_latitude, att.exif_longitude)
+    if att.kind == "signature" or any(v is not None for v in own):
+        return
+    # Bytes processed for another record are not read again: what their EXIF says (the same
+    # for every record of them) comes from a record they were processed for.
+    facts = (Attachment.exif_captured_at, Attachment.exif_latitude, Attachment.exif_longitude)
+    known = session.execute(
+        select(*facts)
+        .where(
+            Attachment.sha256 == blob.sha256,
+            Attachment.uploaded.is_(True),
+            Attachment.id != att.id,
+            or_(*(f.is_not(None) for f in facts)),
+        )
+        .limit(1)
+    ).first()
+    if known is not None:
+        att.exif_captured_at, att.exif_latitude, att.exif_longitude = known
 
 
 def variant_key(att: Attachment, variant: str, blob: Blob | None) -> tuple[str, str]:

@@ -106,3 +106,28 @@ def test_bytes_staged_for_a_record_go_once_it_proves_possession_another_way(
     assert again.get_json() == {"already_uploaded": True}
     with app.app_context():
         assert not blob_store().exists(uploads.staged_key(sha, first))
+
+
+def test_a_second_record_of_the_same_photo_shows_its_exif_too(env, device, client, db):
+    """The same photo attached twice (to the failed item and to its action, say): the second
+    upload is a dedupe, its bytes never processed again, and its record showed reviewers no
+    EXIF capture time or location while the first showed both."""
+    phone, tablet = device(ANA), device(ANA, "tablet")
+    iid, rid = _failed_photo_inspection(phone, env)
+    data = jpeg(320, 240, gps=(31.2304, 121.4737), taken="2026:11:20 09:15:00")
+    first = photo_record(phone, iid, rid, data)
+    second = photo_record(phone, iid, rid, data)
+    third = photo_record(phone, iid, rid, data)
+    phone.sync()
+    assert _upload(client, phone, first, data).status_code == 200
+    assert _upload(client, phone, second, data).status_code == 200  # already uploaded
+    # Another device of the same photo whose copy is checked against the processed original.
+    tablet.sync()
+    assert _upload(client, tablet, third, data).status_code == 200
+    db.expire_all()
+    facts = [
+        (a.exif_captured_at, a.exif_latitude, a.exif_longitude)
+        for a in (db.get(Attachment, i) for i in (first, second, third))
+    ]
+    assert facts[0][0] is not None and facts[0][1] is not None
+    assert facts[1] == facts[0] and facts[2] == facts[0], facts
