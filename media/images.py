@@ -218,6 +218,10 @@ def process_image(
     upright = (full_h, full_w) if orientation in (5, 6, 7, 8) else (full_w, full_h)
     # Shrunk first, in place, then turned upright: a full-size copy of a 60 MP PNG (which,
     # unlike a JPEG, cannot be decoded at a smaller scale) costs hundreds of MB.
+    if img.mode in _WIDE_GREY and "transparency" not in img.info:
+        # 16-bit greyscale shrinks as it is (without reduce(), which it lacks): scaled to 8
+        # bits at full size it passes through 32-bit integers, ~500 MB for 60 MP.
+        img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS, reducing_gap=None)
     preview = eight_bit(img)
     if "transparency" in preview.info and preview.mode in ("RGB", "L"):
         # A colour marked transparent (a PNG's tRNS) as alpha before resampling blurs it.

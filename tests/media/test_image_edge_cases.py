@@ -121,6 +121,28 @@ def test_a_small_png_does_not_cost_most_of_a_gigabyte_to_process():
     assert peak_mb < 400, f"{size} bytes of PNG took {peak_mb} MB to process"
 
 
+_PEAK_16 = _PEAK.replace(
+    'Image.new("RGBA", (7745, 7745), 0)', 'Image.new("I;16", (7745, 7745), 1000)'
+).replace("59.98 MP", "16-bit greyscale, 59.98 MP")
+
+
+def test_a_small_16_bit_png_does_not_cost_half_a_gigabyte_to_process():
+    """A ~130 KB 16-bit greyscale PNG of 60 MP was scaled to 8 bits before it was shrunk, by
+    way of a full-size 32-bit copy: ~520 MB of RAM for one completion."""
+    import os
+    import subprocess
+    import sys
+
+    assert _PEAK_16 != _PEAK
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run(
+        [sys.executable, "-c", _PEAK_16, root], capture_output=True, text=True, check=True
+    )
+    size, peak_mb = map(int, run.stdout.split())
+    assert size < 1_000_000
+    assert peak_mb < 400, f"{size} bytes of PNG took {peak_mb} MB to process"
+
+
 def test_transparent_parts_of_a_photo_show_on_white_not_black():
     """A PNG whose transparent pixels hold black: the preview shows them as a page would."""
     img = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
