@@ -373,6 +373,9 @@ def complete(
         # The user can already see these bytes uploaded: their record must describe them.
         _check_blob(blob, att.byte_size or 0, att.mime or blob.mime)
         _check_kind(att, blob)
+        # A copy this upload staged before is not needed (gc visits only uploads that never
+        # completed: it would stay for good).
+        guarded(store.delete, staged_key(att.sha256, att.id))
     else:
         # Staged, always so while no processed blob exists (_staging): its own copy only.
         own = staged_key(att.sha256, att.id)

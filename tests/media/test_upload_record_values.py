@@ -131,3 +131,25 @@ def test_a_second_record_of_the_same_photo_shows_its_exif_too(env, device, clien
     ]
     assert facts[0][0] is not None and facts[0][1] is not None
     assert facts[1] == facts[0] and facts[2] == facts[0], facts
+
+
+def test_bytes_staged_for_a_record_go_when_it_completes_by_possession(env, device, client, app):
+    """As above, but the phone simply completes the first record (its queue's next step): the
+    completion needs no bytes of its own, and the copy it staged stayed in the store for good."""
+    from api.media import blob_store
+    from media import uploads
+    from tests.sync_env import upload_photo
+
+    secret = _south_photo(device, client, env)
+    phone = device(ANA)
+    iid, rid = _failed_photo_inspection(phone, env)
+    first = photo_record(phone, iid, rid, secret)
+    second = photo_record(phone, iid, rid, secret)
+    phone.sync()
+    assert _upload(client, phone, first, secret, complete=False).status_code == 200
+    upload_photo(phone, second, secret)
+    done = client.post(f"/api/v1/attachments/{first}/complete", headers=phone.headers())
+    assert done.status_code == 200 and done.get_json()["uploaded"] is True
+    sha = hashlib.sha256(secret).hexdigest()
+    with app.app_context():
+        assert not blob_store().exists(uploads.staged_key(sha, first))
