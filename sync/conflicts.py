@@ -120,6 +120,19 @@ def _wanted(conflict: Conflict, resolution: str, value: Any) -> dict[str, Any]:
     return out
 
 
+def _device_changes(device_value: Any, wanted: dict[str, Any]) -> dict[str, Any]:
+    """Of a device's whole record refused as an update of a stored one, the columns it changed
+    (`_changed`), as the push would have applied them: the rest is the device's copy of the
+    server's values, stale by now, and taking it would undo what others changed since."""
+    if not isinstance(device_value, dict) or device_value.get("_status") == "created":
+        return wanted
+    raw = device_value.get("_changed")
+    if not isinstance(raw, str) or not raw.strip():
+        return wanted
+    named = {c.strip() for c in raw.split(",")}
+    return {c: v for c, v in wanted.items() if c in named}
+
+
 def _checked(spec: TableSpec, values: dict[str, Any]) -> dict[str, Any]:
     """Check each value exactly as a push would and convert it to its stored form."""
     errors: dict[str, list[str]] = {}
@@ -231,6 +244,8 @@ def _apply_values(
     scope.check_write(current.get("site_id") or conflict.site_id, "record")
     if resolution == "keep_server" and _frozen(inspection):
         return {}  # it can never change again: the stored value is the server's for good
+    if resolution == "take_device" and not conflict.column:
+        wanted = _device_changes(conflict.device_value, wanted)
     values = _checked(spec, wanted)
     changes = {c: v for c, v in values.items() if current.get(c) != v}
     if "status" in changes:

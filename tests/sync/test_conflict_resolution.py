@@ -525,3 +525,40 @@ def test_a_resolution_moves_a_record_only_to_an_answer_of_its_inspection(env, de
     assert _resolve(api, conflict.id, "edit", other).status_code == 200
     db.expire_all()
     assert db.get(Attachment, att).response_id == other
+
+
+def _refused_edit_of_anas(env, device, db):
+    """Ben edits the notes of Ana's inspection (refused: out of scope, his whole copy kept)."""
+    ana, ben = device(ANA, "ana"), device(BEN, "ben")
+    ana.sync()
+    iid = new_inspection(ana, env)
+    ana.sync()
+    ben.sync()
+    ben.update("inspections", iid, notes="seen by ben")
+    assert [c["kind"] for c in ben.sync()["conflicts"]] == ["out_of_scope"]
+    return ana, iid, db.query(Conflict).filter_by(record_id=iid, kind="out_of_scope").one()
+
+
+def test_taking_a_refused_edit_applies_only_the_columns_the_device_changed(env, device, api, db):
+    # The conflict keeps the device's whole record: the columns it did not change are its copy
+    # of the server's values, stale once someone else edits them.
+    ana, iid, conflict = _refused_edit_of_anas(env, device, db)
+    ana.update("inspections", iid, area="Room 1204")
+    ana.sync()
+    assert _resolve(api, conflict.id, "take_device").status_code == 200
+    db.expire_all()
+    insp = db.get(Inspection, iid)
+    assert (insp.notes, insp.area) == ("seen by ben", "Room 1204")
+    ana.sync()
+    assert ana.get("inspections", iid)["area"] == "Room 1204"
+
+
+def test_taking_a_refused_edit_after_the_status_moved_on(env, device, api, db):
+    # The device's stale status is no change of its own: taking its note is not a status move.
+    ana, iid, conflict = _refused_edit_of_anas(env, device, db)
+    ana.update("inspections", iid, status="draft")
+    ana.sync()
+    assert _resolve(api, conflict.id, "take_device").status_code == 200
+    db.expire_all()
+    insp = db.get(Inspection, iid)
+    assert (insp.notes, insp.status) == ("seen by ben", "draft")
