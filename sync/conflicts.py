@@ -16,7 +16,7 @@ from store.models import Blob, Conflict
 from store.signature_limits import blob_problem
 from store.types import utcnow
 from sync import writer
-from sync.push import Rules, answer_problem, to_db, tombstone
+from sync.push import Rules, adopt_pending, answer_problem, to_db, tombstone
 from sync.scope import Scope
 from sync.tables import PLACEMENT, TABLES, UPLOADED_CONTENT, TableSpec
 from sync.validate import REQUIRED, check_value
@@ -206,6 +206,9 @@ def _lock_record(session: Session, conflict: Conflict) -> tuple[Row | None, Row 
         writer.load_rows(session, table, "id", [rows[0]["inspection_id"]], lock=True)
     if conflict.table_name == "inspections":
         return parent, parent
+    if rows[0].get("pending_upload"):
+        # Bytes without their record: locked once the parents it is created under are.
+        return rows[0], parent
     if lock and conflict.table_name == "attachments" and rows[0].get("action_id"):
         # A photo of an action is judged by the action's status (a fix's evidence is kept):
         # the action is held before the photo, as a push holds it.
@@ -229,10 +232,12 @@ def _apply_values(
     name = conflict.table_name
     spec = TABLES[name]
     current, inspection = _lock_record(session, conflict)
-    if current is None:
+    if current is None or current.get("pending_upload"):
         if resolution == "keep_server":
             return {}  # the server has no such record, and keeps having none
-        return _create(session, scope, conflict, cs, wanted)
+        # Bytes that came before the record (or after it was refused) hold its id: the
+        # record is made over them, as a push makes it.
+        return _create(session, scope, conflict, cs, wanted, pending=current)
     if current.get("deleted_at") is not None:
         if resolution == "keep_server":
             return {}  # the server's state is the tombstone: nothing to write
@@ -403,9 +408,15 @@ def _plan(
 
 
 def _create(
-    session: Session, scope: Scope, conflict: Conflict, cs: ChangeSet, wanted: dict[str, Any]
+    session: Session,
+    scope: Scope,
+    conflict: Conflict,
+    cs: ChangeSet,
+    wanted: dict[str, Any],
+    pending: Row | None = None,
 ) -> dict[str, Any]:
-    """Create the record a device sent but the server never stored, at the conflict's site."""
+    """Create the record a device sent but the server never stored, at the conflict's site
+    (over the `pending` row its bytes made if they came first)."""
     name = conflict.table_name
     site = conflict.site_id
     if not site or not scope.sees_site(site):
@@ -446,10 +457,37 @@ def _create(
         row["created_by"] = conflict.user_id
     if name == "attachments":
         row["kind"] = row.get("kind") or "photo"
+    if pending is not None:
+        # Held after its parents, in the order every writer takes them; read again under it.
+        found = writer.load_rows(
+            session, TABLES[name].table, "id", [conflict.record_id], lock=is_postgres(session)
+        )
+        pending = found[0] if found else None
+    if pending is not None and pending.get("pending_upload"):
+        adopt_pending(cs, name, pending, row, conflict.user_id, _unsigned(session, pending, row))
+        return values
+    if pending is not None:
+        raise Invalid(  # the device's own push created it meanwhile: try again
+            "The record was stored meanwhile; look at the conflict again.",
+            reason="not_resolvable",
+        )
     cs.add_new(name, row)
     # Created as a push creates it, so the rules check its status and its inspection's lock.
     cs.device_changed.setdefault(name, {})[conflict.record_id] = set(row)
     return values
+
+
+def _unsigned(session: Session, pending: Row, row: Row) -> tuple | None:
+    """Why the bytes an upload processed as a photo cannot serve the signature the record
+    says it is (None when they can, or it is none), as a push judges them."""
+    if row.get("kind") != "signature" or not pending.get("uploaded"):
+        return None
+    if pending.get("kind") == "signature":
+        return None
+    blob = session.get(Blob, pending.get("sha256") or "")
+    if blob is None:
+        return ("not_uploaded", "The server holds no processed bytes for this attachment.")
+    return blob_problem(blob.mime, blob.width, blob.height)
 
 
 def _check_parents(session: Session, conflict: Conflict, cs: ChangeSet, row: Row) -> None:

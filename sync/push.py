@@ -124,6 +124,28 @@ def answer_problem(name: str, inspection_id: str | None, answer: Row | None) -> 
     return None
 
 
+def adopt_pending(
+    cs: ChangeSet, name: str, pending: Row, row: Row, owner: str | None, unsigned: Any
+) -> None:
+    """Plan a created record over the pending one its bytes made when they arrived first."""
+    # Keep what the upload learnt, take the rest; but only for the uploader's own record
+    # describing those very bytes, or anyone who guessed the id could claim evidence they
+    # never sent.
+    after = cs.add_context(name, pending)
+    same = pending.get("uploaded_by") == owner and all(
+        pending.get(c) == row.get(c) for c in UPLOADED_CONTENT
+    )
+    keep = {k: pending[k] if same else None for k in _UPLOAD_LEARNT}
+    keep["uploaded"] = bool(same and pending["uploaded"])
+    if row.get("kind") == "signature" and unsigned:
+        # Bytes processed as the photo the upload guessed serve a signature only if they pass
+        # its checks (`unsigned` says why not): else the record waits for bytes, and uploading
+        # them again says why they are refused (the upload path's 422).
+        keep.update(dict.fromkeys(_UPLOAD_LEARNT[2:]), uploaded=False)
+    after.update(row, pending_upload=False, **keep)
+    cs.device_changed.setdefault(name, {})[row["id"]] = set(row)
+
+
 def _changed_columns(spec_name: str, rec: dict[str, Any], is_update: bool) -> list[str]:
     """Writable columns this record changes: `_changed` when present, else all it carries."""
     spec = TABLES[spec_name]
@@ -841,22 +863,8 @@ class _Push:
     def create(self, name: str, rec: dict[str, Any], site: str, pending: Row | None) -> None:
         row = self.new_row(name, rec, site)
         if pending is not None:
-            # Bytes arrived before this record: keep what the upload learnt, take the rest;
-            # but only for the uploader's own record describing those very bytes, or anyone
-            # who guessed the id could claim evidence they never sent.
-            after = self.cs.add_context(name, pending)
-            same = pending.get("uploaded_by") == self.scope.user_id and all(
-                pending.get(c) == row.get(c) for c in UPLOADED_CONTENT
-            )
-            keep = {k: pending[k] if same else None for k in _UPLOAD_LEARNT}
-            keep["uploaded"] = bool(same and pending["uploaded"])
-            if row.get("kind") == "signature" and self.unsigned.get(pending.get("sha256") or ""):
-                # Bytes processed as the photo the upload guessed serve a signature only if
-                # they pass its checks: else the record waits for bytes, and uploading them
-                # again says why they are refused (the upload path's 422).
-                keep.update(dict.fromkeys(_UPLOAD_LEARNT[2:]), uploaded=False)
-            after.update(row, pending_upload=False, **keep)
-            self.cs.device_changed.setdefault(name, {})[rec["id"]] = set(row)
+            unsigned = self.unsigned.get(pending.get("sha256") or "")
+            adopt_pending(self.cs, name, pending, row, self.scope.user_id, unsigned)
             return
         self.cs.add_new(name, row)
         self.cs.device_changed.setdefault(name, {})[rec["id"]] = set(row)

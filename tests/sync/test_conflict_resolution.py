@@ -9,12 +9,15 @@ from sqlalchemy import update
 
 from store.models import Action, Attachment, AuditEvent, Conflict, Inspection, Response
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, SOUTH
+from tests.media.conftest import jpeg
 from tests.sync_env import (
     answer,
     completed_with_action,
     concurrent_action_edit,
     new_inspection,
+    photo_record,
     refused_fix_photo_deletion,
+    upload_photo,
 )
 
 
@@ -562,3 +565,29 @@ def test_taking_a_refused_edit_after_the_status_moved_on(env, device, api, db):
     db.expire_all()
     insp = db.get(Inspection, iid)
     assert (insp.notes, insp.status) == ("seen by ben", "draft")
+
+
+def test_a_refused_photo_whose_bytes_came_is_taken_with_them(env, device, api, db):
+    # The app uploads a photo's bytes whatever became of its record: refused, the record left
+    # the bytes' pending row under its id, and a resolution must make the record over it (it
+    # was refused as a move of that row), keeping the verified bytes of its own uploader.
+    phone, first, _mine, _second, theirs = _two_answered(env, device)
+    data = jpeg(40, 30)
+    att = photo_record(phone, first, theirs, data)
+    assert [c["kind"] for c in phone.sync()["conflicts"]] == ["invalid_parent"]
+    upload_photo(phone, att, data)
+    db.expire_all()
+    assert db.get(Attachment, att).pending_upload
+    conflict = db.query(Conflict).filter_by(record_id=att).one()
+    value = dict(conflict.device_value, response_id=None)
+    assert _resolve(api, conflict.id, "edit", value).status_code == 200
+    db.expire_all()
+    row = db.get(Attachment, att)
+    assert (row.pending_upload, row.uploaded, row.inspection_id, row.site_id) == (
+        False,
+        True,
+        first,
+        env["sites"]["N-HOTEL"],
+    )
+    phone.sync()
+    assert phone.get("attachments", att)["uploaded"] is True
