@@ -8,7 +8,7 @@ from sqlalchemy import ColumnElement, Table, delete, exists, func, select, updat
 from sqlalchemy.orm import Session
 
 from store import rollups
-from store.models import SyncCounter
+from store.models import Conflict, SyncCounter
 from store.types import utcnow
 from sync.tables import TABLES
 
@@ -45,7 +45,10 @@ def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
         table = spec.table
         result = session.execute(
             delete(table).where(
-                table.c.deleted_at < cutoff, table.c.server_rev <= highest, *_unreferenced(table)
+                table.c.deleted_at < cutoff,
+                table.c.server_rev <= highest,
+                *_unreferenced(table),
+                ~_disputed(spec.name, table),
             )
         )
         removed += result.rowcount or 0
@@ -53,6 +56,17 @@ def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
     for site_id, region_id in doomed:
         rollups.move_site(session, site_id, region_id, None)
     return removed
+
+
+def _disputed(name: str, table: Table) -> ColumnElement[bool]:
+    """Whether an unresolved conflict names the record: its tombstone is what tells the
+    resolution that the record was deleted (without it, taking the device's value would
+    create the deleted record again, as one the server never had)."""
+    return exists().where(
+        Conflict.table_name == name,
+        Conflict.record_id == table.c.id,
+        Conflict.resolved_at.is_(None),
+    )
 
 
 def _unreferenced(table: Table) -> list[ColumnElement[bool]]:

@@ -9,8 +9,15 @@ import hashlib
 from sqlalchemy import update
 
 from media import uploads
-from store.models import Attachment, IdempotencyRecord, Inspection, Site, SiteAssignment
-from tests.conftest import ANA, HQ_EMAIL
+from store.models import (
+    Attachment,
+    Conflict,
+    IdempotencyRecord,
+    Inspection,
+    Site,
+    SiteAssignment,
+)
+from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
 from tests.media.conftest import jpeg
 from tests.sync_env import new_inspection
 
@@ -187,3 +194,36 @@ def test_purge_keeps_a_closed_sites_tombstone_while_its_history_points_at_it(
     body = resp.get_json()
     assert resp.status_code == 200 and body["experimentalStrategy"] == "replacement"
     assert hotel not in {s["id"] for s in body["changes"]["sites"]["updated"]}
+
+
+def test_purge_keeps_the_tombstone_of_a_record_an_open_conflict_names(app, env, device, api, db):
+    """Ben's refused edit of Ana's inspection waits for a manager; Ana deletes the inspection.
+    Purged, its tombstone no longer told the resolution that it was deleted: taking Ben's
+    value created it again (as a record the server never had), with Ben as its inspector."""
+    ana, ben = device(ANA, "ana"), device(BEN, "ben")
+    ana.sync()
+    iid = new_inspection(ana, env)
+    ana.sync()
+    ben.sync()
+    ben.update("inspections", iid, notes="seen by ben")
+    assert [c["kind"] for c in ben.sync()["conflicts"]] == ["out_of_scope"]
+    conflict = db.query(Conflict).filter_by(record_id=iid, kind="out_of_scope").one()
+    ana.delete("inspections", iid)
+    ana.sync()
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    db.execute(update(Inspection).where(Inspection.id == iid).values(deleted_at=long_ago))
+    db.commit()
+    assert app.test_cli_runner().invoke(args=["sync", "purge"]).exit_code == 0
+    resp = api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json={"resolution": "take_device"})
+    assert resp.status_code == 422 and resp.get_json()["reason"] == "not_resolvable"
+    db.expire_all()
+    assert db.get(Inspection, iid).deleted_at is not None
+    # Once the conflict is closed, the next purge takes the tombstone.
+    resp = api.post(f"/conflicts/{conflict.id}/resolve", NORTH, json={"resolution": "keep_server"})
+    assert resp.status_code == 200
+    db.execute(update(Inspection).where(Inspection.id == iid).values(deleted_at=long_ago))
+    db.commit()
+    result = app.test_cli_runner().invoke(args=["sync", "purge"])
+    assert "purged 1 tombstones" in result.output, result.output
+    db.expire_all()
+    assert db.get(Inspection, iid) is None
