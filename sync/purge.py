@@ -14,7 +14,7 @@ from sync.tables import TABLES
 
 
 def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
-    """Delete tombstones older than the horizon; record the highest purged rev first.
+    """Delete tombstones older than the horizon; record the highest purged rev (last).
 
     Safe while devices sync: purged_rev is raised in the same transaction as the deletes, so a
     puller's snapshot sees either both (and answers an old cursor with a replacement) or neither.
@@ -29,11 +29,6 @@ def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
         highest = max(highest, top or 0)
     if not highest:
         return 0
-    session.execute(
-        update(SyncCounter)
-        .where(SyncCounter.id == 1, SyncCounter.purged_rev < highest)
-        .values(purged_rev=highest)
-    )
     sites = TABLES["sites"].table
     doomed = session.execute(
         select(sites.c.id, sites.c.region_id).where(
@@ -55,6 +50,14 @@ def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
     # Reports join inspections to their site: a purged site's live ones leave the regions.
     for site_id, region_id in doomed:
         rollups.move_site(session, site_id, region_id, None)
+    # The counter's row last, as every writer takes it (right before COMMIT): taken first, it
+    # made each push wait for the whole purge, and a writer holding a tombstone's row while
+    # it waited for the counter deadlocked with the purge waiting for that row.
+    session.execute(
+        update(SyncCounter)
+        .where(SyncCounter.id == 1, SyncCounter.purged_rev < highest)
+        .values(purged_rev=highest)
+    )
     return removed
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
+import time
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import select, text, update
 
 from media import uploads
 from store.models import (
@@ -16,8 +19,9 @@ from store.models import (
     Inspection,
     Site,
     SiteAssignment,
+    SyncCounter,
 )
-from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH
+from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, TEST_DATABASE_URL
 from tests.media.conftest import jpeg
 from tests.sync_env import new_inspection
 
@@ -227,3 +231,51 @@ def test_purge_keeps_the_tombstone_of_a_record_an_open_conflict_names(app, env, 
     assert "purged 1 tombstones" in result.output, result.output
     db.expire_all()
     assert db.get(Inspection, iid) is None
+
+
+@pytest.mark.skipif(
+    not (TEST_DATABASE_URL or "").startswith("postgres"),
+    reason="SQLite writers take the one write lock at BEGIN: they never overlap",
+)
+def test_a_purge_takes_the_counter_last_as_writers_do(app, env, device, db):
+    """A writer (a push, a resolution) holds the rows it decides on, a tombstone among them, and
+    takes the counter's row right before COMMIT. The purge took the counter first, then waited
+    for that tombstone: a deadlock, and PostgreSQL ended the purge (every push meanwhile
+    waited for the purge's whole run)."""
+    a = device(ANA, "a")
+    a.sync()
+    gone = new_inspection(a, env)
+    a.sync()
+    a.delete("inspections", gone)
+    a.sync()
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    db.execute(update(Inspection).where(Inspection.id == gone).values(deleted_at=long_ago))
+    db.commit()
+    engine = app.extensions["db_engine"]
+    out: dict = {}
+
+    def purge() -> None:
+        out["result"] = app.test_cli_runner().invoke(args=["sync", "purge"])
+
+    with engine.connect() as writer:
+        writer.execute(select(Inspection.id).where(Inspection.id == gone).with_for_update())
+        thread = threading.Thread(target=purge)
+        thread.start()
+        deadline = time.monotonic() + 20
+        with engine.connect() as watcher:
+            while thread.is_alive() and time.monotonic() < deadline:
+                if watcher.execute(
+                    text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                ).scalar():
+                    break
+                watcher.rollback()
+                time.sleep(0.02)
+        writer.execute(text("SET LOCAL lock_timeout = '5s'"))
+        writer.execute(update(SyncCounter).values(value=SyncCounter.value + 1))  # stamps
+        writer.commit()
+    thread.join(60)
+    result = out["result"]
+    assert result.exit_code == 0, repr(result.exception)
+    assert "purged 1 tombstones" in result.output
+    db.expire_all()
+    assert db.get(Inspection, gone) is None
