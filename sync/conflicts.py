@@ -381,6 +381,34 @@ def _take_answer(
     return {"kept": current["id"], "deleted": sorted(r["id"] for r in others)}
 
 
+def _keep_answers(
+    session: Session, scope: Scope, conflict: Conflict, cs: ChangeSet
+) -> dict[str, Any]:
+    """Keep the server's answers to the item: the device's, scored as the newest, is deleted
+    as a device's deletion of it would be (closing the conflict alone left it scored);
+    returns what was done."""
+    current = _live_record(session, scope, conflict, cs)
+    if current is None:
+        return {}  # the device's answer is gone already
+    if _frozen(cs.before.get("inspections", {}).get(current["inspection_id"])):
+        return {}  # it can never change again: the answers stay as they were approved
+    table = TABLES["responses"].table
+    rows = writer.load_rows(
+        session, table, "inspection_id", [current["inspection_id"]], lock=is_postgres(session)
+    )
+    others = sorted(
+        r["id"]
+        for r in rows
+        if r["item_key"] == current["item_key"]
+        and r["id"] != current["id"]
+        and r.get("deleted_at") is None
+    )
+    if not others:
+        return {}  # the server's answers were deleted since: the device's is the only one
+    tombstone(session, cs, "responses", current)
+    return {"kept": others, "deleted": [current["id"]]}
+
+
 def _plan(
     session: Session,
     scope: Scope,
@@ -394,11 +422,13 @@ def _plan(
         return _take_deletion(session, scope, conflict, cs)
     if resolution == "take_device" and conflict.kind == "duplicate_response":
         return _take_answer(session, scope, conflict, cs)
+    if resolution == "keep_server" and conflict.kind == "duplicate_response":
+        return _keep_answers(session, scope, conflict, cs)
     if resolution == "edit" and conflict.kind == "duplicate_response":
         # Its column is item_key, but editing that would move an answer to another item.
         raise Invalid(
             "Two answers for one item are resolved by choosing one: take_device keeps this "
-            "answer as the item's only one, keep_server keeps the others as they are.",
+            "answer as the item's only one, keep_server keeps the others and deletes this one.",
             reason="not_resolvable",
         )
     wanted = _wanted(conflict, resolution, value)

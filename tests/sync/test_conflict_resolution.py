@@ -591,3 +591,20 @@ def test_a_refused_photo_whose_bytes_came_is_taken_with_them(env, device, api, d
     )
     phone.sync()
     assert phone.get("attachments", att)["uploaded"] is True
+
+
+def test_keep_server_of_a_duplicate_answer_keeps_the_servers_answer_scored(env, device, api, db):
+    # Closing the conflict alone left the device's answer (9 °C, critical) live and scored:
+    # the inspection stayed critically failed on the answer the manager chose against.
+    a, iid, first, second, conflict = _duplicate(env, device, db)
+    assert db.get(Inspection, iid).critical_failed
+    assert _resolve(api, conflict.id, "keep_server").status_code == 200
+    db.expire_all()
+    assert db.get(Response, second).deleted_at is not None
+    kept = db.get(Response, first)
+    assert (kept.deleted_at, kept.value) == (None, "3")
+    insp = db.get(Inspection, iid)
+    assert (insp.critical_failed, insp.has_conflicts) == (False, False)
+    assert not _unresolved(db, conflict.id)
+    a.sync()
+    assert a.get("responses", second) is None and a.get("responses", first) is not None
