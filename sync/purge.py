@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from store import rollups
 from store.models import Conflict, SyncCounter
 from store.types import utcnow
-from sync.tables import TABLES
+from sync.push import ORDER
+from sync.tables import TABLES, TableSpec
 
 
 def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
@@ -36,7 +37,7 @@ def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
         )
     ).all()
     removed = 0
-    for spec in TABLES.values():
+    for spec in sorted(TABLES.values(), key=_lock_order):
         table = spec.table
         result = session.execute(
             delete(table).where(
@@ -59,6 +60,13 @@ def purge_tombstones(session: Session, horizon: dt.timedelta) -> int:
         .values(purged_rev=highest)
     )
     return removed
+
+
+def _lock_order(spec: TableSpec) -> int:
+    """Tables in the order writers lock their rows (push.ORDER: inspections, answers, actions,
+    then photos), after those no writer locks: a tombstone a writer holds is then waited for
+    while the purge holds none that writer wants next."""
+    return ORDER.index(spec.name) + 1 if spec.name in ORDER else 0
 
 
 def _disputed(name: str, table: Table) -> ColumnElement[bool]:

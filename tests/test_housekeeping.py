@@ -13,6 +13,7 @@ from sqlalchemy import select, text, update
 
 from media import uploads
 from store.models import (
+    Action,
     Attachment,
     Conflict,
     IdempotencyRecord,
@@ -23,7 +24,7 @@ from store.models import (
 )
 from tests.conftest import ANA, BEN, HQ_EMAIL, NORTH, TEST_DATABASE_URL
 from tests.media.conftest import jpeg
-from tests.sync_env import new_inspection
+from tests.sync_env import action_with_photo, new_inspection
 
 
 def test_purge_then_an_old_cursor_gets_a_replacement(app, env, device, db):
@@ -233,10 +234,50 @@ def test_purge_keeps_the_tombstone_of_a_record_an_open_conflict_names(app, env, 
     assert db.get(Inspection, iid) is None
 
 
-@pytest.mark.skipif(
+_PG_ONLY = pytest.mark.skipif(
     not (TEST_DATABASE_URL or "").startswith("postgres"),
     reason="SQLite writers take the one write lock at BEGIN: they never overlap",
 )
+
+
+def _purge_while_held(app, held, then) -> dict:
+    """A writer holds rows (`held`), the purge starts and runs into them, then the writer
+    runs `then` (more rows, in its order) and commits; returns the purge's CLI result."""
+    engine = app.extensions["db_engine"]
+    out: dict = {}
+
+    def purge() -> None:
+        out["result"] = app.test_cli_runner().invoke(args=["sync", "purge"])
+
+    with engine.connect() as writer:
+        writer.execute(held)
+        thread = threading.Thread(target=purge)
+        thread.start()
+        deadline = time.monotonic() + 20
+        waiting = text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        with engine.connect() as watcher:
+            while thread.is_alive() and time.monotonic() < deadline:
+                if watcher.execute(waiting).scalar():
+                    break
+                watcher.rollback()
+                time.sleep(0.02)
+        writer.execute(text("SET LOCAL lock_timeout = '5s'"))
+        for statement in then:
+            writer.execute(statement)
+        writer.commit()
+    thread.join(60)
+    return out
+
+
+def _purgeable(db, *models_and_ids) -> None:
+    """Make these tombstones older than the horizon."""
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    for model, rid in models_and_ids:
+        db.execute(update(model).where(model.id == rid).values(deleted_at=long_ago))
+    db.commit()
+
+
+@_PG_ONLY
 def test_a_purge_takes_the_counter_last_as_writers_do(app, env, device, db):
     """A writer (a push, a resolution) holds the rows it decides on, a tombstone among them, and
     takes the counter's row right before COMMIT. The purge took the counter first, then waited
@@ -248,34 +289,38 @@ def test_a_purge_takes_the_counter_last_as_writers_do(app, env, device, db):
     a.sync()
     a.delete("inspections", gone)
     a.sync()
-    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
-    db.execute(update(Inspection).where(Inspection.id == gone).values(deleted_at=long_ago))
-    db.commit()
-    engine = app.extensions["db_engine"]
-    out: dict = {}
-
-    def purge() -> None:
-        out["result"] = app.test_cli_runner().invoke(args=["sync", "purge"])
-
-    with engine.connect() as writer:
-        writer.execute(select(Inspection.id).where(Inspection.id == gone).with_for_update())
-        thread = threading.Thread(target=purge)
-        thread.start()
-        deadline = time.monotonic() + 20
-        with engine.connect() as watcher:
-            while thread.is_alive() and time.monotonic() < deadline:
-                if watcher.execute(
-                    text("SELECT count(*) FROM pg_locks WHERE NOT granted")
-                ).scalar():
-                    break
-                watcher.rollback()
-                time.sleep(0.02)
-        writer.execute(text("SET LOCAL lock_timeout = '5s'"))
-        writer.execute(update(SyncCounter).values(value=SyncCounter.value + 1))  # stamps
-        writer.commit()
-    thread.join(60)
+    _purgeable(db, (Inspection, gone))
+    out = _purge_while_held(
+        app,
+        select(Inspection.id).where(Inspection.id == gone).with_for_update(),
+        [update(SyncCounter).values(value=SyncCounter.value + 1)],  # stamps
+    )
     result = out["result"]
     assert result.exit_code == 0, repr(result.exception)
     assert "purged 1 tombstones" in result.output
     db.expire_all()
     assert db.get(Inspection, gone) is None
+
+
+@_PG_ONLY
+def test_a_purge_takes_tombstones_in_the_order_writers_lock_them(app, env, device, db):
+    """Writers lock an action before its photos (a push, a resolution); the purge deleted
+    photos before actions, and deadlocked with a writer holding an old action's tombstone."""
+    aid, att = action_with_photo(env, device, uploaded=False)
+    phone = device(ANA, "phone-2")
+    phone.sync()
+    phone.delete("actions", aid)  # with its photo
+    assert phone.sync()["conflicts"] == []
+    _purgeable(db, (Action, aid), (Attachment, att))
+    out = _purge_while_held(
+        app,
+        select(Action.id).where(Action.id == aid).with_for_update(),
+        [
+            select(Attachment.id).where(Attachment.id == att).with_for_update(),
+            update(SyncCounter).values(value=SyncCounter.value + 1),
+        ],
+    )
+    result = out["result"]
+    assert result.exit_code == 0, repr(result.exception)
+    db.expire_all()
+    assert db.get(Action, aid) is None and db.get(Attachment, att) is None
