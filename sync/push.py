@@ -402,6 +402,11 @@ class _Push:
             # Its inspection shows the conflict (has_conflicts), when the pusher sees it: a
             # refusal never writes where the pusher may not.
             self.cs.recompute.add(inspection_id)
+            stored = self.existing.get("inspections", {}).get(inspection_id)
+            if stored is not None and inspection_id not in self.cs.after.get("inspections", {}):
+                # The refused change was to the inspection row itself: the rules flag only
+                # the inspections in the plan, so it joins as it is stored.
+                self.cs.add_context("inspections", stored)
         note = ConflictNote(
             kind=kind,
             table=name,
