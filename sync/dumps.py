@@ -101,7 +101,7 @@ def plan(owed: Dump | None, *, first: bool, low: int, end: int, new: list[Task])
             owed = Dump(tuple(replace(t, as_of=end) for t in owed.tasks))
     tasks = list(owed.tasks) if owed is not None else []
     for task in new:
-        rest = _uncovered(tasks, task)
+        rest = _uncovered(tasks, task, low)
         if rest is not None:
             tasks.append(rest)
     if not tasks:
@@ -109,9 +109,15 @@ def plan(owed: Dump | None, *, first: bool, low: int, end: int, new: list[Task])
     return Dump(tuple(tasks), owed.seen if owed is not None else ())
 
 
-def _uncovered(tasks: list[Task], task: Task) -> Task | None:
-    """The part of `task` no task owed already covers (None: all of it is covered)."""
+def _uncovered(tasks: list[Task], task: Task, low: int) -> Task | None:
+    """The part of `task` no task owed already covers (None: all of it is covered). A site
+    gained again (given back, or back in the region) is covered only by a task taken on after
+    the cursor `low` (the same gain, seen again by a retried page): an older task may have
+    passed the site while it was out of sight, and the changes made there meanwhile, above
+    its `as_of`, went in no page."""
     same = [t for t in tasks if t.table == task.table]
+    if task.sites is not None:
+        same = [t for t in same if t.as_of > low]
     if any(t.sites is None for t in same):
         return None
     if task.sites is None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from store.models import Site, SyncCounter
+from store.models import Site, SiteAssignment, SyncCounter
 from sync import dumps
 from sync.pull import SITE_COLUMN
 from sync.tables import TABLES
@@ -185,6 +185,58 @@ def test_records_changed_or_deleted_while_the_site_is_paged_arrive_as_they_are_n
     assert history["responses"] - {gone} <= set(final)
 
 
+def _revoke(api, env, db, site: str = "S-HOTEL") -> None:
+    db.expire_all()
+    assignment = db.scalar(
+        select(SiteAssignment.id).where(
+            SiteAssignment.user_id == env["users"][ANA],
+            SiteAssignment.site_id == env["sites"][site],
+            SiteAssignment.revoked_at.is_(None),
+        )
+    )
+    assert api.delete(f"/assignments/{assignment}", HQ_EMAIL).status_code == 204
+
+
+def _sync_to_the_end(phone) -> None:
+    for _ in range(100):
+        phone.sync()
+        if not phone.has_more:
+            return
+    raise AssertionError("the pull does not end")
+
+
+def test_a_site_taken_back_and_given_back_mid_dump_arrives_whole(env, device, api, db):
+    """The site is revoked after the first page and given back two pages later: what was
+    written there meanwhile went in no page (out of scope), so the site comes whole again."""
+    _south_history(env, device, db)
+    phone = device(ANA, "phone", limit=LIMIT)
+    phone.one_page = True
+    _sync_to_the_end(phone)
+    _grant(api, env)
+    phone.sync()
+    assert phone.has_more
+    _revoke(api, env, db)
+    ben = device(BEN, "ben")
+    ben.sync()
+    made = new_inspection(ben, env, site="S-HOTEL")
+    answer(ben, made, "clean", "yes")
+    ben.sync()
+    writer = device(ANA, "writer")  # more of Ana's changes than a page holds, after Ben's
+    writer.sync()
+    for _ in range(LIMIT + 1):
+        new_inspection(writer, env)
+    writer.sync()
+    phone.sync()
+    assert phone.has_more
+    _grant(api, env)
+    _sync_to_the_end(phone)
+    _sync_to_the_end(phone)
+    db.expire_all()
+    for table, ids in _at_site(db, env["sites"]["S-HOTEL"]).items():
+        assert ids <= set(phone.live(table)), table
+    assert phone.get("inspections", made) is not None
+
+
 def test_a_site_joining_a_managers_region_arrives_in_pages(env, device, api, db):
     history = _south_history(env, device, db)
     phone = device(NORTH, "north", limit=LIMIT)
@@ -289,7 +341,9 @@ def test_a_part_under_the_cursor_asked_from_asks_for_a_fresh_one():
 
 
 def test_a_task_owed_already_is_not_added_twice_and_a_lost_site_is_skipped():
-    owed = dumps.Dump((dumps.Task("a", ("s1", "s2"), 10),), seen=((10, (0, 0, -1)),))
+    # The page from cursor 10 took the task on (as of 11); its answer was lost, and the page
+    # again from 10 sees the same grants again.
+    owed = dumps.Dump((dumps.Task("a", ("s1", "s2"), 11),), seen=((10, (0, 0, -1)),))
     more = dumps.plan(
         owed,
         first=False,
@@ -297,7 +351,12 @@ def test_a_task_owed_already_is_not_added_twice_and_a_lost_site_is_skipped():
         end=11,
         new=[dumps.Task("a", ("s2", "s3"), 11), dumps.Task("a", ("s1",), 11)],
     )
-    assert more.tasks == (dumps.Task("a", ("s1", "s2"), 10), dumps.Task("a", ("s3",), 11))
+    assert more.tasks == (dumps.Task("a", ("s1", "s2"), 11), dumps.Task("a", ("s3",), 11))
+    # A site gained again since a task older than the cursor listed it (the dump may have
+    # passed it while it was out of sight): taken on again, as of this page.
+    passed = dumps.Dump((dumps.Task("a", ("s1", "s2"), 10),), seen=((12, (0, 1, -1)),))
+    again = dumps.plan(passed, first=False, low=12, end=13, new=[dumps.Task("a", ("s1",), 13)])
+    assert again.tasks[-1] == dumps.Task("a", ("s1",), 13) and again.at == (0, 1, -1)
     store = {("a", "s1"): [1], ("a", "s2"): [2], ("a", "s3"): [3]}
     log: list = []
     left, rest = dumps.serve(more, 10, 10, 11, lambda s: s != "s2", _render(store, log))
