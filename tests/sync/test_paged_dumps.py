@@ -159,27 +159,25 @@ def test_records_changed_or_deleted_while_the_site_is_paged_arrive_as_they_are_n
     phone = device(ANA, "phone", limit=LIMIT)
     phone.sync()
     _grant(api, env)
-    first = _page(phone, phone.last_pulled_at)
-    assert first["has_more"]
-    sent_first = _updated([first], "responses")
+    # The pull's pages until some answers are sent and some are still to come.
+    pages = [_page(phone, phone.last_pulled_at)]
+    while not _updated(pages, "responses") and pages[-1]["has_more"]:
+        pages.append(_page(phone, pages[-1]["timestamp"]))
+    sent = _updated(pages, "responses")
+    pending = sorted(history["responses"] - sent)
+    assert sent and pending and pages[-1]["has_more"]
     # Meanwhile Ben edits an answer already sent and deletes one not sent yet.
-    pending = sorted(history["responses"] - sent_first)
-    edited = sorted(sent_first)[0] if sent_first else pending.pop()
+    edited, gone = sorted(sent)[0], pending[-1]
     ben.update("responses", edited, note="re-checked")
-    gone = pending.pop()
     ben.delete("responses", gone)
     ben.sync()
-    rest = _pages(phone, first["timestamp"])
-    pages = [first, *rest]
+    pages += _pages(phone, pages[-1]["timestamp"])
     final: dict[str, dict] = {}
-    deleted: set[str] = set()
     for p in pages:  # merged in order, as a client merges the pages of one pull
         for rec in p["changes"]["responses"]["updated"]:
             final[rec["id"]] = rec
-            deleted.discard(rec["id"])
         for rid in p["changes"]["responses"]["deleted"]:
             final.pop(rid, None)
-            deleted.add(rid)
     assert final[edited]["note"] == "re-checked"
     assert gone not in final
     assert history["responses"] - {gone} <= set(final)
